@@ -1,0 +1,69 @@
+"""derive: derive backpropagation symbolically and prove the textbook formulas.
+
+    >>> import derive
+    >>> net = derive.load("two-two-two")            # a built-in network, or a .toml path
+    >>> result = derive.derive(net)                 # every ∂E/∂θ, ∂E/∂v and δ recurrence
+    >>> report = derive.prove(net)                  # the formula sets that apply, proven
+    >>> report.summary()
+    {'proven': 12, 'refuted': 0, 'undecided': 0, 'total': 12}
+
+Networks are SymPy objects: build one with `derive.layered([12, 3, 2])` or
+`derive.free_form({...equations...}, cost="E", inputs=[...], targets=[...])`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .derivation import Derivations, Derived
+from .errors import DeriveError, FormulaError, InputError
+from .formulas import FormulaSet, builtin_sets, load_set
+from .network import Network, free_form, layered
+from .proof import ProofReport, Prover, Verdict
+from .proof import prove as _prove
+from .spec import builtin_names, load, parse_spec
+
+
+def derive(network: Network) -> Derived:
+    """Every gradient, node derivative and recurrence of the network's cost."""
+    return Derived(network)
+
+
+def prove(network: Network, formulas=None, *, budget: float = 5.0, seed: int = 0) -> ProofReport:
+    """Prove the formula sets that apply to `network` (all built-in sets by default).
+
+    `formulas`: built-in set ids, `FormulaSet` objects or paths to .toml files.
+    """
+    available = builtin_sets()
+    chosen = []
+    for item in formulas or list(available):
+        if isinstance(item, FormulaSet):
+            chosen.append(item)
+        elif item in available:
+            chosen.append(available[item])
+        else:
+            chosen.append(load_set(item))
+    return _prove(network, [s for s in chosen if s.applicable(network)], budget=budget, seed=seed)
+
+
+__all__ = [
+    "DeriveError",
+    "Derivations",
+    "Derived",
+    "FormulaError",
+    "FormulaSet",
+    "InputError",
+    "Network",
+    "ProofReport",
+    "Prover",
+    "Verdict",
+    "builtin_names",
+    "builtin_sets",
+    "derive",
+    "free_form",
+    "layered",
+    "load",
+    "load_set",
+    "parse_spec",
+    "prove",
+]

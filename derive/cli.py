@@ -1,0 +1,365 @@
+"""The `derive` command line.
+
+Data goes to stdout (text, or one JSON object with --json); messages and
+progress bars go to stderr. Exit codes: 0 ok, 1 a refuted or undecided
+formula (a failed check), 2 bad input, 3 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import DeriveError, InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.run(args)
+    except InputError as exc:
+        print(f"derive: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DeriveError as exc:
+        print(f"derive: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("derive: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except RecursionError:
+        print("derive: error: the input is nested too deeply to process", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug of ours: say so in one line, with where to look
+        print(f"derive: internal error ({type(exc).__name__}: {exc}); please report it", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+# ---------------------------------------------------------------------------
+# Parser
+# ---------------------------------------------------------------------------
+
+DESCRIPTION = """\
+Derive backpropagation symbolically and prove the textbook formulas.
+
+Declare a network in a TOML spec (or use a built-in one), then:
+  derive derive SPEC     every gradient ∂C/∂θ, every ∂C/∂v and the δ recurrences
+  derive prove SPEC      prove Nielsen's BP1-BP4 and the other formula sets for it
+  derive list            the built-in networks and formula sets
+
+SPEC is a path to a .toml file or the name of a built-in network.
+Exit codes: 0 ok, 1 a formula refuted or undecided, 2 bad input, 3 internal error.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="derive",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"derive {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = commands.add_parser(
+        "list",
+        help="list the built-in networks and formula sets",
+        description="List the built-in networks (usable wherever a SPEC is asked for) and formula sets.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run_list, command="list")
+
+    p = commands.add_parser(
+        "derive",
+        help="derive every gradient, node derivative and δ recurrence",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(
+            """\
+            Derive ∂C/∂θ for every parameter θ, ∂C/∂v for every intermediate node v
+            (the neuron error δ for a net input z) and each δ's backward recurrence
+            in terms of the δs of the nodes it feeds, by reverse mode over the graph.
+
+            In the output, D(C, v) stands for ∂C/∂v. With [values] in the spec, every
+            quantity is also evaluated at that point.
+
+            examples:
+              derive derive two-two-two
+              derive derive my-net.toml --latex
+              derive derive book-12-3-2 --json > gradients.json
+            """
+        ),
+    )
+    p.add_argument("spec", metavar="SPEC", help="a spec file (.toml) or a built-in network's name")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON object")
+    out.add_argument("--latex", action="store_true", help="print LaTeX (an align* environment)")
+    p.set_defaults(run=run_derive, command="derive")
+
+    p = commands.add_parser(
+        "prove",
+        help="prove the textbook formulas (BP1-BP4, …) for a network",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(
+            """\
+            Instantiate every applicable formula of the chosen formula sets for each
+            layer and index of the network, and decide each instance:
+
+              proven     an exact symbolic argument reached zero
+              refuted    a counterexample: exact values of every input, target and
+                         parameter (and a concrete σ where σ is generic) at which
+                         the two sides differ, in exact or interval arithmetic
+              undecided  neither within the time budget; says at how many random
+                         points the sides agreed (evidence, not a proof)
+
+            examples:
+              derive prove book-12-3-2
+              derive prove generic-3-4-4-2 --formulas nielsen
+              derive prove my-net.toml --formulas my-formulas.toml --json
+            """
+        ),
+    )
+    p.add_argument("spec", metavar="SPEC", help="a spec file (.toml) or a built-in network's name")
+    p.add_argument(
+        "--formulas",
+        metavar="SET",
+        nargs="+",
+        action="extend",
+        help="formula sets to prove: built-in ids (see `derive list`) or .toml files (default: every built-in set)",
+    )
+    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run_prove, command="prove")
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+
+def run_list(args) -> int:
+    from .formulas import builtin_sets
+    from .spec import builtin_names, load
+
+    networks = []
+    for name in builtin_names():
+        net = load(name)
+        networks.append(
+            {"name": name, "kind": net.kind, "parameters": len(net.parameters), "description": net.description}
+        )
+    sets = [
+        {"id": s.id, "title": s.title, "source": s.source, "formulas": [f.id for f in s.formulas]}
+        for s in builtin_sets().values()
+    ]
+    if args.json:
+        emit_json({"networks": networks, "formula_sets": sets})
+        return EXIT_OK
+    print("Built-in networks (use the name wherever a SPEC is asked for):")
+    for n in networks:
+        print(f"  {n['name']:<24} {n['kind']:<10} {n['parameters']:>4} parameters  {n['description']}")
+    print("\nFormula sets (derive prove SPEC --formulas ID):")
+    for s in sets:
+        print(f"  {s['id']:<24} {len(s['formulas']):>2} formulas  {s['title']}")
+        print(f"  {'':<24} source: {s['source']}")
+    return EXIT_OK
+
+
+def run_derive(args) -> int:
+    from .derivation import Derived
+    from .spec import load
+
+    network = load(args.spec)
+    with progress_bar(len(network.parameters) + len(network.order), "deriving") as bar:
+        derived = Derived(network, progress=bar.wrap)
+    if args.json:
+        emit_json(derived.to_dict())
+        return EXIT_OK
+    if args.latex:
+        print(derive_latex(derived))
+        return EXIT_OK
+    print(derive_text(derived))
+    return EXIT_OK
+
+
+def run_prove(args) -> int:
+    from .proof import prove
+    from .spec import load
+
+    if args.budget <= 0:
+        raise InputError("--budget must be a positive number of seconds")
+    network = load(args.spec)
+    sets = formula_sets(args.formulas)
+    applicable = [s for s in sets if s.applicable(network)]
+    if not applicable:
+        names = ", ".join(s.id for s in sets)
+        raise InputError(
+            f"no formula of {names} applies to the network '{network.name}' "
+            f"({network.kind}); see `derive list` for the sets and what they need"
+        )
+    report = prove(
+        network,
+        applicable,
+        budget=args.budget,
+        seed=args.seed,
+        progress=lambda total: progress_bar(total, "proving"),
+    )
+    if args.json:
+        emit_json(report.to_dict())
+    else:
+        print(prove_text(report))
+    return EXIT_OK if report.all_proven else EXIT_FAILED
+
+
+def formula_sets(requested: list[str] | None):
+    from .formulas import builtin_sets, load_set
+
+    builtin = builtin_sets()
+    if not requested:
+        return list(builtin.values())
+    sets = []
+    for item in requested:
+        if item in builtin:
+            sets.append(builtin[item])
+        elif item.endswith(".toml") or Path(item).exists():
+            sets.append(load_set(item))
+        else:
+            raise InputError(f"no formula set '{item}' (built-in: {', '.join(builtin)}; or give a .toml path)")
+    return sets
+
+
+# ---------------------------------------------------------------------------
+# Text and LaTeX output
+# ---------------------------------------------------------------------------
+
+
+def derive_text(derived) -> str:
+    network, d = derived.network, derived.derivation
+    values = derived.values() or {}
+    cost = network.cost.name
+
+    def shown(s) -> str:
+        return f"   = {values[s]:.10g}" if s in values else ""
+
+    backward = list(reversed(derived.nodes))
+    lines = [
+        f"{network.name}: derivatives of {cost} with respect to {len(derived.parameters)} parameters "
+        f"through {len(backward)} intermediate nodes; D({cost}, v) means ∂{cost}/∂v",
+        "",
+        f"Recurrences (each node's derivative from the nodes it feeds, nearest the cost first):",
+    ]
+    for n in backward:
+        lines.append(f"  {d.adjoint(n)} = {d.definition(n)}")
+    lines += ["", "Node derivatives in closed form:"]
+    for n in backward:
+        lines.append(f"  {d.adjoint(n)} = {d.closed_form(n)}{shown(d.adjoint(n))}")
+    lines += ["", "Gradients:"]
+    for p in derived.parameters:
+        head = f"  {d.adjoint(p)} = "
+        lines.append(f"{head}{d.definition(p)}")
+        lines.append(f"{'':<{len(head) - 2}}= {d.closed_form(p)}{shown(d.adjoint(p))}")
+    if network.cost in values:
+        lines += ["", f"Loss at [values]: {cost} = {values[network.cost]:.10g}"]
+    return "\n".join(lines)
+
+
+def derive_latex(derived) -> str:
+    d, latex = derived.derivation, derived.derivations.latex
+    lines = [r"\begin{align*}"]
+    for n in reversed(derived.nodes):
+        lines.append(rf"  {latex(d.adjoint(n))} &= {latex(d.definition(n))} \\")
+    for p in derived.parameters:
+        lines.append(rf"  {latex(d.adjoint(p))} &= {latex(d.definition(p))} = {latex(d.closed_form(p))} \\")
+    lines[-1] = lines[-1].removesuffix(r" \\")
+    lines.append(r"\end{align*}")
+    return "\n".join(lines)
+
+
+def prove_text(report) -> str:
+    network = report.network
+    summary = report.summary()
+    set_names = ", ".join(s.id for s in report.sets)
+    lines = [f"{network.name}: {summary['total']} instances from {set_names}"]
+    width = max((len(f"{r['set']}  {r['family']}") for r in report.families()), default=10)
+    for row in report.families():
+        label = f"{row['set']}  {row['family']}"
+        status = f"proven {row['proven']}/{row['total']}"
+        if row["refuted"]:
+            status += f", refuted {row['refuted']}"
+        if row["undecided"]:
+            status += f", undecided {row['undecided']}"
+        lines.append(f"  {label:<{width}}  {status}")
+    failures = [r for r in report.results if r.verdict.status != "proven"]
+    for r in failures[:20]:
+        v = r.verdict
+        indices = ", ".join(f"{k}={i}" for k, i in r.indices.items())
+        lines.append("")
+        lines.append(f"{v.status.upper()}: {r.formula}[{indices}]  {r.lhs} = {r.rhs}")
+        if v.counterexample:
+            cx = v.counterexample
+            point = ", ".join(f"{k}={x}" for k, x in list(cx.point.items())[:12])
+            more = f", … ({len(cx.point) - 12} more in --json)" if len(cx.point) > 12 else ""
+            lines.append(f"  counterexample ({cx.certified_by}): {point}{more}")
+            for name, text in cx.functions.items():
+                lines.append(f"  with {name}(t) = {text}")
+            lines.append(f"  lhs = {cx.lhs}, rhs = {cx.rhs}")
+        else:
+            lines.append(f"  {v.method}")
+    if len(failures) > 20:
+        lines.append(f"… and {len(failures) - 20} more (see --json)")
+    assumptions = sorted({a for r in report.results for a in r.verdict.assumptions})
+    for a in assumptions:
+        lines.append(f"assuming: {a}")
+    lines.append(
+        f"{summary['proven']} proven, {summary['refuted']} refuted, {summary['undecided']} undecided "
+        f"in {report.seconds:.2f} s"
+    )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Streams
+# ---------------------------------------------------------------------------
+
+
+def emit_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    sys.stdout.write("\n")
+
+
+class progress_bar:
+    """A tqdm bar on stderr, drawn only when stderr is a terminal and the work is long."""
+
+    def __init__(self, total: int, description: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=description, file=sys.stderr, disable=None, leave=False, delay=1.0)
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def wrap(self, items):
+        for item in items:
+            yield item
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,304 @@
+"""Reverse mode over the graph: every ∂C/∂v, and the recurrence between them.
+
+For a quantity `of` (the cost, or any node) and each symbol v it depends on,
+the adjoint `D(of, v)` = ∂(of)/∂v is itself a symbol whose definition is the
+chain rule at v, one step deep:
+
+    D(of, v) = Σ_{u uses v} D(of, u) · ∂u/∂v          (D(of, of) = 1)
+
+The local partials ∂u/∂v are computed once per node (network.local_partials)
+and the adjoints of later nodes appear as symbols, so δs are shared and the
+work is linear in the number of edges. For a net input z the adjoint is the
+neuron error δ, and its definition *is* the backward recurrence, derived
+from the graph rather than filled into a template. Definitions are built on
+demand and cached, so asking for one gradient does not derive them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import sympy as sp
+
+from .network import Network
+
+
+def adjoint_name(of: sp.Symbol, wrt: sp.Symbol) -> str:
+    return f"D({of.name}, {wrt.name})"
+
+
+@dataclass(frozen=True)
+class Term:
+    """One path step of a recurrence: D(of, v) ∋ D(of, consumer) · partial."""
+
+    consumer: sp.Symbol
+    adjoint: sp.Expr  # D(of, consumer), or 1 when the consumer is `of` itself
+    partial: sp.Expr  # ∂consumer/∂v
+
+
+class Derivation:
+    """All derivatives of one quantity `of` with respect to what it depends on."""
+
+    def __init__(self, network: Network, of: sp.Symbol, registry: "Derivations"):
+        if of not in network.definitions and of not in network.leaves:
+            raise KeyError(of)
+        self.network = network
+        self.of = of
+        self.registry = registry
+        self.ancestors = network.ancestors(of)
+        self._terms: dict[sp.Symbol, tuple[Term, ...]] = {}
+        self._definitions: dict[sp.Symbol, sp.Expr] = {}
+        self._closed: dict[sp.Symbol, sp.Expr] = {}
+        self._adjoints: dict[sp.Symbol, sp.Expr] = {}
+
+    # -- symbols -----------------------------------------------------------------
+    def adjoint(self, v: sp.Symbol) -> sp.Expr:
+        """The symbol D(of, v); 1 for v = of, 0 where `of` does not depend on v."""
+        if v == self.of:
+            return sp.S.One
+        if v not in self.ancestors:
+            return sp.S.Zero
+        found = self._adjoints.get(v)
+        if found is None:
+            found = sp.Symbol(adjoint_name(self.of, v), real=True)
+            self._adjoints[v] = found
+            self.registry._register(found, self, v)
+        return found
+
+    # -- the chain rule ----------------------------------------------------------
+    def terms(self, v: sp.Symbol) -> tuple[Term, ...]:
+        """The recurrence for D(of, v), unsummed: one term per node that uses v."""
+        found = self._terms.get(v)
+        if found is None:
+            network = self.network
+            found = tuple(
+                Term(u, self.adjoint(u), network.local_partials(u)[v])
+                for u in network.consumers.get(v, ())
+                if u in self.ancestors
+            )
+            self._terms[v] = found
+        return found
+
+    def definition(self, v: sp.Symbol) -> sp.Expr:
+        """D(of, v) one step deep: in terms of the adjoints of the nodes that use v."""
+        if v == self.of:
+            return sp.S.One
+        found = self._definitions.get(v)
+        if found is None:
+            found = sp.Add(*[t.adjoint * t.partial for t in self.terms(v)])
+            self._definitions[v] = found
+        return found
+
+    def closed_form(self, v: sp.Symbol) -> sp.Expr:
+        """D(of, v) with every adjoint expanded: an expression in node and leaf symbols."""
+        if v == self.of:
+            return sp.S.One
+        if v not in self.ancestors:
+            return sp.S.Zero
+        if v in self._closed:
+            return self._closed[v]
+        # Nodes nearer `of` first, so each closed form reuses the ones it needs.
+        position = self.network.position
+        pending = sorted(
+            (u for u in self._needed(v) if u not in self._closed and u != self.of),
+            key=lambda u: position[u],
+            reverse=True,
+        )
+        for u in pending:
+            self._closed[u] = sp.Add(
+                *[(1 if t.consumer == self.of else self._closed[t.consumer]) * t.partial for t in self.terms(u)]
+            )
+        return self._closed[v]
+
+    def _needed(self, v: sp.Symbol) -> set[sp.Symbol]:
+        """v and every node between v and `of`."""
+        needed = {v}
+        stack = [v]
+        while stack:
+            for u in self.network.consumers.get(stack.pop(), ()):
+                if u in self.ancestors and u not in needed:
+                    needed.add(u)
+                    stack.append(u)
+        return needed
+
+    @property
+    def backward_depth(self) -> dict[sp.Symbol, int]:
+        """Longest path from `of` back to each symbol: the order in which a prover expands adjoints."""
+        depth = self.__dict__.get("_depth")
+        if depth is None:
+            depth = {self.of: 0}
+            network = self.network
+            for node in reversed(network.order):
+                if node not in depth or node not in self.ancestors:
+                    continue
+                for used in network.definitions[node].free_symbols:
+                    depth[used] = max(depth.get(used, 0), depth[node] + 1)
+            self.__dict__["_depth"] = depth
+        return depth
+
+    # -- everything at once --------------------------------------------------------
+    def parameters(self) -> tuple[sp.Symbol, ...]:
+        return tuple(p for p in self.network.parameters if p in self.ancestors)
+
+    def nodes(self) -> tuple[sp.Symbol, ...]:
+        """Intermediate nodes `of` depends on (not `of` itself), in evaluation order."""
+        return tuple(n for n in self.network.order if n in self.ancestors and n != self.of)
+
+    def derive_all(self, progress: Callable[[Iterable], Iterable] = iter) -> None:
+        """Build every adjoint's definition (nodes nearer `of` first)."""
+        todo = [*reversed(self.nodes()), *self.parameters(), *self.network.inputs]
+        for v in progress(todo):
+            if v in self.ancestors:
+                self.definition(v)
+
+
+class Derivations:
+    """The derivations of one network, by the quantity differentiated; resolves any symbol's definition.
+
+    The prover and the evaluator ask it for the definition of any symbol they
+    meet: a node's equation, or an adjoint's chain-rule step.
+    """
+
+    def __init__(self, network: Network):
+        self.network = network
+        self._by_of: dict[sp.Symbol, Derivation] = {}
+        self._adjoints: dict[sp.Symbol, tuple[Derivation, sp.Symbol]] = {}
+
+    def of(self, quantity: sp.Symbol | None = None) -> Derivation:
+        quantity = self.network.cost if quantity is None else quantity
+        found = self._by_of.get(quantity)
+        if found is None:
+            found = Derivation(self.network, quantity, self)
+            self._by_of[quantity] = found
+        return found
+
+    @property
+    def cost(self) -> Derivation:
+        return self.of(self.network.cost)
+
+    def _register(self, adjoint: sp.Symbol, derivation: Derivation, wrt: sp.Symbol) -> None:
+        self._adjoints[adjoint] = (derivation, wrt)
+
+    def adjoint_info(self, s: sp.Symbol) -> tuple[Derivation, sp.Symbol] | None:
+        return self._adjoints.get(s)
+
+    def definition(self, s: sp.Symbol) -> sp.Expr | None:
+        """The defining expression of a node or an adjoint symbol; None for a leaf."""
+        found = self.network.definitions.get(s)
+        if found is not None:
+            return found
+        info = self._adjoints.get(s)
+        if info is not None:
+            derivation, wrt = info
+            return derivation.definition(wrt)
+        return None
+
+    def closed_form(self, expr: sp.Expr) -> sp.Expr:
+        """`expr` with its adjoint symbols replaced by their closed forms."""
+        mapping = {}
+        for s in expr.free_symbols:
+            info = self._adjoints.get(s)
+            if info is not None:
+                derivation, wrt = info
+                mapping[s] = derivation.closed_form(wrt)
+        return expr.xreplace(mapping) if mapping else expr
+
+    def latex_names(self) -> dict[sp.Symbol, str]:
+        """LaTeX for every adjoint symbol so far: δ^l_j for a layered net's z, ∂C/∂v otherwise."""
+        network = self.network
+        z_index = {s: idx for idx, s in network.families.get("z", {}).items()}
+        names = {}
+        for s, (derivation, wrt) in self._adjoints.items():
+            if derivation.of == network.cost and wrt in z_index:
+                l, j = z_index[wrt]
+                names[s] = rf"\delta^{{{l}}}_{{{j}}}"
+            else:
+                top = network.latex(derivation.of)
+                bottom = network.latex(wrt)
+                names[s] = rf"\frac{{\partial {top}}}{{\partial {bottom}}}"
+        return names
+
+    def latex(self, expr: sp.Expr) -> str:
+        return self.network.latex(expr, self.latex_names())
+
+
+class Derived:
+    """What `derive derive` shows: every gradient, node derivative and recurrence of the cost.
+
+    For each parameter θ: ∂C/∂θ one chain-rule step deep (through the δs) and in
+    closed form (node symbols only). For each intermediate node v: ∂C/∂v in
+    closed form and its recurrence. With the network's `[values]`, each number.
+    """
+
+    def __init__(self, network: Network, derivations: Derivations | None = None, progress=None):
+        self.network = network
+        self.derivations = derivations or Derivations(network)
+        self.derivation = self.derivations.cost
+        self.derivation.derive_all(progress or iter)
+
+    @property
+    def parameters(self) -> tuple[sp.Symbol, ...]:
+        return self.derivation.parameters()
+
+    @property
+    def nodes(self) -> tuple[sp.Symbol, ...]:
+        return self.derivation.nodes()
+
+    def gradient(self, parameter: sp.Symbol) -> sp.Expr:
+        return self.derivation.closed_form(parameter)
+
+    def values(self) -> dict[sp.Symbol, float] | None:
+        """Every node, adjoint and the loss at the spec's [values] point (50-digit arithmetic)."""
+        if self.network.values is None:
+            return None
+        from .numeric import ApproximateArithmetic, Evaluator, to_float
+
+        evaluate = Evaluator(ApproximateArithmetic(), self.network.values, self.derivations.definition)
+        d = self.derivation
+        wanted = [self.network.cost, *self.nodes, *(d.adjoint(v) for v in (*self.nodes, *self.parameters))]
+        return {s: to_float(evaluate(s)) for s in wanted}
+
+    def to_dict(self) -> dict:
+        network, d = self.network, self.derivation
+        values = self.values() or {}
+        latex = self.derivations.latex
+
+        def entry(expr: sp.Expr, value_of: sp.Symbol | None = None) -> dict:
+            item = {"expr": str(expr), "latex": latex(expr)}
+            if value_of is not None and value_of in values:
+                item["value"] = values[value_of]
+            return item
+
+        gradients = {}
+        for p in self.parameters:
+            item = entry(d.closed_form(p), d.adjoint(p))
+            item["chain"] = str(d.definition(p))
+            gradients[p.name] = item
+        errors = {n.name: entry(d.closed_form(n), d.adjoint(n)) for n in self.nodes}
+        recurrences = {}
+        for n in self.nodes:
+            item = entry(d.definition(n))
+            item["terms"] = [
+                {"via": t.consumer.name, "adjoint": str(t.adjoint), "factor": str(t.partial)} for t in d.terms(n)
+            ]
+            recurrences[n.name] = item
+        return {
+            "network": network.name,
+            "kind": network.kind,
+            "cost": network.cost.name,
+            "parameters": [p.name for p in self.parameters],
+            "gradients": gradients,
+            "errors": errors,
+            "recurrences": recurrences,
+            "loss": values.get(network.cost),
+        }
+
+    def _repr_latex_(self) -> str:
+        d, latex = self.derivation, self.derivations.latex
+        lines = []
+        for n in self.nodes:
+            lines.append(rf"{latex(d.adjoint(n))} &= {latex(d.definition(n))}")
+        for p in self.parameters:
+            lines.append(rf"{latex(d.adjoint(p))} &= {latex(d.definition(p))} = {latex(d.closed_form(p))}")
+        return r"$\begin{aligned}" + r"\\ ".join(lines) + r"\end{aligned}$"

@@ -1,0 +1,39 @@
+"""Errors that reach the user as one clear line (exit code 2), never as a traceback."""
+
+from __future__ import annotations
+
+
+class DeriveError(Exception):
+    """Base of every error `derive` reports to its user."""
+
+
+class InputError(DeriveError):
+    """Bad input: a spec, claims or formula file, a formula string, a command-line value.
+
+    `where` names the file and the key (`two.toml: [equations] neth1`), `column`
+    is 1-based within the offending string when the fault is a syntax error.
+    """
+
+    def __init__(self, message: str, *, where: str | None = None, column: int | None = None):
+        self.message = message
+        self.where = where
+        self.column = column
+        super().__init__(str(self))
+
+    def located(self, where: str) -> "InputError":
+        """The same error, placed in a file and key the caller knows about."""
+        inner = f"{where}: {self.where}" if self.where else where
+        return InputError(self.message, where=inner, column=self.column)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.where:
+            parts.append(self.where)
+        if self.column is not None:
+            parts.append(f"column {self.column}")
+        prefix = ", ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class FormulaError(InputError):
+    """A formula string that the whitelist parser rejects."""

@@ -1,0 +1,400 @@
+"""Formula sets: textbook formulas as data, written once in index notation.
+
+A set is a TOML file (see `formulas/` for the shipped ones):
+
+    id = "nielsen"
+    title = "..."
+    source = "..."                      # where the formulas come from
+    [[formula]]
+    id = "BP2"                          # unique in the set
+    family = "BP2"                      # instances are counted by family
+    title = "error in terms of the error in the next layer"
+    latex = '\\delta^l = ((w^{l+1})^T \\delta^{l+1}) \\odot \\sigma\'(z^l)'
+    when = { kind = "layered" }         # facts the network must have (a value or a list)
+    for = { l = "2..L-1", j = "1..size[l]" }
+    lhs = "delta[l, j]"
+    rhs = "sum(w[l+1, k, j]*delta[l+1, k], k, 1, size[l+1]) * sigma_prime(z[l, j])"
+    assume = { lhs = "...", rhs = "...", text = "..." }   # optional, e.g. one-hot targets
+
+Template language (the whitelist parser, plus indexing):
+  `w[l,j,k] b[l,j] z[l,j] a[l,j] x[k] y[j] t[j]` name the network's symbols
+  (`a[1, k]` is the input x_k, `t` is the book's name for the target y);
+  `delta[l, j]` is D(C, z[l, j]); `D(X, v)` is ∂X/∂v through the graph;
+  `C`, `C0`, `lmbda`, `n` are the cost, the unregularised cost and the L2 constants;
+  `L` is the number of layers, `size[l]` the units of layer l;
+  `sigma_prime(z[l, j])` is the derivative of the activation of that unit's layer
+  and `sigma(z[l, j])` the activation itself; `sum(body, k, lo, hi)` a finite sum;
+  any other name is the network's own symbol of that name (free-form sets).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import sympy as sp
+
+from . import functions as fn
+from .derivation import Derivations
+from .errors import FormulaError, InputError
+from .network import Network
+from .parser import Vocabulary, parse_formula
+
+SCALARS = ("C", "C0", "lmbda", "n")
+ALIASES = {"t": "y"}
+
+
+class _D(sp.Function):
+    """Placeholder for D(X, v) in a template."""
+
+
+def formulas_dir() -> Path:
+    """The shipped formula sets: inside the installed package, or at the top of a checkout."""
+    packaged = resources.files("derive") / "_data" / "formulas"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "formulas"
+
+
+@dataclass(frozen=True)
+class Formula:
+    set_id: str
+    id: str
+    family: str
+    title: str
+    latex: str
+    when: Mapping[str, object]
+    ranges: tuple[tuple[sp.Symbol, sp.Expr, sp.Expr], ...]
+    lhs: sp.Expr
+    rhs: sp.Expr
+    lhs_text: str
+    rhs_text: str
+    assume: tuple[sp.Expr, sp.Expr, str] | None = None
+
+    def applies_to(self, network: Network) -> bool:
+        for key, wanted in self.when.items():
+            have = network.facts.get(key)
+            options = wanted if isinstance(wanted, list) else [wanted]
+            if have not in options:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class FormulaSet:
+    id: str
+    title: str
+    source: str
+    formulas: tuple[Formula, ...]
+    path: str = ""
+    notes: str = ""
+
+    def applicable(self, network: Network) -> list[Formula]:
+        return [f for f in self.formulas if f.applies_to(network)]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A formula at concrete indices: lhs and rhs in the network's own symbols."""
+
+    formula: Formula
+    indices: Mapping[str, int]
+    lhs: sp.Expr
+    rhs: sp.Expr
+    assume: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.indices:
+            return self.formula.id
+        inner = ", ".join(f"{k}={v}" for k, v in self.indices.items())
+        return f"{self.formula.id}[{inner}]"
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def builtin_sets() -> dict[str, FormulaSet]:
+    sets = {}
+    for path in sorted(formulas_dir().glob("*.toml")):
+        s = load_set(path)
+        sets[s.id] = s
+    return sets
+
+
+def load_set(path: str | Path) -> FormulaSet:
+    path = Path(path)
+    where = path.name
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the formula set: {exc}", where=where) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"TOML syntax error: {exc}", where=where) from None
+    return parse_set(data, where=where, path=str(path))
+
+
+def parse_set(data: Mapping, *, where: str, path: str = "") -> FormulaSet:
+    for key in ("id", "title", "source"):
+        if not isinstance(data.get(key), str):
+            raise InputError(f"'{key}' (a string) is required", where=where)
+    entries = data.get("formula")
+    if not isinstance(entries, list) or not entries:
+        raise InputError("at least one [[formula]] is required", where=where)
+    formulas = []
+    seen = set()
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise InputError("each [[formula]] must be a table", where=f"{where} [[formula]] #{number}")
+        fid = entry.get("id")
+        here = f"{where} [[formula]] {fid or '#' + str(number)}"
+        if not isinstance(fid, str) or not fid:
+            raise InputError("'id' (a string) is required", where=here)
+        if fid in seen:
+            raise InputError(f"formula id '{fid}' is used twice", where=here)
+        seen.add(fid)
+        formulas.append(_parse_formula_entry(data["id"], entry, here))
+    return FormulaSet(
+        id=data["id"],
+        title=data["title"],
+        source=data["source"],
+        formulas=tuple(formulas),
+        path=path,
+        notes=str(data.get("notes", "")),
+    )
+
+
+def _parse_formula_entry(set_id: str, entry: Mapping, where: str) -> Formula:
+    ranges_raw = entry.get("for", {})
+    if not isinstance(ranges_raw, dict):
+        raise InputError("'for' must be a table such as { j = \"1..size[L]\" }", where=where)
+    index_symbols = {}
+    ranges = []
+    for name, text in ranges_raw.items():
+        if not isinstance(text, str) or ".." not in text:
+            raise InputError(f"range of '{name}' must look like \"1..size[L]\"", where=f"{where} for.{name}")
+        index_symbols[name] = sp.Symbol(name, integer=True)
+        lo_text, hi_text = text.split("..", 1)
+        lo = _template(lo_text, index_symbols, f"{where} for.{name}")
+        hi = _template(hi_text, index_symbols, f"{where} for.{name}")
+        ranges.append((index_symbols[name], lo, hi))
+    sides = {}
+    for key in ("lhs", "rhs"):
+        if not isinstance(entry.get(key), str):
+            raise InputError(f"'{key}' (a formula string) is required", where=where)
+        sides[key] = _template(entry[key], index_symbols, f"{where} {key}")
+    assume = None
+    if "assume" in entry:
+        raw = entry["assume"]
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in ("lhs", "rhs", "text")):
+            raise InputError("'assume' must be { lhs = \"…\", rhs = \"…\", text = \"…\" }", where=where)
+        assume = (
+            _template(raw["lhs"], index_symbols, f"{where} assume.lhs"),
+            _template(raw["rhs"], index_symbols, f"{where} assume.rhs"),
+            raw["text"],
+        )
+    when = entry.get("when", {})
+    if not isinstance(when, dict):
+        raise InputError("'when' must be a table", where=where)
+    return Formula(
+        set_id=set_id,
+        id=entry["id"],
+        family=str(entry.get("family", entry["id"])),
+        title=str(entry.get("title", "")),
+        latex=str(entry.get("latex", "")),
+        when=dict(when),
+        ranges=tuple(ranges),
+        lhs=sides["lhs"],
+        rhs=sides["rhs"],
+        lhs_text=entry["lhs"],
+        rhs_text=entry["rhs"],
+        assume=assume,
+    )
+
+
+def _template(text: str, index_symbols: Mapping[str, sp.Symbol], where: str) -> sp.Expr:
+    """Parse a template; names stay placeholders until a network instantiates them."""
+
+    def name(n: str) -> sp.Expr:
+        if n in index_symbols:
+            return index_symbols[n]
+        return sp.Symbol(n, real=True)
+
+    def indexed(n: str, indices: list) -> sp.Expr:
+        return sp.IndexedBase(n)[tuple(indices)]
+
+    def derivative(args: list) -> sp.Expr:
+        if len(args) != 2:
+            raise ValueError("D(quantity, variable) takes two arguments")
+        return _D(*args)
+
+    def finite_sum(args: list) -> sp.Expr:
+        if len(args) != 4 or not isinstance(args[1], sp.Symbol):
+            raise ValueError("sum(body, index, first, last) takes four arguments, the second a name")
+        index = sp.Symbol(args[1].name, integer=True)
+        body = args[0].xreplace({args[1]: index})
+        return sp.Sum(body, (index, args[2], args[3]))
+
+    vocabulary = Vocabulary(
+        {},
+        extra_functions={"D": derivative, "sum": finite_sum},
+        unknown_name=name,
+        indexed=indexed,
+    )
+    try:
+        return parse_formula(text, vocabulary)
+    except FormulaError as exc:
+        raise exc.located(where) from None
+
+
+# ---------------------------------------------------------------------------
+# Instantiation
+# ---------------------------------------------------------------------------
+
+
+class Instantiator:
+    """Turns templates into expressions over one network's symbols."""
+
+    def __init__(self, network: Network, derivations: Derivations):
+        self.network = network
+        self.derivations = derivations
+        facts = network.facts
+        self.sizes = facts.get("sizes", ())
+        self.L = facts.get("L")
+
+    def instances(self, formula: Formula) -> Iterator[Instance]:
+        for env in self._environments(formula.ranges, {}):
+            try:
+                lhs = self.expr(formula.lhs, env)
+                rhs = self.expr(formula.rhs, env)
+                assume = {}
+                if formula.assume is not None:
+                    assume = self._assumption(formula.assume, env)
+            except LookupError as exc:
+                raise InputError(
+                    f"formula '{formula.id}' at {env}: {exc.args[0]}", where=formula.set_id
+                ) from None
+            yield Instance(formula, {s.name: v for s, v in env.items()}, lhs, rhs, assume)
+
+    def count(self, formula: Formula) -> int:
+        return sum(1 for _ in self._environments(formula.ranges, {}))
+
+    def _environments(self, ranges, env) -> Iterator[dict]:
+        if not ranges:
+            yield dict(env)
+            return
+        (symbol, lo, hi), rest = ranges[0], ranges[1:]
+        first, last = self.integer(lo, env), self.integer(hi, env)
+        for value in range(first, last + 1):
+            env[symbol] = value
+            yield from self._environments(rest, env)
+        env.pop(symbol, None)
+
+    def integer(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]) -> int:
+        """Index arithmetic (l - 1, size[l + 1], L) in plain Python integers."""
+        if expr.is_Integer:
+            return int(expr)
+        if expr.is_Symbol:
+            if expr in env:
+                return env[expr]
+            if expr.name == "L" and self.L is not None:
+                return self.L
+            raise LookupError(f"'{expr.name}' is not an index here")
+        if expr.is_Add:
+            return sum(self.integer(a, env) for a in expr.args)
+        if expr.is_Mul:
+            return int(sp.prod([self.integer(a, env) for a in expr.args]))
+        if isinstance(expr, (sp.Min, sp.Max)):
+            pick = min if isinstance(expr, sp.Min) else max
+            return pick(self.integer(a, env) for a in expr.args)
+        if isinstance(expr, sp.Indexed) and expr.base.label.name == "size":
+            (layer,) = (self.integer(i, env) for i in expr.indices)
+            if not 1 <= layer <= len(self.sizes):
+                raise LookupError(f"there is no layer {layer}")
+            return self.sizes[layer - 1]
+        raise LookupError(f"'{expr}' is not an integer expression")
+
+    def expr(self, template: sp.Expr, env: Mapping[sp.Symbol, int]) -> sp.Expr:
+        if template.is_Number:
+            return template
+        if template.is_Symbol:
+            if template in env:
+                return sp.Integer(env[template])
+            return self.name(template.name)
+        if isinstance(template, sp.Indexed):
+            family = template.base.label.name
+            indices = tuple(self.integer(i, env) for i in template.indices)
+            return self.indexed(family, indices)
+        if isinstance(template, sp.Sum):
+            body, (index, lo, hi) = template.args[0], template.args[1]
+            first, last = self.integer(lo, env), self.integer(hi, env)
+            terms = []
+            inner = dict(env)
+            for value in range(first, last + 1):
+                inner[index] = value
+                terms.append(self.expr(body, inner))
+            return sp.Add(*terms)
+        if isinstance(template, _D):
+            of, wrt = (self.expr(a, env) for a in template.args)
+            return self._adjoint(of, wrt)
+        if isinstance(template, fn.sigma_prime):
+            z = self.expr(template.args[0], env)
+            return self.network.activation_derivative(z)
+        if isinstance(template, fn.sigma):
+            z = self.expr(template.args[0], env)
+            return self._activation(z)
+        return template.func(*[self.expr(a, env) for a in template.args])
+
+    def name(self, name: str) -> sp.Expr:
+        if name in SCALARS and name in self.network.families:
+            return self.network.families[name][()]
+        if name == "L" and self.L is not None:
+            return sp.Integer(self.L)
+        found = self.network.by_name.get(name)
+        if found is None:
+            raise LookupError(f"the network has no quantity named '{name}'")
+        return found
+
+    def indexed(self, family: str, indices: tuple[int, ...]) -> sp.Expr:
+        if family == "delta":
+            z = self.indexed("z", indices)
+            return self.derivations.cost.adjoint(z)
+        family = ALIASES.get(family, family)
+        table = self.network.families.get(family)
+        if table is None:
+            raise LookupError(f"the network has no indexed family '{family}'")
+        found = table.get(indices)
+        if found is None:
+            raise LookupError(f"{family}{list(indices)} does not exist in this network")
+        return found
+
+    def _adjoint(self, of: sp.Expr, wrt: sp.Expr) -> sp.Expr:
+        if not (isinstance(of, sp.Symbol) and isinstance(wrt, sp.Symbol)):
+            raise LookupError("D(X, v) needs two names of the network")
+        return self.derivations.of(of).adjoint(wrt)
+
+    def _activation(self, z: sp.Symbol) -> sp.Expr:
+        for user in self.network.consumers.get(z, ()):
+            definition = self.network.definitions[user]
+            if isinstance(definition, sp.Function) and definition.args == (z,):
+                return user
+        raise LookupError(f"{z} does not feed an elementwise activation")
+
+    def _assumption(self, assume, env) -> dict[sp.Symbol, sp.Expr]:
+        """Solve the assumption for its last leaf symbol, as a substitution."""
+        lhs, rhs, _text = assume
+        equation = self.expr(lhs, env) - self.expr(rhs, env)
+        leaves = [s for s in self.network.leaves if s in equation.free_symbols]
+        if not leaves:
+            raise LookupError("an assumption must involve inputs, targets or parameters")
+        unknown = leaves[-1]
+        coefficient = equation.diff(unknown)
+        if coefficient.free_symbols or coefficient == 0:
+            raise LookupError("an assumption must be linear in its last symbol, with a constant coefficient")
+        solution = sp.expand(unknown - equation / coefficient)
+        return {unknown: solution}

@@ -1,0 +1,628 @@
+"""The symbolic graph: a network as SymPy symbols with their defining equations.
+
+Every named quantity (a net input z, an activation a, the cost) is a plain
+`Symbol` with its defining expression beside it, in evaluation order. Leaves
+are the inputs, targets, trained parameters and constants (λ, n). Keeping the
+nodes as symbols is what makes reverse mode linear: each node's local
+partials are derivatives of one short expression.
+
+Two builders make networks: `layered` (Nielsen's fully connected layers, his
+names) and `free_form` (ordered named equations, any names).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import cached_property
+from typing import Iterable, Mapping, Sequence
+
+import sympy as sp
+
+from . import functions as fn
+from .errors import FormulaError, InputError
+from .parser import Vocabulary, parse_formula, tokenize
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+RESERVED = frozenset({*fn.FORMULA_FUNCTIONS, "D", "Derivative", "sum"})
+
+COSTS = ("quadratic", "cross_entropy", "log_likelihood", "generic")
+REGULARIZATIONS = ("none", "l2")
+
+
+def symbol(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """A network as a graph of symbols. Immutable; derived structure is cached.
+
+    `families` maps the index notation of formula sets to this network's
+    symbols (`"w"` ↦ {(l, j, k): w^l_{jk}}); `facts` holds what a formula set
+    may require of a network (its cost, its activations, …).
+    """
+
+    name: str
+    kind: str
+    inputs: tuple[sp.Symbol, ...]
+    targets: tuple[sp.Symbol, ...]
+    parameters: tuple[sp.Symbol, ...]
+    constants: tuple[sp.Symbol, ...]
+    order: tuple[sp.Symbol, ...]
+    definitions: Mapping[sp.Symbol, sp.Expr]
+    cost: sp.Symbol
+    latex_names: Mapping[sp.Symbol, str] = field(default_factory=dict)
+    values: Mapping[sp.Symbol, Fraction] | None = None
+    families: Mapping[str, Mapping[tuple[int, ...], sp.Symbol]] = field(default_factory=dict)
+    aliases: Mapping[str, sp.Symbol] = field(default_factory=dict)
+    facts: Mapping[str, object] = field(default_factory=dict)
+    description: str = ""
+    source: str | None = None
+
+    # -- structure -------------------------------------------------------------
+    @cached_property
+    def leaves(self) -> tuple[sp.Symbol, ...]:
+        return self.inputs + self.targets + self.parameters + self.constants
+
+    @cached_property
+    def by_name(self) -> dict[str, sp.Symbol]:
+        """Every symbol by the name a formula uses, aliases included (`a1_3` for `x3`)."""
+        names = {s.name: s for s in (*self.leaves, *self.order)}
+        names.update(self.aliases)
+        return names
+
+    @cached_property
+    def position(self) -> dict[sp.Symbol, int]:
+        """Evaluation order: leaves first (−1), then nodes in the order they are defined."""
+        pos = {s: -1 for s in self.leaves}
+        pos.update({s: i for i, s in enumerate(self.order)})
+        return pos
+
+    @cached_property
+    def consumers(self) -> dict[sp.Symbol, tuple[sp.Symbol, ...]]:
+        """For each symbol, the nodes whose definitions use it, in evaluation order."""
+        users: dict[sp.Symbol, list[sp.Symbol]] = {}
+        for node in self.order:
+            for used in self.definitions[node].free_symbols:
+                users.setdefault(used, []).append(node)
+        return {s: tuple(nodes) for s, nodes in users.items()}
+
+    @cached_property
+    def depth(self) -> dict[sp.Symbol, int]:
+        """Longest path from a leaf: leaves 0, a node one more than its deepest argument."""
+        depth = {s: 0 for s in self.leaves}
+        for node in self.order:
+            args = self.definitions[node].free_symbols
+            depth[node] = 1 + max((depth[a] for a in args), default=0)
+        return depth
+
+    @cached_property
+    def ancestors_of_cost(self) -> frozenset[sp.Symbol]:
+        return self.ancestors(self.cost)
+
+    def ancestors(self, node: sp.Symbol) -> frozenset[sp.Symbol]:
+        """Every symbol `node` depends on, itself included."""
+        seen = {node}
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            definition = self.definitions.get(current)
+            if definition is None:
+                continue
+            for used in definition.free_symbols:
+                if used not in seen:
+                    seen.add(used)
+                    stack.append(used)
+        return frozenset(seen)
+
+    def role(self, s: sp.Symbol) -> str:
+        if s in self.definitions:
+            return "cost" if s == self.cost else "node"
+        for role, group in (
+            ("input", self.inputs),
+            ("target", self.targets),
+            ("parameter", self.parameters),
+            ("constant", self.constants),
+        ):
+            if s in group:
+                return role
+        raise KeyError(s)
+
+    @cached_property
+    def _function_nodes(self) -> dict[sp.Expr, sp.Expr]:
+        """Defining expressions that are function applications or powers, ↦ their node.
+
+        A local derivative such as d sigmoid(z)/dz = sigmoid(z)(1 − sigmoid(z))
+        is rewritten through these to a(1 − a): the node symbols textbooks use.
+        """
+        replace: dict[sp.Expr, sp.Expr] = {}
+        for node in self.order:
+            definition = self.definitions[node]
+            if isinstance(definition, sp.Function):
+                replace[definition] = node
+            elif definition.is_Pow and not definition.exp.is_Integer:
+                base, exponent = definition.args
+                replace[definition] = node
+                replace[sp.Pow(base, -exponent)] = 1 / node
+        return replace
+
+    def local_partials(self, node: sp.Symbol) -> dict[sp.Symbol, sp.Expr]:
+        """∂(definition of node)/∂v for every symbol v in that definition, computed once."""
+        cache = self.__dict__.setdefault("_partials", {})
+        if node not in cache:
+            partials = _partials(self.definitions[node])
+            replace = self._function_nodes
+            if replace:
+                partials = {v: d.xreplace(replace) if not d.is_Atom else d for v, d in partials.items()}
+            cache[node] = partials
+        return cache[node]
+
+    def substituted(self, expr: sp.Expr) -> sp.Expr:
+        """`expr` with every node replaced by its definition, down to the leaves."""
+        cache = self.__dict__.setdefault("_substituted", {})
+        for node in self.order:
+            if node not in cache:
+                cache[node] = self.definitions[node].xreplace(
+                    {s: cache[s] for s in self.definitions[node].free_symbols if s in cache}
+                )
+        return expr.xreplace({s: cache[s] for s in expr.free_symbols if s in cache})
+
+    def activation_derivative(self, z: sp.Symbol) -> sp.Expr:
+        """σ'(z) for the activation applied to the net input `z`, in node symbols (a(1 − a) for σ)."""
+        for user in self.consumers.get(z, ()):
+            definition = self.definitions[user]
+            elementwise = definition == z or (
+                isinstance(definition, sp.Function) and definition.args == (z,)
+            )
+            if elementwise:
+                return self.local_partials(user)[z]
+        raise LookupError(f"{z} does not feed an elementwise activation")
+
+    def latex(self, expr: sp.Expr, names: Mapping[sp.Symbol, str] | None = None) -> str:
+        symbol_names = dict(self.latex_names)
+        if names:
+            symbol_names.update(names)
+        return sp.latex(expr, symbol_names=symbol_names)
+
+    @property
+    def parameter_count(self) -> int:
+        return len(self.parameters)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Network {self.name!r}: {len(self.inputs)} inputs, {len(self.parameters)} parameters, "
+            f"{len(self.order)} nodes>"
+        )
+
+    def _repr_latex_(self) -> str:
+        lines = [rf"{self.latex(node)} &= {self.latex(self.definitions[node])}" for node in self.order]
+        return r"$\begin{aligned}" + r"\\ ".join(lines) + r"\end{aligned}$"
+
+
+def _partials(expr: sp.Expr) -> dict[sp.Symbol, sp.Expr]:
+    """All first partials of `expr` in one pass over its sums and products.
+
+    `sympy.diff` once per symbol would read a 785-term sum 785 times; splitting
+    sums and products first keeps the work linear in the size of `expr`.
+    """
+    if expr.is_Symbol:
+        return {expr: sp.S.One}
+    if expr.is_Add:
+        collected: dict[sp.Symbol, list[sp.Expr]] = {}
+        for term in expr.args:
+            for v, d in _partials(term).items():
+                collected.setdefault(v, []).append(d)
+        return {v: ds[0] if len(ds) == 1 else sp.Add(*ds) for v, ds in collected.items()}
+    if expr.is_Mul:
+        factors = expr.args
+        collected = {}
+        for i, factor in enumerate(factors):
+            if factor.is_number:
+                continue
+            rest = sp.Mul(*(factors[:i] + factors[i + 1 :]))
+            for v, d in _partials(factor).items():
+                collected.setdefault(v, []).append(rest * d)
+        return {v: ds[0] if len(ds) == 1 else sp.Add(*ds) for v, ds in collected.items()}
+    return {v: sp.diff(expr, v) for v in sorted(expr.free_symbols, key=sp.default_sort_key)}
+
+
+# ---------------------------------------------------------------------------
+# Layered networks, in Nielsen's notation
+# ---------------------------------------------------------------------------
+
+
+def layer_index_latex(*indices: int) -> str:
+    if all(i < 10 for i in indices):
+        return "".join(str(i) for i in indices)
+    return ",".join(str(i) for i in indices)
+
+
+def layered(
+    sizes: Sequence[int],
+    activation: str | Sequence[str] = "sigmoid",
+    cost: str = "quadratic",
+    regularization: str = "none",
+    *,
+    name: str | None = None,
+    values: Mapping[str, object] | None = None,
+    description: str = "",
+    source: str | None = None,
+) -> Network:
+    """A fully connected network with Nielsen's names.
+
+    Layer 1 is the input: `a^1 = x`. For l = 2…L, `z^l_j = Σ_k w^l_{jk} a^{l-1}_k + b^l_j`
+    and `a^l_j = σ(z^l_j)`. Names in formulas: `x3` (also `a1_3`), `y2`, `w2_1_3`
+    for w^2_{13} (weight *to* neuron 1 of layer 2 *from* neuron 3 of layer 1),
+    `b2_1`, `z2_1`, `a2_1`, the cost `C` (with L2: `C0` unregularised, `lmbda`, `n`).
+    """
+    if not isinstance(sizes, (list, tuple)):
+        raise InputError("must be a list of at least two positive integers, such as [12, 3, 2]", where="[network] layers")
+    sizes = list(sizes)
+    if len(sizes) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
+        raise InputError("must be a list of at least two positive integers, such as [12, 3, 2]", where="[network] layers")
+    if sum(a * b for a, b in zip(sizes, sizes[1:])) > 2_000_000:
+        raise InputError("more than 2,000,000 weights; derive works symbolically and stops here", where="[network] layers")
+    L = len(sizes)
+    if not (isinstance(activation, str) or (isinstance(activation, (list, tuple)) and all(isinstance(a, str) for a in activation))):
+        raise InputError("must be a name or a list of names", where="[network] activation")
+    for key, value in (("cost", cost), ("regularization", regularization)):
+        if not isinstance(value, str):
+            raise InputError("must be a name (a string)", where=f"[network] {key}")
+    activations = [activation] * (L - 1) if isinstance(activation, str) else list(activation)
+    if len(activations) != L - 1:
+        raise InputError(f"give one name or a list of {L - 1} (one per layer after the input)", where="[network] activation")
+    for index, act in enumerate(activations, start=2):
+        if act == "softmax":
+            if index != L:
+                raise InputError("softmax is allowed on the last layer only", where="[network] activation")
+        elif act not in fn.ACTIVATIONS:
+            known = ", ".join([*fn.ACTIVATIONS, "softmax"])
+            raise InputError(f"unknown activation '{act}' (known: {known})", where="[network] activation")
+    if cost not in COSTS:
+        raise InputError(f"unknown cost '{cost}' (known: {', '.join(COSTS)})", where="[network] cost")
+    if cost == "log_likelihood" and activations[-1] != "softmax":
+        raise InputError("log_likelihood needs a softmax output layer", where="[network] cost")
+    if regularization not in REGULARIZATIONS:
+        raise InputError(f"unknown '{regularization}' (known: {', '.join(REGULARIZATIONS)})", where="[network] regularization")
+
+    latex: dict[sp.Symbol, str] = {}
+    families: dict[str, dict[tuple[int, ...], sp.Symbol]] = {k: {} for k in "wbzaxy"}
+    aliases: dict[str, sp.Symbol] = {}
+
+    def make(family: str, index: tuple[int, ...], text: str, tex: str) -> sp.Symbol:
+        s = symbol(text)
+        families[family][index] = s
+        latex[s] = tex
+        return s
+
+    inputs = [make("x", (k,), f"x{k}", f"x_{{{k}}}") for k in range(1, sizes[0] + 1)]
+    for k, x in enumerate(inputs, start=1):
+        families["a"][(1, k)] = x
+        aliases[f"a1_{k}"] = x
+    targets = [make("y", (j,), f"y{j}", f"y_{{{j}}}") for j in range(1, sizes[-1] + 1)]
+
+    parameters: list[sp.Symbol] = []
+    order: list[sp.Symbol] = []
+    definitions: dict[sp.Symbol, sp.Expr] = {}
+    previous = inputs
+    for l in range(2, L + 1):
+        act = activations[l - 2]
+        zs = []
+        for j in range(1, sizes[l - 1] + 1):
+            weights = [
+                make("w", (l, j, k), f"w{l}_{j}_{k}", f"w^{{{l}}}_{{{layer_index_latex(j, k)}}}")
+                for k in range(1, sizes[l - 2] + 1)
+            ]
+            bias = make("b", (l, j), f"b{l}_{j}", f"b^{{{l}}}_{{{j}}}")
+            parameters.extend(weights)
+            parameters.append(bias)
+            z = make("z", (l, j), f"z{l}_{j}", f"z^{{{l}}}_{{{j}}}")
+            definitions[z] = sp.Add(*[w * a for w, a in zip(weights, previous)], bias)
+            order.append(z)
+            zs.append(z)
+        current = []
+        for j, z in enumerate(zs, start=1):
+            a = make("a", (l, j), f"a{l}_{j}", f"a^{{{l}}}_{{{j}}}")
+            if act == "softmax":
+                definitions[a] = fn.softmax(sp.Integer(j), *zs)
+            else:
+                definitions[a] = fn.ACTIVATIONS[act](z)
+            order.append(a)
+            current.append(a)
+        previous = current
+
+    outputs = previous
+    data_cost = symbol("C0" if regularization == "l2" else "C")
+    if cost == "quadratic":
+        definitions[data_cost] = sp.Add(*[(y - a) ** 2 for y, a in zip(targets, outputs)]) / 2
+    elif cost == "cross_entropy":
+        definitions[data_cost] = -sp.Add(
+            *[y * sp.log(a) + (1 - y) * sp.log(1 - a) for y, a in zip(targets, outputs)]
+        )
+    elif cost == "log_likelihood":
+        definitions[data_cost] = -sp.Add(*[y * sp.log(a) for y, a in zip(targets, outputs)])
+    else:
+        definitions[data_cost] = fn.cost(*outputs)
+        targets = []
+        families["y"] = {}
+    order.append(data_cost)
+    latex[data_cost] = "C_{0}" if regularization == "l2" else "C"
+    constants: list[sp.Symbol] = []
+    total = data_cost
+    if regularization == "l2":
+        lmbda, n = symbol("lmbda"), symbol("n")
+        latex[lmbda], latex[n] = r"\lambda", "n"
+        constants = [lmbda, n]
+        total = symbol("C")
+        weights = [s for i, s in families["w"].items()]
+        definitions[total] = data_cost + lmbda / (2 * n) * sp.Add(*[w**2 for w in weights])
+        order.append(total)
+        latex[total] = "C"
+    families_final: dict[str, Mapping] = {k: v for k, v in families.items()}
+    families_final["C"] = {(): total}
+    families_final["C0"] = {(): data_cost}
+    if regularization == "l2":
+        families_final["lmbda"] = {(): constants[0]}
+        families_final["n"] = {(): constants[1]}
+
+    facts = {
+        "kind": "layered",
+        "L": L,
+        "sizes": tuple(sizes),
+        "activations": tuple(activations),
+        "output_activation": activations[-1],
+        "output": "coupled" if activations[-1] == "softmax" else "elementwise",
+        "cost": cost,
+        "regularization": regularization,
+    }
+    network = Network(
+        name=name or "-".join(str(n) for n in sizes),
+        kind="layered",
+        inputs=tuple(inputs),
+        targets=tuple(targets),
+        parameters=tuple(parameters),
+        constants=tuple(constants),
+        order=tuple(order),
+        definitions=definitions,
+        cost=total,
+        latex_names=latex,
+        families=families_final,
+        aliases=aliases,
+        facts=facts,
+        description=description,
+        source=source,
+    )
+    if values is not None:
+        network = with_values(network, values)
+    return network
+
+
+# ---------------------------------------------------------------------------
+# Free-form networks: ordered named equations
+# ---------------------------------------------------------------------------
+
+
+def free_form(
+    equations: Mapping[str, str | sp.Expr],
+    *,
+    cost: str,
+    inputs: Iterable[str] = (),
+    targets: Iterable[str] = (),
+    parameters: Iterable[str] | None = None,
+    constants: Iterable[str] = (),
+    name: str = "network",
+    values: Mapping[str, object] | None = None,
+    latex_names: Mapping[str, str] | None = None,
+    description: str = "",
+    source: str | None = None,
+) -> Network:
+    """A network from ordered named equations: a name is defined once and used only after it.
+
+    Equations are formula strings (parsed by the whitelist parser) or SymPy
+    expressions. Without `parameters`, every name that is neither an input, a
+    target, a constant nor an equation is a parameter, in order of appearance.
+    """
+    inputs, targets, constants = list(inputs), list(targets), list(constants)
+    declared_parameters = None if parameters is None else list(parameters)
+    equation_names = list(equations)
+    _check_names(inputs, "[network] inputs")
+    _check_names(targets, "[network] targets")
+    _check_names(constants, "[network] constants")
+    if declared_parameters is not None:
+        _check_names(declared_parameters, "[network] parameters")
+    _check_names(equation_names, "[equations]")
+    seen: dict[str, str] = {}
+    groups = [("[network] inputs", inputs), ("[network] targets", targets), ("[network] constants", constants)]
+    if declared_parameters is not None:
+        groups.append(("[network] parameters", declared_parameters))
+    groups.append(("[equations]", equation_names))
+    for where, names in groups:
+        for n in names:
+            if n in seen:
+                raise InputError(f"'{n}' is declared twice (in {seen[n]} and in {where})", where=where)
+            seen[n] = where
+    if cost not in equations:
+        raise InputError(f"the cost '{cost}' is not one of the equations", where="[network] cost")
+
+    table: dict[str, sp.Symbol] = {n: symbol(n) for n in (*inputs, *targets, *constants)}
+    parameter_symbols: list[sp.Symbol] = []
+    if declared_parameters is not None:
+        for n in declared_parameters:
+            table[n] = symbol(n)
+            parameter_symbols.append(table[n])
+    later = set(equation_names)
+    dependencies = _name_dependencies(equations)
+
+    definitions: dict[sp.Symbol, sp.Expr] = {}
+    order: list[sp.Symbol] = []
+    for current in equation_names:
+        where = f"[equations] {current}"
+        later.discard(current)
+
+        def unknown(n: str, current=current) -> sp.Expr:
+            if n == current:
+                raise LookupError(f"'{current}' refers to itself (a cycle)")
+            if n in later:
+                cycle = _cycle_through(n, current, dependencies)
+                if cycle:
+                    raise LookupError("cycle: " + " → ".join(cycle))
+                raise LookupError(f"'{n}' is used before its equation (equations are read in order)")
+            if declared_parameters is None and NAME.match(n) and n not in RESERVED:
+                table[n] = symbol(n)
+                parameter_symbols.append(table[n])
+                return table[n]
+            raise LookupError(
+                f"unknown name '{n}' (not an input, target, parameter, constant or earlier equation)"
+            )
+
+        text = equations[current]
+        if isinstance(text, sp.Basic):
+            expr = _adopt(text, table, unknown, where)
+        else:
+            try:
+                expr = parse_formula(text, Vocabulary(table, unknown_name=unknown))
+            except FormulaError as exc:
+                raise exc.located(where) from None
+        node = symbol(current)
+        definitions[node] = expr
+        order.append(node)
+        table[current] = node
+
+    cost_symbol = table[cost]
+    network = Network(
+        name=name,
+        kind="free-form",
+        inputs=tuple(table[n] for n in inputs),
+        targets=tuple(table[n] for n in targets),
+        parameters=tuple(parameter_symbols),
+        constants=tuple(table[n] for n in constants),
+        order=tuple(order),
+        definitions=definitions,
+        cost=cost_symbol,
+        latex_names=_free_latex(table, latex_names),
+        families={"C": {(): cost_symbol}, "C0": {(): cost_symbol}},
+        facts={"kind": "free-form", "name": name},
+        description=description,
+        source=source,
+    )
+    used = network.ancestors_of_cost
+    for p in network.parameters:
+        if p not in used:
+            raise InputError(f"parameter '{p}' is declared but the cost '{cost}' does not depend on it", where="[network] parameters")
+    if values is not None:
+        network = with_values(network, values)
+    return network
+
+
+def _check_names(names: list[str], where: str) -> None:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError("must be a list of names", where=where)
+    for n in names:
+        if not NAME.match(n):
+            raise InputError(f"'{n}' is not a name (letters, digits and _, not starting with a digit)", where=where)
+        if n.startswith("__"):
+            raise InputError(f"'{n}': names may not start with '__'", where=where)
+        if n in RESERVED:
+            raise InputError(f"'{n}' is the name of a function and cannot name a quantity", where=where)
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise InputError(f"'{sorted(duplicates)[0]}' is declared twice", where=where)
+
+
+def _name_dependencies(equations: Mapping[str, object]) -> dict[str, set[str]]:
+    """The names each string equation mentions (for explaining cycles), from its tokens only."""
+    deps: dict[str, set[str]] = {}
+    for key, text in equations.items():
+        if not isinstance(text, str):
+            deps[key] = {s.name for s in getattr(text, "free_symbols", ())}
+            continue
+        try:
+            tokens = tokenize(text)
+        except FormulaError:
+            deps[key] = set()
+            continue
+        deps[key] = {
+            t.text for t, nxt in zip(tokens, tokens[1:]) if t.kind == "name" and nxt.text != "("
+        }
+    return deps
+
+
+def _cycle_through(start: str, target: str, deps: Mapping[str, set[str]]) -> list[str] | None:
+    """A path target → start → … → target through the equations' names, if one exists."""
+    stack = [(start, [target, start])]
+    seen = {start}
+    while stack:
+        name, path = stack.pop()
+        for used in deps.get(name, ()):
+            if used == target:
+                return path + [target]
+            if used in deps and used not in seen:
+                seen.add(used)
+                stack.append((used, path + [used]))
+    return None
+
+
+def _adopt(expr: sp.Basic, table: dict[str, sp.Symbol], unknown, where: str) -> sp.Expr:
+    """A SymPy expression from Python code, with its symbols mapped onto the network's."""
+    mapping = {}
+    for s in expr.free_symbols:
+        try:
+            mapping[s] = table[s.name] if s.name in table else unknown(s.name)
+        except LookupError as exc:
+            raise InputError(str(exc.args[0]), where=where) from None
+    return expr.xreplace(mapping)
+
+
+def _free_latex(table: Mapping[str, sp.Symbol], given: Mapping[str, str] | None) -> dict[sp.Symbol, str]:
+    latex = {}
+    for n, s in table.items():
+        latex[s] = sp.latex(sp.Symbol(n))
+    for n, tex in (given or {}).items():
+        if n not in table:
+            raise InputError(f"'{n}' is not a name of this network", where="[latex]")
+        latex[table[n]] = tex
+    return latex
+
+
+def with_values(network: Network, values: Mapping[str, object]) -> Network:
+    """The network with a numeric point: one exact value per input, target, parameter and constant."""
+    point: dict[sp.Symbol, Fraction] = {}
+    names = {s.name: s for s in network.leaves}
+    for key, raw in values.items():
+        if key not in names:
+            raise InputError(f"'{key}' is not an input, target, parameter or constant", where=f"[values] {key}")
+        point[names[key]] = exact_number(raw, where=f"[values] {key}")
+    missing = [s.name for s in network.leaves if s not in point]
+    if missing:
+        shown = ", ".join(missing[:8]) + (" …" if len(missing) > 8 else "")
+        raise InputError(f"no value for {shown} (give one per input, target, parameter and constant)", where="[values]")
+    return _replace(network, values=point)
+
+
+def exact_number(raw: object, where: str) -> Fraction:
+    """A TOML number or a numeric formula string ("1/3") as an exact fraction."""
+    if isinstance(raw, bool):
+        raise InputError("expected a number, not true/false", where=where)
+    if isinstance(raw, int):
+        return Fraction(raw)
+    if isinstance(raw, float):
+        if raw != raw or raw in (float("inf"), float("-inf")):
+            raise InputError("expected a finite number", where=where)
+        return Fraction(repr(raw))  # 0.05 means 1/20, the number the user typed
+    if isinstance(raw, str):
+        try:
+            value = parse_formula(raw, Vocabulary({}))
+        except FormulaError as exc:
+            raise exc.located(where) from None
+        if not value.is_Rational:
+            raise InputError(f"'{raw}' is not a rational number", where=where)
+        return Fraction(int(value.p), int(value.q))
+    raise InputError(f"expected a number, got {type(raw).__name__}", where=where)
+
+
+def _replace(network: Network, **changes) -> Network:
+    from dataclasses import replace
+
+    return replace(network, **changes)

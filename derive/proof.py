@@ -1,0 +1,578 @@
+"""The proof engine: decide `lhs = rhs` under a network's definitions.
+
+Verdicts, and what each one means:
+
+* `proven`: an exact symbolic argument reached zero. The first attempts
+  treat node symbols (z, a, …) and adjoint symbols (D(C, v)) as independent
+  variables; an identity that holds for independent variables holds in
+  particular for their defined values, so this is sound. If the difference
+  does not vanish, definitions are substituted one level at a time (the
+  adjoints nearest the inputs first, then nodes nearest the cost), and
+  `cancel` is tried at each level, with exponentials turned into
+  independent generators. Generic functions (σ, C) stay opaque atoms, so a
+  proof holds for every σ.
+* `refuted`: a counterexample, a point where every leaf has an exact
+  rational value and every node its defined value, at which the two sides
+  differ beyond doubt: in exact rational arithmetic (generic functions
+  replaced by polynomials with rational coefficients), or with disjoint
+  interval enclosures (sigmoid, tanh, exp, log).
+* `undecided`: neither within the time budget; the verdict says at how many
+  random points the sides agreed: evidence, never a proof.
+
+Anything that may take long (cancelling large expressions, `simplify`) runs
+in a child process that is killed at the deadline.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal, Mapping
+
+import sympy as sp
+
+from . import functions as fn
+from .derivation import Derivations
+from .numeric import (
+    ExactArithmetic,
+    Evaluator,
+    Indeterminate,
+    IntervalArithmetic,
+    NotExact,
+    to_float,
+)
+
+Status = Literal["proven", "refuted", "undecided"]
+
+DEFAULT_BUDGET = 5.0
+STRUCTURAL_STEPS = 60
+IN_PROCESS_SIZE = 400  # expressions up to this many nodes are cancelled without a child process
+PROBE_POINTS = 3
+EVIDENCE_POINTS = 12
+
+# Concrete stand-ins for the generic functions in counterexamples. Rational
+# coefficients keep every value exact; the cost is not separable, so that a
+# formula missing a cross term is caught.
+SIGMA_TEXT = "t**3/5 + t/2 + 1/7"
+COST_TEXT = "sum_i i/(i+2) * a_i**3/3 + (sum_i a_i)**2/7"
+
+
+def _sigma(arith, value, args):
+    t = value(args[0])
+    return t**3 / 5 + t / 2 + arith.lift(Fraction(1, 7))
+
+
+def _sigma_prime(arith, value, args):
+    t = value(args[0])
+    return 3 * t**2 / 5 + arith.lift(Fraction(1, 2))
+
+
+def _sigma_second(arith, value, args):
+    return 6 * value(args[0]) / 5
+
+
+def _cost(arith, value, args):
+    a = [value(x) for x in args]
+    total = sum(a[1:], a[0])
+    result = total**2 / 7
+    for i, ai in enumerate(a, start=1):
+        result = result + ai**3 * i / (3 * (i + 2))
+    return result
+
+
+def _cost_partial(arith, value, args):
+    i = int(args[0])
+    a = [value(x) for x in args[1:]]
+    total = sum(a[1:], a[0])
+    return a[i - 1] ** 2 * i / (i + 2) + 2 * total / 7
+
+
+SUBSTITUTES = {
+    fn.sigma: _sigma,
+    fn.sigma_prime: _sigma_prime,
+    fn.sigma_second: _sigma_second,
+    fn.cost: _cost,
+    fn.cost_partial: _cost_partial,
+}
+SUBSTITUTE_TEXT = {fn.sigma: ("sigma", SIGMA_TEXT), fn.cost: ("C", COST_TEXT)}
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """A point at which the two sides differ, with both values."""
+
+    point: Mapping[str, str]  # leaf name ↦ exact value, such as "-3/7"
+    functions: Mapping[str, str]  # generic function ↦ the concrete one used
+    lhs: str
+    rhs: str
+    certified_by: str  # "exact rational arithmetic" or "interval arithmetic (256 bits)"
+
+    def to_dict(self) -> dict:
+        return {
+            "point": dict(self.point),
+            "functions": dict(self.functions),
+            "lhs": self.lhs,
+            "rhs": self.rhs,
+            "certified_by": self.certified_by,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    method: str
+    seconds: float = 0.0
+    counterexample: Counterexample | None = None
+    agreeing_points: int = 0
+    assumptions: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "verdict": self.status,
+            "method": self.method,
+            "counterexample": self.counterexample.to_dict() if self.counterexample else None,
+            "agreeing_points": self.agreeing_points,
+            "assumptions": list(self.assumptions),
+            "seconds": round(self.seconds, 6),
+        }
+
+
+@dataclass
+class Prover:
+    """Decides identities over one network's derivations. One per network; reuse it."""
+
+    derivations: Derivations
+    budget: float = DEFAULT_BUDGET
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._rng = random.Random(self.seed)
+        self.network = self.derivations.network
+
+    # -- the decision ---------------------------------------------------------------
+    def decide(
+        self,
+        lhs: sp.Expr,
+        rhs: sp.Expr,
+        assume: Mapping[sp.Symbol, sp.Expr] | None = None,
+        assumption_text: tuple[str, ...] = (),
+    ) -> Verdict:
+        start = time.perf_counter()
+        assume = dict(assume or {})
+
+        def verdict(status: Status, method: str, **extra) -> Verdict:
+            return Verdict(status, method, time.perf_counter() - start, assumptions=assumption_text, **extra)
+
+        proof = self._structural(lhs, rhs, assume)
+        if proof:
+            return verdict("proven", proof)
+
+        counterexample, agreed = self.search(lhs, rhs, assume, PROBE_POINTS)
+        if counterexample:
+            return verdict("refuted", "counterexample", counterexample=counterexample)
+
+        remaining = self.budget - (time.perf_counter() - start)
+        proof = self._algebraic(lhs, rhs, assume, remaining)
+        if proof and proof.startswith("proven"):
+            return verdict("proven", proof.removeprefix("proven: "))
+
+        counterexample, more = self.search(lhs, rhs, assume, EVIDENCE_POINTS)
+        if counterexample:
+            return verdict("refuted", "counterexample", counterexample=counterexample)
+        why = proof or "no symbolic simplification reached zero"
+        return verdict(
+            "undecided",
+            f"{why}; the sides agreed at {agreed + more} random points (evidence, not a proof)",
+            agreeing_points=agreed + more,
+        )
+
+    # -- step 1: canonical forms, expanding the chain rule one level at a time ---------
+    def _structural(self, lhs, rhs, assume) -> str | None:
+        """Cheap and bounded: SymPy's canonical form after each level of adjoint expansion."""
+        if assume:
+            lhs, rhs = lhs.xreplace(assume), rhs.xreplace(assume)
+        for level in range(STRUCTURAL_STEPS):
+            if lhs == rhs:
+                return _levels("identical canonical forms", level)
+            nxt = self._expand_adjoints(lhs, rhs)
+            if nxt is None:
+                break
+            lhs, rhs = nxt
+            if assume:
+                lhs, rhs = lhs.xreplace(assume), rhs.xreplace(assume)
+            if _size(lhs, IN_PROCESS_SIZE) + _size(rhs, IN_PROCESS_SIZE) > 2 * IN_PROCESS_SIZE:
+                break
+        difference = lhs - rhs
+        if difference == 0:
+            return _levels("the difference is 0 in canonical form", level)
+        if _size(difference, IN_PROCESS_SIZE) < IN_PROCESS_SIZE and not self._adjoints_in(difference):
+            if _cancels(difference, assume):
+                return _levels("cancel() reduced the difference to 0", level)
+        return None
+
+    def _adjoints_in(self, expr: sp.Expr) -> list[sp.Symbol]:
+        info = self.derivations.adjoint_info
+        return [s for s in expr.free_symbols if info(s) is not None]
+
+    def _expand_adjoints(self, *sides):
+        """Replace the adjoints farthest from their quantity (deepest in the backward pass) by their definitions."""
+        found = set()
+        for side in sides:
+            found.update(self._adjoints_in(side))
+        if not found:
+            return None
+        depth = {}
+        for s in found:
+            derivation, wrt = self.derivations.adjoint_info(s)
+            depth[s] = derivation.backward_depth.get(wrt, 0)
+        deepest = max(depth.values())
+        mapping = {s: self.derivations.definition(s) for s, d in depth.items() if d == deepest}
+        return tuple(side.xreplace(mapping) for side in sides)
+
+    # -- step 2: full algebra, in a child process with a deadline ---------------------
+    def _algebraic(self, lhs, rhs, assume, budget: float) -> str | None:
+        if budget <= 0:
+            return f"budget of {self.budget:g} s spent"
+        context = multiprocessing.get_context("fork")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_algebra_child, args=(self, lhs, rhs, assume, send), daemon=True)
+        child.start()
+        send.close()
+        try:
+            if receive.poll(budget):
+                return receive.recv()
+            return f"undecided within the budget of {self.budget:g} s"
+        except EOFError:
+            return "the symbolic step failed"
+        finally:
+            if child.is_alive():
+                child.kill()
+            child.join()
+            receive.close()
+
+    def expansion_levels(self, lhs, rhs, assume):
+        """Successively expanded forms of lhs − rhs: adjoints first, then nodes nearest the cost."""
+        sides = (lhs, rhs)
+        level = 0
+        while True:
+            yield level, sides[0] - sides[1]
+            nxt = self._expand_adjoints(*sides)
+            if nxt is None:
+                break
+            sides = nxt
+            level += 1
+        network = self.network
+        while True:
+            nodes = {s for side in sides for s in side.free_symbols if s in network.definitions}
+            if not nodes:
+                break
+            deepest = max(network.depth[s] for s in nodes)
+            mapping = {s: network.definitions[s] for s in nodes if network.depth[s] == deepest}
+            sides = tuple(side.xreplace(mapping) for side in sides)
+            level += 1
+            yield level, sides[0] - sides[1]
+
+    # -- counterexamples ------------------------------------------------------------
+    def search(self, lhs, rhs, assume, points: int) -> tuple[Counterexample | None, int]:
+        """Look for a point where the sides differ for certain; count the points where they agree."""
+        leaves = self._leaves_needed(lhs, rhs, assume)
+        agreed = 0
+        attempts = 0
+        while agreed < points and attempts < 4 * points:
+            attempts += 1
+            point = {s: self._random_value(s) for s in leaves if s not in assume}
+            try:
+                counterexample, agrees = self._compare_at(lhs, rhs, point, assume)
+            except (Indeterminate, ZeroDivisionError, OverflowError, ValueError):
+                continue
+            if counterexample:
+                return counterexample, agreed
+            agreed += agrees
+        return None, agreed
+
+    def _leaves_needed(self, lhs, rhs, assume) -> list[sp.Symbol]:
+        needed: set[sp.Symbol] = set()
+        seen: set[sp.Symbol] = set()
+        stack = [*lhs.free_symbols, *rhs.free_symbols]
+        for value in assume.values():
+            stack.extend(value.free_symbols)
+        stack.extend(assume)
+        while stack:
+            s = stack.pop()
+            if s in seen:
+                continue
+            seen.add(s)
+            definition = self.derivations.definition(s)
+            if definition is None:
+                needed.add(s)
+            else:
+                stack.extend(definition.free_symbols)
+        return sorted(needed, key=lambda s: s.name)
+
+    def _random_value(self, s: sp.Symbol) -> Fraction:
+        rng = self._rng
+        if s in self.network.constants:
+            return Fraction(rng.randint(1, 9), rng.randint(1, 4))
+        if s in self.network.targets:
+            return Fraction(rng.randint(-3, 12), 10)
+        numerator = rng.choice([n for n in range(-9, 10) if n != 0])
+        return Fraction(numerator, rng.randint(2, 9))
+
+    def _compare_at(self, lhs, rhs, point, assume):
+        exact = ExactArithmetic()
+        full_point = dict(point)
+        if assume:
+            solve = Evaluator(exact, point, lambda s: None)
+            for s, value in assume.items():
+                full_point[s] = solve(value)
+        try:
+            evaluate = Evaluator(exact, full_point, self.derivations.definition, SUBSTITUTES)
+            left, right = evaluate(lhs), evaluate(rhs)
+            certified = "exact rational arithmetic"
+            differ = left != right
+        except NotExact:
+            interval = IntervalArithmetic()
+            evaluate = Evaluator(interval, full_point, self.derivations.definition, SUBSTITUTES)
+            left, right = evaluate(lhs), evaluate(rhs)
+            certified = f"interval arithmetic ({interval.ctx.prec} bits)"
+            difference = left - right
+            differ = difference.a > 0 or difference.b < 0
+        if not differ:
+            return None, 1
+        functions = {}
+        for func, (name, text) in SUBSTITUTE_TEXT.items():
+            if self._uses(lhs, rhs, func):
+                functions[name] = text
+        shown = {s.name: _exact_text(v) for s, v in sorted(full_point.items(), key=lambda kv: kv[0].name)}
+        return Counterexample(shown, functions, _value_text(left), _value_text(right), certified), 0
+
+    def _uses(self, lhs, rhs, func) -> bool:
+        related = {func}
+        if func is fn.sigma:
+            related |= {fn.sigma_prime, fn.sigma_second}
+        if func is fn.cost:
+            related |= {fn.cost_partial}
+        stack = [lhs, rhs]
+        seen = set()
+        while stack:
+            expr = stack.pop()
+            if any(expr.atoms(f) for f in related):
+                return True
+            for s in expr.free_symbols:
+                if s not in seen:
+                    seen.add(s)
+                    definition = self.derivations.definition(s)
+                    if definition is not None:
+                        stack.append(definition)
+        return False
+
+
+def _algebra_child(prover: Prover, lhs, rhs, assume, send) -> None:
+    """In the child: cancel at every expansion level, then simplify; report the first zero."""
+    try:
+        for level, difference in prover.expansion_levels(lhs, rhs, assume):
+            if _cancels(difference, assume):
+                send.send("proven: " + _levels("cancel() reduced the difference to 0", level))
+                return
+        last = _exp_generators(difference.xreplace(assume) if assume else difference)
+        if sp.simplify(last) == 0:
+            send.send("proven: simplify() reduced the fully expanded difference to 0")
+            return
+        send.send("no symbolic simplification reached zero")
+    except Exception as exc:  # a failure in SymPy is reported, never raised into the parent
+        send.send(f"the symbolic step failed ({type(exc).__name__})")
+    finally:
+        send.close()
+
+
+def _cancels(difference: sp.Expr, assume: Mapping) -> bool:
+    if assume:
+        difference = difference.xreplace(assume)
+    if difference == 0:
+        return True
+    normal = _exp_generators(difference)
+    return sp.cancel(sp.together(normal)) == 0
+
+
+_generators: dict[sp.Expr, sp.Symbol] = {}
+
+
+def _exp_generators(expr: sp.Expr) -> sp.Expr:
+    """Rewrite σ, tanh and softmax through exp, then each exp(c·m) as G_m**c with one symbol G_m per monomial m.
+
+    Exponentials of distinct monomials are algebraically independent, and
+    treating them as independent generators is sound in any case: an identity
+    in the generators holds at their actual values. `cancel` then decides
+    rational identities in them.
+    """
+    rewritten = expr.replace(
+        lambda e: isinstance(e, (fn.sigmoid, sp.tanh, fn.softmax)),
+        lambda e: e.rewrite(sp.exp),
+    )
+
+    def generator(e):
+        argument = sp.expand(e.args[0])
+        factors = []
+        for term in sp.Add.make_args(argument):
+            coefficient, monomial = term.as_coeff_Mul()
+            if monomial == 1:
+                factors.append(sp.exp(coefficient))
+                continue
+            g = _generators.get(monomial)
+            if g is None:
+                g = sp.Dummy(f"exp_{len(_generators)}", positive=True)
+                _generators[monomial] = g
+            factors.append(g**coefficient)
+        return sp.Mul(*factors)
+
+    return rewritten.replace(lambda e: isinstance(e, sp.exp), generator)
+
+
+def _size(expr: sp.Expr, limit: int) -> int:
+    """The number of nodes of an expression tree, counting no further than `limit`."""
+    count = 0
+    stack = [expr]
+    while stack and count < limit:
+        e = stack.pop()
+        count += 1
+        stack.extend(e.args)
+    return count
+
+
+def _levels(what: str, level: int) -> str:
+    if level == 0:
+        return what
+    return f"{what} after {level} level{'s' if level > 1 else ''} of substitution"
+
+
+def _exact_text(value) -> str:
+    if isinstance(value, Fraction):
+        return str(value)
+    return _value_text(value)
+
+
+def _value_text(value) -> str:
+    if isinstance(value, Fraction):
+        if value.denominator == 1 or len(str(value)) <= 24:
+            return str(value)
+        return f"{float(value):.15g}"
+    return f"{to_float(value):.15g}"
+
+
+# ---------------------------------------------------------------------------
+# Proving formula sets on a network
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    set_id: str
+    formula: str
+    family: str
+    indices: Mapping[str, int]
+    lhs: sp.Expr
+    rhs: sp.Expr
+    verdict: Verdict
+
+    def to_dict(self) -> dict:
+        return {
+            "set": self.set_id,
+            "formula": self.formula,
+            "family": self.family,
+            "indices": dict(self.indices),
+            "lhs": str(self.lhs),
+            "rhs": str(self.rhs),
+            **self.verdict.to_dict(),
+        }
+
+
+@dataclass
+class ProofReport:
+    """Every instance of the applicable formulas of some sets, decided on one network."""
+
+    network: object
+    derivations: Derivations
+    sets: list
+    results: list[InstanceResult]
+    seconds: float
+
+    def summary(self) -> dict[str, int]:
+        counts = {"proven": 0, "refuted": 0, "undecided": 0}
+        for r in self.results:
+            counts[r.verdict.status] += 1
+        counts["total"] = len(self.results)
+        return counts
+
+    def families(self) -> list[dict]:
+        """Counts per (set, family), in the order formulas appear in their sets."""
+        rows: dict[tuple[str, str], dict] = {}
+        for r in self.results:
+            row = rows.setdefault(
+                (r.set_id, r.family),
+                {"set": r.set_id, "family": r.family, "proven": 0, "refuted": 0, "undecided": 0, "total": 0},
+            )
+            row[r.verdict.status] += 1
+            row["total"] += 1
+        return list(rows.values())
+
+    @property
+    def all_proven(self) -> bool:
+        return bool(self.results) and all(r.verdict.status == "proven" for r in self.results)
+
+    def to_dict(self) -> dict:
+        return {
+            "network": self.network.name,
+            "sets": [{"id": s.id, "title": s.title, "source": s.source} for s in self.sets],
+            "results": [r.to_dict() for r in self.results],
+            "families": self.families(),
+            "summary": self.summary(),
+            "seconds": round(self.seconds, 4),
+        }
+
+    def _repr_latex_(self) -> str:
+        rows = []
+        for row in self.families():
+            mark = r"\checkmark" if row["proven"] == row["total"] else r"\times"
+            rows.append(rf"\text{{{row['set']}}} & \text{{{row['family']}}} & {row['proven']}/{row['total']} & {mark}")
+        body = r" \\ ".join(rows)
+        return r"$\begin{array}{llrl}" + body + r"\end{array}$"
+
+
+def prove(
+    network,
+    sets,
+    *,
+    derivations: Derivations | None = None,
+    budget: float = DEFAULT_BUDGET,
+    seed: int = 0,
+    progress=None,
+) -> ProofReport:
+    """Decide every instance of every formula of `sets` that applies to `network`."""
+    from .formulas import Instantiator
+
+    start = time.perf_counter()
+    derivations = derivations or Derivations(network)
+    instantiator = Instantiator(network, derivations)
+    prover = Prover(derivations, budget=budget, seed=seed)
+    work = [(s, f) for s in sets for f in s.applicable(network)]
+    total = sum(instantiator.count(f) for _, f in work)
+    bar = progress(total) if progress else None
+    results = []
+    for formula_set, formula in work:
+        assumption = (formula.assume[2],) if formula.assume else ()
+        for instance in instantiator.instances(formula):
+            verdict = prover.decide(instance.lhs, instance.rhs, instance.assume, assumption)
+            results.append(
+                InstanceResult(
+                    formula_set.id, formula.id, formula.family, instance.indices, instance.lhs, instance.rhs, verdict
+                )
+            )
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return ProofReport(network, derivations, list(sets), results, time.perf_counter() - start)

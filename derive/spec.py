@@ -1,0 +1,169 @@
+"""Spec files: a network declared in TOML, layered or free-form.
+
+Layered:
+
+    [network]
+    name = "book-12-3-2"
+    layers = [12, 3, 2]
+    activation = "sigmoid"          # or one per layer after the input
+    cost = "quadratic"              # quadratic | cross_entropy | log_likelihood | generic
+    regularization = "l2"           # optional
+
+Free-form (ordered equations; a name is defined once and used only after it):
+
+    [network]
+    name = "two-two-two"
+    inputs = ["x1", "x2"]
+    targets = ["y1", "y2"]
+    parameters = [...]              # optional: else every other free name
+    constants = [...]               # optional: fixed symbols such as a learning rate
+    cost = "E"
+    [equations]
+    neth1 = "w1*x1 + w2*x2 + b1"
+    ...
+    [values]                        # optional: one number per input, target, parameter, constant
+    [latex]                         # optional: how a name prints in LaTeX
+
+Errors name the file and the key: `two.toml: [equations] neth1, column 7: ...`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Mapping
+
+from .errors import InputError
+from .network import Network, free_form, layered
+
+LAYERED_KEYS = {"name", "description", "layers", "activation", "cost", "regularization"}
+FREE_FORM_KEYS = {"name", "description", "inputs", "targets", "parameters", "constants", "cost"}
+TOP_LEVEL = {"network", "equations", "values", "latex"}
+MAX_SPEC_BYTES = 5_000_000
+
+
+def networks_dir() -> Path:
+    return Path(str(resources.files("derive") / "networks"))
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in networks_dir().glob("*.toml"))
+
+
+def load(spec: str | Path) -> Network:
+    """A built-in network by name, or a spec file by path."""
+    path = Path(spec)
+    if path.suffix == ".toml" or path.exists() or "/" in str(spec):
+        return load_file(path)
+    builtin = networks_dir() / f"{spec}.toml"
+    if builtin.is_file():
+        return load_file(builtin, label=str(spec))
+    known = ", ".join(builtin_names())
+    raise InputError(f"no spec file '{spec}' and no built-in network of that name (built-in: {known})")
+
+
+def load_file(path: Path, label: str | None = None) -> Network:
+    where = label or str(path)
+    try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise InputError(f"the file is larger than {MAX_SPEC_BYTES:,} bytes", where=where)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such file", where=where) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the file: {exc}", where=where) from None
+    return parse_spec(text, where=where, source=str(path))
+
+
+def parse_spec(text: str, *, where: str = "<spec>", source: str | None = None) -> Network:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"TOML syntax error: {exc}", where=where) from None
+    try:
+        return from_dict(data, source=source)
+    except InputError as exc:
+        raise exc.located(where) from None
+
+
+def from_dict(data: Mapping, *, source: str | None = None) -> Network:
+    unknown = set(data) - TOP_LEVEL
+    if unknown:
+        raise InputError(f"unknown table '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP_LEVEL))})")
+    network = data.get("network")
+    if not isinstance(network, dict):
+        raise InputError("a [network] table is required")
+    name = network.get("name", Path(source).stem if source else "network")
+    if not isinstance(name, str) or not name:
+        raise InputError("must be a non-empty string", where="[network] name")
+    description = network.get("description", "")
+    values = data.get("values")
+    if values is not None and not isinstance(values, dict):
+        raise InputError("must be a table of numbers", where="[values]")
+    if "layers" in network:
+        if "equations" in data:
+            raise InputError("a spec is either layered ('layers') or free-form ([equations]), not both")
+        _check_keys(network, LAYERED_KEYS, "layered")
+        if "latex" in data:
+            raise InputError("a layered network's names are Nielsen's; [latex] is for free-form specs")
+        return layered(
+            _required(network, "layers"),
+            activation=network.get("activation", "sigmoid"),
+            cost=network.get("cost", "quadratic"),
+            regularization=network.get("regularization", "none"),
+            name=name,
+            values=values,
+            description=description,
+            source=source,
+        )
+    if "equations" in data:
+        _check_keys(network, FREE_FORM_KEYS, "free-form")
+        equations = data["equations"]
+        if not isinstance(equations, dict) or not equations:
+            raise InputError("must be a table of name = \"formula\" lines", where="[equations]")
+        for key, value in equations.items():
+            if not isinstance(value, str):
+                raise InputError("must be a formula string", where=f"[equations] {key}")
+        cost = _required(network, "cost")
+        if not isinstance(cost, str):
+            raise InputError("must be the name of the cost's equation", where="[network] cost")
+        latex = data.get("latex")
+        if latex is not None and not (isinstance(latex, dict) and all(isinstance(v, str) for v in latex.values())):
+            raise InputError("must be a table of name = \"LaTeX\"", where="[latex]")
+        return free_form(
+            equations,
+            cost=cost,
+            inputs=_list(network, "inputs"),
+            targets=_list(network, "targets"),
+            parameters=_list(network, "parameters") if "parameters" in network else None,
+            constants=_list(network, "constants"),
+            name=name,
+            values=values,
+            latex_names=latex,
+            description=description,
+            source=source,
+        )
+    raise InputError("[network] needs 'layers' (a layered network) or an [equations] table (free-form)")
+
+
+def _check_keys(table: Mapping, allowed: set[str], kind: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise InputError(
+                f"unknown key '{key}' for a {kind} network (known: {', '.join(sorted(allowed))})",
+                where="[network]",
+            )
+
+
+def _required(table: Mapping, key: str):
+    if key not in table:
+        raise InputError("is required", where=f"[network] {key}")
+    return table[key]
+
+
+def _list(table: Mapping, key: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError("must be a list of names, such as [\"x1\", \"x2\"]", where=f"[network] {key}")
+    return value

@@ -1,0 +1,197 @@
+"""Independent routes to the same gradients, for tests.
+
+* `torch_gradients`: PyTorch autograd in float64. Layered networks are built
+  from their facts (sizes, activations, cost) as matrix code, not from our
+  symbolic graph, so the builder is checked too; free-form networks are
+  interpreted equation by equation.
+* `finite_differences`: central differences of the cost, evaluated forward
+  only, in 60-digit arithmetic.
+* `sympy_gradient`: plain `sympy.diff` of the fully substituted cost.
+
+Generic functions get the prover's concrete stand-ins (σ(t) = t³/5 + t/2 + 1/7
+and its polynomial cost), so every route computes the same numbers.
+"""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+
+import mpmath
+import sympy as sp
+import torch
+
+from derive import functions as fn
+from derive.numeric import ApproximateArithmetic, Evaluator
+from derive.proof import SUBSTITUTES
+
+torch.set_default_dtype(torch.float64)
+
+
+def random_point(network, seed: int) -> dict[sp.Symbol, Fraction]:
+    rng = random.Random(seed)
+    point = {}
+    for s in network.leaves:
+        if s in network.constants:
+            point[s] = Fraction(rng.randint(1, 9), rng.randint(1, 4))
+        elif s in network.targets:
+            point[s] = Fraction(rng.randint(0, 10), 10)
+        else:
+            point[s] = Fraction(rng.randint(-9, 9), rng.randint(3, 9))
+    if network.facts.get("cost") == "log_likelihood":
+        # one-hot-like targets: nonnegative and summing to 1
+        ys = list(network.targets)
+        weights = [rng.randint(1, 5) for _ in ys]
+        for y, w in zip(ys, weights):
+            point[y] = Fraction(w, sum(weights))
+    return point
+
+
+def derived_gradients(derivations, point) -> dict[sp.Symbol, float]:
+    """Our symbolic gradients, evaluated at `point` (50 digits)."""
+    evaluate = Evaluator(ApproximateArithmetic(60), point, derivations.definition, SUBSTITUTES)
+    d = derivations.cost
+    return {p: float(evaluate(d.adjoint(p))) for p in d.parameters()}
+
+
+def cost_value(network, point, digits: int = 60):
+    evaluate = Evaluator(ApproximateArithmetic(digits), point, network.definitions.get, SUBSTITUTES)
+    return evaluate(network.cost)
+
+
+def finite_differences(network, point, h: str = "1e-20") -> dict[sp.Symbol, float]:
+    ctx = mpmath.MPContext()
+    ctx.dps = 60
+    step = ctx.mpf(h)
+    grads = {}
+    for p in network.parameters:
+        values = {}
+        for sign in (1, -1):
+            shifted = dict(point)
+            evaluate = Evaluator(ApproximateArithmetic(60), {}, network.definitions.get, SUBSTITUTES)
+            for s, v in shifted.items():
+                evaluate.known[s] = evaluate.arith.lift(Fraction(v))
+            evaluate.known[p] = evaluate.known[p] + sign * step
+            values[sign] = evaluate(network.cost)
+        grads[p] = float((values[1] - values[-1]) / (2 * step))
+    return grads
+
+
+def sympy_gradient(network, parameter) -> sp.Expr:
+    return sp.diff(network.substituted(network.cost), parameter)
+
+
+# ---------------------------------------------------------------------------
+# PyTorch
+# ---------------------------------------------------------------------------
+
+
+def _sigma(t):
+    return t**3 / 5 + t / 2 + 1 / 7
+
+
+def _generic_cost(outputs):
+    total = sum(outputs)
+    value = total**2 / 7
+    for i, a in enumerate(outputs, start=1):
+        value = value + a**3 * i / (3 * (i + 2))
+    return value
+
+
+TORCH_ACTIVATIONS = {
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "identity": lambda z: z,
+    "sigma": _sigma,
+}
+
+
+def torch_gradients(network, point) -> dict[sp.Symbol, float]:
+    if network.kind == "layered":
+        return _torch_layered(network, point)
+    return _torch_free_form(network, point)
+
+
+def _value(point, s) -> float:
+    return float(point[s])
+
+
+def _torch_layered(network, point) -> dict[sp.Symbol, float]:
+    facts, families = network.facts, network.families
+    sizes, L = facts["sizes"], facts["L"]
+    x = torch.tensor([_value(point, families["x"][(k,)]) for k in range(1, sizes[0] + 1)])
+    weights, biases = {}, {}
+    for l in range(2, L + 1):
+        weights[l] = torch.tensor(
+            [[_value(point, families["w"][(l, j, k)]) for k in range(1, sizes[l - 2] + 1)] for j in range(1, sizes[l - 1] + 1)],
+            requires_grad=True,
+        )
+        biases[l] = torch.tensor([_value(point, families["b"][(l, j)]) for j in range(1, sizes[l - 1] + 1)], requires_grad=True)
+    a = x
+    for l in range(2, L + 1):
+        z = weights[l] @ a + biases[l]  # Nielsen: z^l = w^l a^{l-1} + b^l
+        act = facts["activations"][l - 2]
+        a = torch.softmax(z, dim=0) if act == "softmax" else TORCH_ACTIVATIONS[act](z)
+    cost = facts["cost"]
+    if cost == "generic":
+        loss = _generic_cost(list(a))
+    else:
+        y = torch.tensor([_value(point, families["y"][(j,)]) for j in range(1, sizes[-1] + 1)])
+        if cost == "quadratic":
+            loss = ((y - a) ** 2).sum() / 2
+        elif cost == "cross_entropy":
+            loss = -(y * torch.log(a) + (1 - y) * torch.log(1 - a)).sum()
+        else:
+            loss = -(y * torch.log(a)).sum()
+    if facts["regularization"] == "l2":
+        lmbda, n = (_value(point, s) for s in network.constants)
+        loss = loss + lmbda / (2 * n) * sum((w**2).sum() for w in weights.values())
+    loss.backward()
+    grads = {}
+    for (l, j, k), s in families["w"].items():
+        grads[s] = float(weights[l].grad[j - 1, k - 1])
+    for (l, j), s in families["b"].items():
+        grads[s] = float(biases[l].grad[j - 1])
+    return grads
+
+
+def _torch_free_form(network, point) -> dict[sp.Symbol, float]:
+    leaves = {
+        s: torch.tensor(_value(point, s), requires_grad=s in network.parameters) for s in network.leaves
+    }
+    values = dict(leaves)
+    for node in network.order:
+        values[node] = _interpret(network.definitions[node], values)
+    values[network.cost].backward()
+    return {p: float(leaves[p].grad) for p in network.parameters}
+
+
+def _interpret(expr, values):
+    if expr in values:
+        return values[expr]
+    if expr.is_Number:
+        return torch.tensor(float(expr))
+    args = [_interpret(a, values) for a in expr.args]
+    if expr.is_Add:
+        return sum(args[1:], args[0])
+    if expr.is_Mul:
+        out = args[0]
+        for a in args[1:]:
+            out = out * a
+        return out
+    if expr.is_Pow:
+        return args[0] ** args[1]
+    table = {
+        sp.exp: torch.exp,
+        sp.log: torch.log,
+        sp.tanh: torch.tanh,
+        fn.sigmoid: torch.sigmoid,
+        fn.relu: torch.relu,
+        fn.sigma: _sigma,
+    }
+    if type(expr) in table:
+        return table[type(expr)](*args)
+    if isinstance(expr, sp.Max):
+        return torch.stack(args).max()
+    raise TypeError(f"no torch rule for {type(expr).__name__}")

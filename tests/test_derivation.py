@@ -1,0 +1,110 @@
+"""Derived gradients against three independent routes: sympy.diff, finite differences, PyTorch."""
+
+import math
+
+import pytest
+import sympy as sp
+
+from derive import Derivations, Derived, builtin_names, free_form, layered, load
+from oracles import derived_gradients, finite_differences, random_point, sympy_gradient, torch_gradients
+
+BUILTINS = builtin_names()
+
+
+def relative_error(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a), abs(b), 1e-300)
+
+
+def assert_close(ours: dict, theirs: dict, tolerance: float, label: str) -> None:
+    assert ours.keys() == theirs.keys()
+    worst = max(ours, key=lambda p: relative_error(ours[p], theirs[p]) if abs(theirs[p]) > 1e-14 else abs(ours[p] - theirs[p]))
+    a, b = ours[worst], theirs[worst]
+    error = relative_error(a, b) if abs(b) > 1e-14 else abs(a - b)
+    assert error <= tolerance, f"{label}: {worst} derived {a!r}, oracle {b!r} (error {error:.2e})"
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_closed_forms_equal_plain_sympy_diff(name, builtin_networks):
+    network = builtin_networks[name]
+    d = Derivations(network).cost
+    for p in network.parameters:
+        ours = network.substituted(d.closed_form(p))
+        naive = sympy_gradient(network, p)
+        difference = sp.expand(ours - naive)
+        if difference != 0:
+            difference = sp.cancel(sp.together(difference))
+        assert difference == 0, f"{name}: ∂C/∂{p} differs from sympy.diff"
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_gradients_equal_pytorch_autograd(name, seed, builtin_networks, derivations):
+    network = builtin_networks[name]
+    point = random_point(network, seed)
+    assert_close(derived_gradients(derivations[name], point), torch_gradients(network, point), 1e-10, f"{name} vs torch")
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_gradients_equal_central_finite_differences(name, builtin_networks, derivations):
+    network = builtin_networks[name]
+    point = random_point(network, 3)
+    assert_close(derived_gradients(derivations[name], point), finite_differences(network, point), 1e-12, f"{name} vs FD")
+
+
+def test_mazur_numbers_at_the_spec_values():
+    """The worked example's published numbers (Mazur 2015) at its [values] point."""
+    derived = Derived(load("two-two-two"))
+    values = derived.values()
+    d = derived.derivation
+    by_name = {s.name: v for s, v in values.items()}
+    assert math.isclose(by_name["E"], 0.298371109, rel_tol=1e-8)
+    assert math.isclose(by_name["D(E, w5)"], 0.082167041, rel_tol=1e-7)
+    assert math.isclose(by_name["D(E, w1)"], 0.000438568, rel_tol=1e-6)
+    assert math.isclose(values[d.adjoint(load("two-two-two").by_name["outh1"])], 0.036350306, rel_tol=1e-7)
+
+
+def test_recurrence_is_read_off_the_graph():
+    network = load("two-two-two")
+    d = Derivations(network).cost
+    s = network.by_name
+    terms = d.terms(s["outh1"])
+    assert [t.consumer for t in terms] == [s["neto1"], s["neto2"]]
+    assert [t.partial for t in terms] == [s["w5"], s["w7"]]
+    assert d.definition(s["neth1"]) == d.adjoint(s["outh1"]) * s["outh1"] * (1 - s["outh1"])
+    # shared bias: one term per unit it feeds
+    assert d.definition(s["b2"]) == d.adjoint(s["neto1"]) + d.adjoint(s["neto2"])
+
+
+def test_layered_recurrence_has_one_term_per_unit_of_the_next_layer():
+    network = layered([3, 4, 5, 2], activation="sigma", cost="generic")
+    d = Derivations(network).cost
+    a2_1 = network.by_name["a2_1"]
+    assert len(d.terms(a2_1)) == 5
+    assert {t.partial for t in d.terms(a2_1)} == {network.by_name[f"w3_{j}_1"] for j in range(1, 6)}
+
+
+def test_derivatives_of_other_quantities_and_inputs():
+    network = load("two-two-two")
+    s = network.by_name
+    ders = Derivations(network)
+    # ∂neto1/∂w1 through the graph
+    closed = ders.of(s["neto1"]).closed_form(s["w1"])
+    assert sp.expand(network.substituted(closed) - sp.diff(network.substituted(s["neto1"]), s["w1"])) == 0
+    # an input's derivative exists too
+    assert ders.cost.closed_form(s["x1"]) != 0
+    # a quantity that does not depend on a symbol has derivative 0
+    assert ders.of(s["neth1"]).adjoint(s["w5"]) == 0
+
+
+def test_free_form_from_sympy_expressions_shares_symbols():
+    x, w, b, y = sp.symbols("x w b y")
+    network = free_form(
+        {"z": w * x + b, "a": sp.tanh(sp.Symbol("z")), "C": (sp.Symbol("a") - y) ** 2},
+        cost="C",
+        inputs=["x"],
+        targets=["y"],
+    )
+    assert [p.name for p in network.parameters] == ["w", "b"]
+    d = Derivations(network).cost
+    a = network.by_name["a"]
+    assert d.closed_form(network.by_name["w"]) == 2 * (a - network.by_name["y"]) * (1 - a**2) * network.by_name["x"]
