@@ -182,6 +182,11 @@ def run_derive(args) -> int:
     from .spec import load
 
     network = load(args.spec)
+    if network.missing_values:
+        missing = ", ".join(s.name for s in network.missing_values[:8])
+        more = " …" if len(network.missing_values) > 8 else ""
+        print(f"derive: note: [values] has no number for {missing}{more}; "
+              "quantities that depend on them are not evaluated", file=sys.stderr)
     with progress_bar(len(network.parameters) + len(network.order), "deriving") as bar:
         derived = Derived(network, progress=bar.wrap)
     if args.json:

@@ -254,10 +254,18 @@ class Derived:
             return None
         from .numeric import ApproximateArithmetic, Evaluator, to_float
 
+        from .numeric import Indeterminate
+
         evaluate = Evaluator(ApproximateArithmetic(), self.network.values, self.derivations.definition)
         d = self.derivation
         wanted = [self.network.cost, *self.nodes, *(d.adjoint(v) for v in (*self.nodes, *self.parameters))]
-        return {s: to_float(evaluate(s)) for s in wanted}
+        values = {}
+        for s in wanted:
+            try:
+                values[s] = to_float(evaluate(s))
+            except (KeyError, Indeterminate):
+                continue  # a leaf it needs has no value, or the point is outside its domain
+        return values
 
     def to_dict(self) -> dict:
         network, d = self.network, self.derivation

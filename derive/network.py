@@ -187,8 +187,11 @@ class Network:
         return sp.latex(expr, symbol_names=symbol_names)
 
     @property
-    def parameter_count(self) -> int:
-        return len(self.parameters)
+    def missing_values(self) -> tuple[sp.Symbol, ...]:
+        """Leaves that the `[values]` point leaves without a number."""
+        if self.values is None:
+            return ()
+        return tuple(s for s in self.leaves if s not in self.values)
 
     def __repr__(self) -> str:
         return (
@@ -567,7 +570,9 @@ def _cycle_through(start: str, target: str, deps: Mapping[str, set[str]]) -> lis
 def _adopt(expr: sp.Basic, table: dict[str, sp.Symbol], unknown, where: str) -> sp.Expr:
     """A SymPy expression from Python code, with its symbols mapped onto the network's."""
     mapping = {}
-    for s in expr.free_symbols:
+    # preorder of the canonical form: a deterministic order for new parameters
+    ordered = dict.fromkeys(a for a in sp.preorder_traversal(expr) if isinstance(a, sp.Symbol))
+    for s in ordered:
         try:
             mapping[s] = table[s.name] if s.name in table else unknown(s.name)
         except LookupError as exc:
@@ -587,17 +592,17 @@ def _free_latex(table: Mapping[str, sp.Symbol], given: Mapping[str, str] | None)
 
 
 def with_values(network: Network, values: Mapping[str, object]) -> Network:
-    """The network with a numeric point: one exact value per input, target, parameter and constant."""
+    """The network with a numeric point: exact values for some or all of its leaves.
+
+    A partial point is accepted: quantities whose leaves all have values can be
+    evaluated, the others are reported as lacking them (`missing_values`).
+    """
     point: dict[sp.Symbol, Fraction] = {}
     names = {s.name: s for s in network.leaves}
     for key, raw in values.items():
         if key not in names:
             raise InputError(f"'{key}' is not an input, target, parameter or constant", where=f"[values] {key}")
         point[names[key]] = exact_number(raw, where=f"[values] {key}")
-    missing = [s.name for s in network.leaves if s not in point]
-    if missing:
-        shown = ", ".join(missing[:8]) + (" …" if len(missing) > 8 else "")
-        raise InputError(f"no value for {shown} (give one per input, target, parameter and constant)", where="[values]")
     return _replace(network, values=point)
 
 

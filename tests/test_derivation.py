@@ -104,7 +104,7 @@ def test_free_form_from_sympy_expressions_shares_symbols():
         inputs=["x"],
         targets=["y"],
     )
-    assert [p.name for p in network.parameters] == ["w", "b"]
+    assert [p.name for p in network.parameters] == ["b", "w"]  # preorder of SymPy's canonical b + w*x
     d = Derivations(network).cost
     a = network.by_name["a"]
     assert d.closed_form(network.by_name["w"]) == 2 * (a - network.by_name["y"]) * (1 - a**2) * network.by_name["x"]
