@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/derive list
 	$(BIN)/derive derive two-two-two
 	$(BIN)/derive prove two-two-two
-	$(BIN)/derive prove nielsen-12-3-2
+	$(BIN)/derive prove book-12-3-2
 	$(BIN)/derive prove generic-3-4-4-2
 
 test: setup

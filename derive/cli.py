@@ -318,7 +318,7 @@ def prove_text(report) -> str:
             more = f", … ({len(cx.point) - 12} more in --json)" if len(cx.point) > 12 else ""
             lines.append(f"  counterexample ({cx.certified_by}): {point}{more}")
             for name, text in cx.functions.items():
-                lines.append(f"  with {name}(t) = {text}")
+                lines.append(f"  with {name} = {text}")
             lines.append(f"  lhs = {cx.lhs}, rhs = {cx.rhs}")
         else:
             lines.append(f"  {v.method}")

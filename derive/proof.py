@@ -54,24 +54,38 @@ PROBE_POINTS = 3
 EVIDENCE_POINTS = 12
 
 # Concrete stand-ins for the generic functions in counterexamples. Rational
-# coefficients keep every value exact; the cost is not separable, so that a
-# formula missing a cross term is caught.
-SIGMA_TEXT = "t**3/5 + t/2 + 1/7"
+# coefficients keep every value exact. A claim "for every σ" that fails for one
+# polynomial σ is refuted; the quadratic comes first because values grow less
+# through the layers, the cubic is tried on later points. The cost is not
+# separable, so that a formula missing a cross term is caught.
+
+
+@dataclass(frozen=True)
+class Polynomial:
+    """c0 + c1 t + c2 t² + … with rational coefficients."""
+
+    coefficients: tuple[Fraction, ...]
+
+    def __call__(self, arith, t):
+        result = arith.lift(self.coefficients[-1])
+        for c in reversed(self.coefficients[:-1]):
+            result = result * t + arith.lift(c)
+        return result
+
+    def derivative(self) -> "Polynomial":
+        cs = tuple(k * c for k, c in enumerate(self.coefficients))[1:] or (Fraction(0),)
+        return Polynomial(cs)
+
+    @property
+    def text(self) -> str:
+        return str(sp.Poly([sp.Rational(c.numerator, c.denominator) for c in reversed(self.coefficients)], sp.Symbol("t")).as_expr())
+
+
+SIGMA_STAND_INS = (
+    Polynomial((Fraction(1, 3), Fraction(1, 2), Fraction(1, 7))),
+    Polynomial((Fraction(1, 7), Fraction(1, 2), Fraction(0), Fraction(1, 5))),
+)
 COST_TEXT = "sum_i i/(i+2) * a_i**3/3 + (sum_i a_i)**2/7"
-
-
-def _sigma(arith, value, args):
-    t = value(args[0])
-    return t**3 / 5 + t / 2 + arith.lift(Fraction(1, 7))
-
-
-def _sigma_prime(arith, value, args):
-    t = value(args[0])
-    return 3 * t**2 / 5 + arith.lift(Fraction(1, 2))
-
-
-def _sigma_second(arith, value, args):
-    return 6 * value(args[0]) / 5
 
 
 def _cost(arith, value, args):
@@ -90,14 +104,23 @@ def _cost_partial(arith, value, args):
     return a[i - 1] ** 2 * i / (i + 2) + 2 * total / 7
 
 
-SUBSTITUTES = {
-    fn.sigma: _sigma,
-    fn.sigma_prime: _sigma_prime,
-    fn.sigma_second: _sigma_second,
-    fn.cost: _cost,
-    fn.cost_partial: _cost_partial,
-}
-SUBSTITUTE_TEXT = {fn.sigma: ("sigma", SIGMA_TEXT), fn.cost: ("C", COST_TEXT)}
+def substitutes(sigma: Polynomial = SIGMA_STAND_INS[0]) -> dict:
+    """Evaluator stand-ins for every generic function, with σ the given polynomial."""
+    derivatives = [sigma, sigma.derivative(), sigma.derivative().derivative()]
+
+    def apply(p):
+        return lambda arith, value, args: p(arith, value(args[0]))
+
+    return {
+        fn.sigma: apply(derivatives[0]),
+        fn.sigma_prime: apply(derivatives[1]),
+        fn.sigma_second: apply(derivatives[2]),
+        fn.cost: _cost,
+        fn.cost_partial: _cost_partial,
+    }
+
+
+SUBSTITUTES = substitutes()
 
 
 @dataclass(frozen=True)
@@ -105,7 +128,7 @@ class Counterexample:
     """A point at which the two sides differ, with both values."""
 
     point: Mapping[str, str]  # leaf name ↦ exact value, such as "-3/7"
-    functions: Mapping[str, str]  # generic function ↦ the concrete one used
+    functions: Mapping[str, str]  # generic function, as "sigma(t)", ↦ the concrete one used
     lhs: str
     rhs: str
     certified_by: str  # "exact rational arithmetic" or "interval arithmetic (256 bits)"
@@ -285,8 +308,9 @@ class Prover:
         while agreed < points and attempts < 4 * points:
             attempts += 1
             point = {s: self._random_value(s) for s in leaves if s not in assume}
+            sigma = SIGMA_STAND_INS[0] if attempts <= 2 else SIGMA_STAND_INS[attempts % len(SIGMA_STAND_INS)]
             try:
-                counterexample, agrees = self._compare_at(lhs, rhs, point, assume)
+                counterexample, agrees = self._compare_at(lhs, rhs, point, assume, sigma)
             except (Indeterminate, ZeroDivisionError, OverflowError, ValueError):
                 continue
             if counterexample:
@@ -322,7 +346,8 @@ class Prover:
         numerator = rng.choice([n for n in range(-9, 10) if n != 0])
         return Fraction(numerator, rng.randint(2, 9))
 
-    def _compare_at(self, lhs, rhs, point, assume):
+    def _compare_at(self, lhs, rhs, point, assume, sigma: Polynomial):
+        stand_ins = substitutes(sigma)
         exact = ExactArithmetic()
         full_point = dict(point)
         if assume:
@@ -330,13 +355,13 @@ class Prover:
             for s, value in assume.items():
                 full_point[s] = solve(value)
         try:
-            evaluate = Evaluator(exact, full_point, self.derivations.definition, SUBSTITUTES)
+            evaluate = Evaluator(exact, full_point, self.derivations.definition, stand_ins)
             left, right = evaluate(lhs), evaluate(rhs)
             certified = "exact rational arithmetic"
             differ = left != right
         except NotExact:
             interval = IntervalArithmetic()
-            evaluate = Evaluator(interval, full_point, self.derivations.definition, SUBSTITUTES)
+            evaluate = Evaluator(interval, full_point, self.derivations.definition, stand_ins)
             left, right = evaluate(lhs), evaluate(rhs)
             certified = f"interval arithmetic ({interval.ctx.prec} bits)"
             difference = left - right
@@ -344,9 +369,10 @@ class Prover:
         if not differ:
             return None, 1
         functions = {}
-        for func, (name, text) in SUBSTITUTE_TEXT.items():
-            if self._uses(lhs, rhs, func):
-                functions[name] = text
+        if self._uses(lhs, rhs, fn.sigma):
+            functions["sigma(t)"] = sigma.text
+        if self._uses(lhs, rhs, fn.cost):
+            functions["C(a_1, ..., a_n)"] = COST_TEXT
         shown = {s.name: _exact_text(v) for s, v in sorted(full_point.items(), key=lambda kv: kv[0].name)}
         return Counterexample(shown, functions, _value_text(left), _value_text(right), certified), 0
 

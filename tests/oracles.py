@@ -8,8 +8,8 @@
   only, in 60-digit arithmetic.
 * `sympy_gradient`: plain `sympy.diff` of the fully substituted cost.
 
-Generic functions get the prover's concrete stand-ins (σ(t) = t³/5 + t/2 + 1/7
-and its polynomial cost), so every route computes the same numbers.
+Generic functions get the prover's first concrete stand-ins (a rational
+polynomial σ and a polynomial cost), so every route computes the same numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from derive import functions as fn
 from derive.numeric import ApproximateArithmetic, Evaluator
-from derive.proof import SUBSTITUTES
+from derive.proof import SIGMA_STAND_INS, SUBSTITUTES
 
 torch.set_default_dtype(torch.float64)
 
@@ -87,7 +87,8 @@ def sympy_gradient(network, parameter) -> sp.Expr:
 
 
 def _sigma(t):
-    return t**3 / 5 + t / 2 + 1 / 7
+    """The prover's first stand-in for a generic σ, read from its coefficients."""
+    return sum(float(c) * t**k for k, c in enumerate(SIGMA_STAND_INS[0].coefficients))
 
 
 def _generic_cost(outputs):

@@ -44,7 +44,7 @@ def test_refuted_formulas_exit_1_with_counterexamples(capsys):
     assert code == 1
     assert "REFUTED: BP2-no-sigma-prime[l=2, j=1]" in out
     assert "counterexample (exact rational arithmetic)" in out
-    assert "with sigma(t) = t**3/5 + t/2 + 1/7" in out
+    assert "with sigma(t) = t**2/7 + t/2 + 1/3" in out
 
 
 def test_refuted_json_carries_the_counterexample(capsys):
