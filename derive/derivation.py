@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 import sympy as sp
 
-from .network import Network
+from .network import Network, product
 
 
 def adjoint_name(of: sp.Symbol, wrt: sp.Symbol) -> str:
@@ -86,7 +86,7 @@ class Derivation:
             return sp.S.One
         found = self._definitions.get(v)
         if found is None:
-            found = sp.Add(*[t.adjoint * t.partial for t in self.terms(v)])
+            found = sp.Add(*[product(t.adjoint, t.partial) for t in self.terms(v)])
             self._definitions[v] = found
         return found
 
@@ -107,7 +107,10 @@ class Derivation:
         )
         for u in pending:
             self._closed[u] = sp.Add(
-                *[(1 if t.consumer == self.of else self._closed[t.consumer]) * t.partial for t in self.terms(u)]
+                *[
+                    product(sp.S.One if t.consumer == self.of else self._closed[t.consumer], t.partial)
+                    for t in self.terms(u)
+                ]
             )
         return self._closed[v]
 

@@ -40,7 +40,7 @@ import sympy as sp
 from . import functions as fn
 from .derivation import Derivations
 from .errors import FormulaError, InputError
-from .network import Network
+from .network import Network, product
 from .parser import Vocabulary, parse_formula
 
 SCALARS = ("C", "C0", "lmbda", "n")
@@ -348,7 +348,10 @@ class Instantiator:
         if isinstance(template, fn.sigma):
             z = self.expr(template.args[0], env)
             return self._activation(z)
-        return template.func(*[self.expr(a, env) for a in template.args])
+        args = [self.expr(a, env) for a in template.args]
+        if template.is_Mul and len(args) == 2:
+            return product(*args)
+        return template.func(*args)
 
     def name(self, name: str) -> sp.Expr:
         if name in SCALARS and name in self.network.families:

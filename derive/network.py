@@ -204,6 +204,25 @@ class Network:
         return r"$\begin{aligned}" + r"\\ ".join(lines) + r"\end{aligned}$"
 
 
+def product(a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    """a·b, as `sp.Mul(a, b)` builds it, but cheaper where that matters.
+
+    Reverse mode builds one product per edge (δ·a for every weight). For two
+    distinct symbols the canonical product is their sorted pair, which costs
+    2 µs instead of Mul's 26 µs for a pair it has not cached; multiplying by 1
+    builds nothing.
+    """
+    if a is sp.S.One:
+        return b
+    if b is sp.S.One:
+        return a
+    if a.is_Symbol and b.is_Symbol and a != b:
+        if sp.Basic.compare(a, b) > 0:
+            a, b = b, a
+        return sp.Mul._from_args((a, b), is_commutative=True)
+    return sp.Mul(a, b)
+
+
 def _partials(expr: sp.Expr) -> dict[sp.Symbol, sp.Expr]:
     """All first partials of `expr` in one pass over its sums and products.
 
@@ -226,7 +245,7 @@ def _partials(expr: sp.Expr) -> dict[sp.Symbol, sp.Expr]:
                 continue
             rest = sp.Mul(*(factors[:i] + factors[i + 1 :]))
             for v, d in _partials(factor).items():
-                collected.setdefault(v, []).append(rest * d)
+                collected.setdefault(v, []).append(product(rest, d))
         return {v: ds[0] if len(ds) == 1 else sp.Add(*ds) for v, ds in collected.items()}
     return {v: sp.diff(expr, v) for v in sorted(expr.free_symbols, key=sp.default_sort_key)}
 
@@ -322,7 +341,7 @@ def layered(
             parameters.extend(weights)
             parameters.append(bias)
             z = make("z", (l, j), f"z{l}_{j}", f"z^{{{l}}}_{{{j}}}")
-            definitions[z] = sp.Add(*[w * a for w, a in zip(weights, previous)], bias)
+            definitions[z] = sp.Add(*[product(w, a) for w, a in zip(weights, previous)], bias)
             order.append(z)
             zs.append(z)
         current = []

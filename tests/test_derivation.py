@@ -108,3 +108,16 @@ def test_free_form_from_sympy_expressions_shares_symbols():
     d = Derivations(network).cost
     a = network.by_name["a"]
     assert d.closed_form(network.by_name["w"]) == 2 * (a - network.by_name["y"]) * (1 - a**2) * network.by_name["x"]
+
+
+def test_fast_product_is_sympys_product():
+    from derive.network import product
+
+    names = ["x1", "x10", "x2", "D(C, z2_1)", "D(C, z10_3)", "w2_1_1", "a", "B", "_t"]
+    symbols = [sp.Symbol(n, real=True) for n in names] + [sp.Symbol("p"), sp.Dummy("d")]
+    for a in symbols:
+        for b in symbols:
+            for ours, theirs in ((product(a, b), sp.Mul(a, b)), (product(a, 2 * b), sp.Mul(a, 2 * b))):
+                assert ours == theirs and hash(ours) == hash(theirs) and ours.args == theirs.args
+                assert ours - theirs == 0
+    assert product(sp.S.One, symbols[0]) is symbols[0]
