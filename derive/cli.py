@@ -57,6 +57,7 @@ Derive backpropagation symbolically and prove the textbook formulas.
 Declare a network in a TOML spec (or use a built-in one), then:
   derive derive SPEC     every gradient ∂C/∂θ, every ∂C/∂v and the δ recurrences
   derive prove SPEC      prove Nielsen's BP1-BP4 and the other formula sets for it
+  derive check FILE...   prove or refute a student's formulas, name each mistake
   derive list            the built-in networks and formula sets
 
 SPEC is a path to a .toml file or the name of a built-in network.
@@ -142,6 +143,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_prove, command="prove")
+
+    p = commands.add_parser(
+        "check",
+        help="prove or refute the formulas of claims files (homework) and name the mistakes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(
+            """\
+            Check each claim of one or more claims files against the derivation:
+            proven, refuted (with a counterexample, the correct formula in the
+            claim's own names and, when one applies, the name of the mistake) or
+            undecided. A claim with `expect = "proven"` or `"refuted"` passes when it
+            gets that verdict, so a teacher's answer key doubles as a test.
+
+            A claims file names its network and lists [[claim]] tables:
+
+              network = "two-two-two"          # a built-in name or a spec path
+              [definitions]
+              delta_o1 = "(outo1 - y1)*outo1*(1 - outo1)"
+              [[claim]]
+              name = "dE/dw5"
+              wrt = "w5"
+              formula = "delta_o1*outh1"
+
+            Diagnoses: sign, constant-factor, wrong-quantity, missing-sigma-prime,
+            sigma-for-sigma-prime, transposed-index, wrong-weight, wrong-unit,
+            shared-parameter, missing-path.
+
+            examples:
+              derive check examples/two-two-two-homework.toml
+              derive check hw/*.toml                # a class: one summary table
+              derive check answers.toml --json
+            """
+        ),
+    )
+    p.add_argument("files", metavar="FILE", nargs="+", help="claims files (.toml)")
+    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
+    p.add_argument("--json", action="store_true", help="print JSON: one object per file (a list under 'files' for several)")
+    p.set_defaults(run=run_check, command="check")
     return parser
 
 
@@ -226,6 +266,56 @@ def run_prove(args) -> int:
     else:
         print(prove_text(report))
     return EXIT_OK if report.all_proven else EXIT_FAILED
+
+
+def run_check(args) -> int:
+    from .check import check
+    from .claims import load_claims
+
+    if args.budget <= 0:
+        raise InputError("--budget must be a positive number of seconds")
+    outcomes = []  # (path, FileResult | None, error message | None)
+    for path in args.files:
+        try:
+            claims_file = load_claims(path)
+        except InputError as exc:
+            if len(args.files) == 1:
+                raise
+            outcomes.append((path, None, str(exc)))
+            continue
+        with progress_bar(len(claims_file.claims), f"checking {Path(path).name}") as bar:
+            result = check(claims_file, budget=args.budget, seed=args.seed, progress=bar.wrap)
+        outcomes.append((path, result, None))
+    results = [r for _, r, _ in outcomes if r is not None]
+    bad_files = [(p, e) for p, _, e in outcomes if e is not None]
+    if args.json:
+        if len(args.files) == 1:
+            emit_json(results[0].to_dict())
+        else:
+            emit_json(
+                {
+                    "files": [r.to_dict() for r in results],
+                    "errors": [{"file": p, "error": e} for p, e in bad_files],
+                    "summary": class_summary(results),
+                }
+            )
+    else:
+        for result in results:
+            print(check_text(result))
+            print()
+        if len(args.files) > 1:
+            print(class_table(results, bad_files))
+        for path, error in bad_files:
+            print(f"derive: error: {error}", file=sys.stderr)
+    if bad_files:
+        return EXIT_BAD_INPUT
+    return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
+
+
+def class_summary(results) -> dict:
+    total = sum(r.summary()["total"] for r in results)
+    proven = sum(r.summary()["proven"] for r in results)
+    return {"files": len(results), "claims": total, "proven": proven, "passed_files": sum(r.passed for r in results)}
 
 
 def formula_sets(requested: list[str] | None):
@@ -331,6 +421,76 @@ def prove_text(report) -> str:
         f"{summary['proven']} proven, {summary['refuted']} refuted, {summary['undecided']} undecided "
         f"in {report.seconds:.2f} s"
     )
+    return "\n".join(lines)
+
+
+VERDICT_MARK = {"proven": "✓ proven", "refuted": "✗ refuted", "undecided": "? undecided"}
+
+
+def check_text(result) -> str:
+    cf = result.claims_file
+    header = f"{cf.path}: {len(result.results)} claims on {cf.network.name}"
+    if cf.student:
+        header += f" ({cf.student})"
+    rows = [("claim", "verdict", "diagnosis")]
+    for r in result.results:
+        verdict = VERDICT_MARK[r.verdict.status]
+        if r.claim.expect is not None:
+            verdict += "" if r.expect_matched else f"  (expected {r.claim.expect}!)"
+        rows.append((r.claim.name, verdict, r.diagnosis.id if r.diagnosis else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [header]
+    for i, row in enumerate(rows):
+        lines.append("  " + "  ".join(cell.ljust(widths[k]) for k, cell in enumerate(row)).rstrip())
+        if i == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    for r in result.results:
+        if r.verdict.status == "proven":
+            continue
+        lines.append("")
+        lines.append(f"{r.claim.name}: {r.verdict.status}")
+        lines.append(f"  claimed:  {r.claim.text}")
+        lines.append(f"  correct:  {r.expected_text}")
+        if r.diagnosis:
+            lines.append(f"  mistake:  {r.diagnosis.message}")
+        cx = r.verdict.counterexample
+        if cx:
+            point = ", ".join(f"{k}={v}" for k, v in list(cx.point.items())[:12])
+            more = f", … ({len(cx.point) - 12} more in --json)" if len(cx.point) > 12 else ""
+            lines.append(f"  counterexample ({cx.certified_by}): {point}{more}")
+            for name, text in cx.functions.items():
+                lines.append(f"    with {name} = {text}")
+            if r.claim.kind == "identity":
+                lines.append(f"    lhs = {cx.lhs}, rhs = {cx.rhs}")
+            else:
+                lines.append(f"    the correct value is {cx.lhs}, the claim gives {cx.rhs}")
+        elif r.verdict.status == "undecided":
+            lines.append(f"  {r.verdict.method}")
+    summary = result.summary()
+    grade = result.grade
+    if summary["expect_mismatches"]:
+        grade += f"; {summary['expect_mismatches']} verdict(s) differ from the file's expect"
+    lines.append("")
+    lines.append(grade)
+    return "\n".join(lines)
+
+
+def class_table(results, bad_files) -> str:
+    rows = [("file", "proven", "refuted", "undecided", "passed")]
+    for r in results:
+        s = r.summary()
+        rows.append((r.claims_file.path, f"{s['proven']}/{s['total']}", str(s["refuted"]), str(s["undecided"]),
+                     "yes" if r.passed else "no"))
+    for path, _ in bad_files:
+        rows.append((path, "-", "-", "-", "bad file"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["Class summary:"]
+    for i, row in enumerate(rows):
+        lines.append("  " + "  ".join(cell.ljust(widths[k]) for k, cell in enumerate(row)).rstrip())
+        if i == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    s = class_summary(results)
+    lines.append(f"{s['proven']}/{s['claims']} claims proven in {s['files']} files")
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ from .errors import FormulaError
 from .functions import FORMULA_FUNCTIONS
 
 MAX_LENGTH = 20_000
-MAX_DEPTH = 200
+MAX_DEPTH = 100  # nesting levels; each costs several Python frames
 MAX_NUMBER_LENGTH = 60
 MAX_LITERAL_EXPONENT = 300  # the `e` part of a literal such as 1e-3
 MAX_EXPONENT = 64  # |n| in x**n
@@ -138,7 +138,10 @@ def parse_formula(text: str, vocabulary: Vocabulary) -> sp.Expr:
         raise FormulaError(f"a formula must be a string, not {type(text).__name__}")
     if not text.strip():
         raise FormulaError("empty formula")
-    return _Parser(tokenize(text), vocabulary).parse()
+    try:
+        return _Parser(tokenize(text), vocabulary).parse()
+    except RecursionError:  # a backstop: MAX_DEPTH should stop nesting first
+        raise FormulaError(f"formula is nested deeper than {MAX_DEPTH} levels") from None
 
 
 @dataclass
@@ -194,6 +197,7 @@ class _Parser:
 
     def product(self) -> sp.Expr:
         factors = [self.unary()]
+        digits = _digits(factors[0])
         while self.token.kind == "op" and self.token.text in ("*", "/"):
             op = self.advance()
             factor_token = self.token
@@ -202,6 +206,9 @@ class _Parser:
                 if factor.is_zero:
                     raise FormulaError("division by zero", column=factor_token.column)
                 factor = sp.Pow(factor, -1)
+            digits += _digits(factor)
+            if digits > MAX_EXACT_DIGITS:
+                raise FormulaError(f"the number would have about {digits:,.0f} digits", column=factor_token.column)
             factors.append(factor)
         return factors[0] if len(factors) == 1 else sp.Mul(*factors)
 
@@ -294,6 +301,13 @@ def _number(token: Token) -> sp.Rational:
         raise FormulaError(f"number exponent beyond ±{MAX_LITERAL_EXPONENT}", column=token.column)
     value = Fraction(text)  # exact: 0.05 is 1/20, not the nearest double
     return sp.Rational(value.numerator, value.denominator)
+
+
+def _digits(value: sp.Expr) -> float:
+    """Decimal digits of an exact number's numerator and denominator (0 for anything else)."""
+    if value.is_Rational:
+        return math.log10(max(abs(value.p), 1)) + math.log10(value.q)
+    return 0.0
 
 
 def _power(base: sp.Expr, exponent: sp.Expr, column: int) -> sp.Expr:

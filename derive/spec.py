@@ -24,6 +24,11 @@ Free-form (ordered equations; a name is defined once and used only after it):
     [values]                        # optional: one number per input, target, parameter, constant
     [latex]                         # optional: how a name prints in LaTeX
 
+Zhou Zhihua's threshold network (机器学习, ch. 5), in his names:
+
+    [network]
+    zhou = [2, 2, 2]                # d inputs, q hidden units, l outputs
+
 Errors name the file and the key: `two.toml: [equations] neth1, column 7: ...`.
 """
 
@@ -35,10 +40,11 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import InputError
-from .network import Network, free_form, layered
+from .network import Network, free_form, layered, zhou
 
 LAYERED_KEYS = {"name", "description", "layers", "activation", "cost", "regularization"}
 FREE_FORM_KEYS = {"name", "description", "inputs", "targets", "parameters", "constants", "cost"}
+ZHOU_KEYS = {"name", "description", "zhou"}
 TOP_LEVEL = {"network", "equations", "values", "latex"}
 MAX_SPEC_BYTES = 5_000_000
 
@@ -101,6 +107,12 @@ def from_dict(data: Mapping, *, source: str | None = None) -> Network:
     values = data.get("values")
     if values is not None and not isinstance(values, dict):
         raise InputError("must be a table of numbers", where="[values]")
+    if "zhou" in network:
+        _check_keys(network, ZHOU_KEYS, "Zhou threshold")
+        sizes = network["zhou"]
+        if not (isinstance(sizes, list) and len(sizes) == 3):
+            raise InputError("must be three layer sizes [d, q, l]", where="[network] zhou")
+        return zhou(*sizes, name=name, values=values, description=description, source=source)
     if "layers" in network:
         if "equations" in data:
             raise InputError("a spec is either layered ('layers') or free-form ([equations]), not both")
@@ -144,7 +156,10 @@ def from_dict(data: Mapping, *, source: str | None = None) -> Network:
             description=description,
             source=source,
         )
-    raise InputError("[network] needs 'layers' (a layered network) or an [equations] table (free-form)")
+    raise InputError(
+        "[network] needs 'layers' (a layered network), 'zhou' (Zhou's threshold network) "
+        "or an [equations] table (free-form)"
+    )
 
 
 def _check_keys(table: Mapping, allowed: set[str], kind: str) -> None:
