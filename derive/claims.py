@@ -283,8 +283,11 @@ class ClaimVocabulary(Vocabulary):
         self.rates: dict[str, sp.Symbol] = {}
         self.used: list[str] = []
         names: dict[str, sp.Expr] = dict(network.by_name)
-        for (l, j), z in network.families.get("z", {}).items():
-            names.setdefault(f"delta{l}_{j}", derivations.cost.adjoint(z))
+        # neuron errors by name: delta2_1 for z2_1 (layered), deltaF_1_2_3 and deltaF_1_23 for zF_1_2_3
+        net_inputs = {s for key, family in network.families.items() if key.startswith("z") for s in family.values()}
+        for name, s in network.by_name.items():
+            if name.startswith("z") and s in net_inputs and s in network.definitions:
+                names.setdefault("delta" + name[1:], derivations.cost.adjoint(s))
         super().__init__(
             names,
             extra_functions={

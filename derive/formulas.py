@@ -29,10 +29,12 @@ Template language (the whitelist parser, plus indexing):
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from fractions import Fraction
 from typing import Iterator, Mapping
 
 import sympy as sp
@@ -49,6 +51,14 @@ ALIASES = {"t": "y"}
 
 class _D(sp.Function):
     """Placeholder for D(X, v) in a template."""
+
+
+class _IsMax(sp.Function):
+    """Placeholder for ismax(x, pool): [x is the maximum of pool's window], 0 if x is not in it."""
+
+
+class _Window(sp.Function):
+    """Placeholder for window(pool, x): 1 if x is in pool's window, else 0."""
 
 
 def formulas_dir() -> Path:
@@ -73,6 +83,7 @@ class Formula:
     lhs_text: str
     rhs_text: str
     assume: tuple[sp.Expr, sp.Expr, str] | None = None
+    note: str = ""  # a condition stated with every verdict, e.g. "where no pooling window has a tie"
 
     def applies_to(self, network: Network) -> bool:
         for key, wanted in self.when.items():
@@ -214,6 +225,7 @@ def _parse_formula_entry(set_id: str, entry: Mapping, where: str) -> Formula:
         lhs_text=entry["lhs"],
         rhs_text=entry["rhs"],
         assume=assume,
+        note=str(entry.get("note", "")),
     )
 
 
@@ -240,9 +252,32 @@ def _template(text: str, index_symbols: Mapping[str, sp.Symbol], where: str) -> 
         body = args[0].xreplace({args[1]: index})
         return sp.Sum(body, (index, args[2], args[3]))
 
+    def two(placeholder):
+        def build(args: list) -> sp.Expr:
+            if len(args) != 2:
+                raise ValueError("takes two arguments")
+            return placeholder(*args)
+
+        return build
+
+    def one(func):
+        def build(args: list) -> sp.Expr:
+            if len(args) != 1:
+                raise ValueError("takes one argument")
+            return func(args[0])
+
+        return build
+
     vocabulary = Vocabulary(
         {},
-        extra_functions={"D": derivative, "sum": finite_sum},
+        extra_functions={
+            "D": derivative,
+            "sum": finite_sum,
+            "ismax": two(_IsMax),
+            "window": two(_Window),
+            "floor": one(sp.floor),
+            "ceil": one(sp.ceiling),
+        },
         unknown_name=name,
         indexed=indexed,
     )
@@ -266,6 +301,10 @@ class Instantiator:
         facts = network.facts
         self.sizes = facts.get("sizes", ())
         self.L = facts.get("L")
+        self.integers = dict(facts.get("integers", {}))
+        if self.L is not None:
+            self.integers["L"] = self.L
+        self.zero_outside = set(facts.get("zero_outside", ()))
 
     def instances(self, formula: Formula) -> Iterator[Instance]:
         for env in self._environments(formula.ranges, {}):
@@ -296,27 +335,45 @@ class Instantiator:
         env.pop(symbol, None)
 
     def integer(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]) -> int:
-        """Index arithmetic (l - 1, size[l + 1], L) in plain Python integers."""
-        if expr.is_Integer:
-            return int(expr)
+        """Index arithmetic (l - 1, size[l + 1], floor((i + 1)/2), L, K) in plain Python numbers."""
+        value = self._rational(expr, env)
+        if value.denominator != 1:
+            raise LookupError(f"'{expr}' is not a whole number here ({value})")
+        return int(value)
+
+    def _rational(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]) -> Fraction:
+        if expr.is_Rational:
+            return Fraction(int(expr.p), int(expr.q))
         if expr.is_Symbol:
             if expr in env:
-                return env[expr]
-            if expr.name == "L" and self.L is not None:
-                return self.L
-            raise LookupError(f"'{expr.name}' is not an index here")
+                return Fraction(env[expr])
+            found = self.integers.get(expr.name)
+            if found is not None:
+                return Fraction(found)
+            raise LookupError(f"'{expr.name}' is not an index or a size here")
         if expr.is_Add:
-            return sum(self.integer(a, env) for a in expr.args)
+            return sum((self._rational(a, env) for a in expr.args), Fraction(0))
         if expr.is_Mul:
-            return int(sp.prod([self.integer(a, env) for a in expr.args]))
+            result = Fraction(1)
+            for a in expr.args:
+                result *= self._rational(a, env)
+            return result
+        if expr.is_Pow and expr.exp.is_Integer:
+            base = self._rational(expr.base, env)
+            if base == 0 and expr.exp < 0:
+                raise LookupError("division by zero in an index")
+            return base ** int(expr.exp)
+        if isinstance(expr, (sp.floor, sp.ceiling)):
+            inner = self._rational(expr.args[0], env)
+            return Fraction(math.floor(inner) if isinstance(expr, sp.floor) else math.ceil(inner))
         if isinstance(expr, (sp.Min, sp.Max)):
             pick = min if isinstance(expr, sp.Min) else max
-            return pick(self.integer(a, env) for a in expr.args)
+            return pick(self._rational(a, env) for a in expr.args)
         if isinstance(expr, sp.Indexed) and expr.base.label.name == "size":
             (layer,) = (self.integer(i, env) for i in expr.indices)
             if not 1 <= layer <= len(self.sizes):
                 raise LookupError(f"there is no layer {layer}")
-            return self.sizes[layer - 1]
+            return Fraction(self.sizes[layer - 1])
         raise LookupError(f"'{expr}' is not an integer expression")
 
     def expr(self, template: sp.Expr, env: Mapping[sp.Symbol, int]) -> sp.Expr:
@@ -331,17 +388,17 @@ class Instantiator:
             indices = tuple(self.integer(i, env) for i in template.indices)
             return self.indexed(family, indices)
         if isinstance(template, sp.Sum):
-            body, (index, lo, hi) = template.args[0], template.args[1]
-            first, last = self.integer(lo, env), self.integer(hi, env)
-            terms = []
-            inner = dict(env)
-            for value in range(first, last + 1):
-                inner[index] = value
-                terms.append(self.expr(body, inner))
+            terms: list[sp.Expr] = []
+            self._sum_terms(template.function, template.limits, dict(env), terms)
             return sp.Add(*terms)
         if isinstance(template, _D):
             of, wrt = (self.expr(a, env) for a in template.args)
             return self._adjoint(of, wrt)
+        if isinstance(template, (_IsMax, _Window)):
+            first, second = (self.expr(a, env) for a in template.args)
+            if isinstance(template, _IsMax):
+                return self._is_max(first, second)
+            return self._window(first, second)
         if isinstance(template, fn.sigma_prime):
             z = self.expr(template.args[0], env)
             return self.network.activation_derivative(z)
@@ -353,19 +410,30 @@ class Instantiator:
             return product(*args)
         return template.func(*args)
 
+    def _sum_terms(self, body, limits, env: dict, terms: list) -> None:
+        """Expand a (possibly multiple) Sum; SymPy lists its limits innermost first."""
+        if not limits:
+            terms.append(self.expr(body, env))
+            return
+        index, lo, hi = limits[-1]
+        for value in range(self.integer(lo, env), self.integer(hi, env) + 1):
+            env[index] = value
+            self._sum_terms(body, limits[:-1], env, terms)
+        env.pop(index, None)
+
     def name(self, name: str) -> sp.Expr:
         if name in SCALARS and name in self.network.families:
             return self.network.families[name][()]
-        if name == "L" and self.L is not None:
-            return sp.Integer(self.L)
+        if name in self.integers:
+            return sp.Integer(self.integers[name])
         found = self.network.by_name.get(name)
         if found is None:
             raise LookupError(f"the network has no quantity named '{name}'")
         return found
 
     def indexed(self, family: str, indices: tuple[int, ...]) -> sp.Expr:
-        if family == "delta":
-            z = self.indexed("z", indices)
+        if family.startswith("delta"):  # delta[l, j], deltaF[k, i, j]: ∂C/∂z of that family
+            z = self.indexed("z" + family.removeprefix("delta"), indices)
             return self.derivations.cost.adjoint(z)
         family = ALIASES.get(family, family)
         table = self.network.families.get(family)
@@ -373,8 +441,24 @@ class Instantiator:
             raise LookupError(f"the network has no indexed family '{family}'")
         found = table.get(indices)
         if found is None:
+            if family in self.zero_outside:  # zero padding: outside the image is 0
+                return sp.S.Zero
             raise LookupError(f"{family}{list(indices)} does not exist in this network")
         return found
+
+    def _window(self, pool: sp.Expr, element: sp.Expr) -> sp.Expr:
+        definition = self.network.definitions.get(pool)
+        if definition is None:
+            raise LookupError(f"window(): {pool} is not a pooling unit")
+        return sp.S.One if element in definition.free_symbols else sp.S.Zero
+
+    def _is_max(self, element: sp.Expr, pool: sp.Expr) -> sp.Expr:
+        definition = self.network.definitions.get(pool)
+        if not isinstance(definition, fn.maxpool):
+            raise LookupError(f"ismax(): {pool} is not a max-pooling unit")
+        if element not in definition.args:
+            return sp.S.Zero
+        return fn.is_max(sp.Integer(definition.args.index(element) + 1), *definition.args)
 
     def _adjoint(self, of: sp.Expr, wrt: sp.Expr) -> sp.Expr:
         if not (isinstance(of, sp.Symbol) and isinstance(wrt, sp.Symbol)):

@@ -151,6 +151,54 @@ class softmax(sp.Function):
         return _applied(r"\operatorname{softmax}_{%s}" % printer._print(i), printer, zs, exp)
 
 
+class maxpool(sp.Function):
+    """The maximum of a pooling window.
+
+    Its partial with respect to element i is the indicator `is_max(i, window)`,
+    the book's [a_i is the maximum of its window], rather than SymPy's product
+    of Heavisides (1,440 terms and 50 s for the book's CNN). max has no
+    derivative at a tie: results that use `is_max` hold where no window has one.
+    """
+
+    @classmethod
+    def eval(cls, *elements):
+        if not elements:
+            raise ValueError("maxpool needs at least one element")
+        if all(e.is_number and e.is_comparable for e in elements):
+            return sp.Max(*elements)
+        return None
+
+    def fdiff(self, argindex=1):
+        return is_max(sp.Integer(argindex), *self.args)
+
+    def _eval_rewrite_as_Max(self, *elements, **kwargs):
+        return sp.Max(*elements)
+
+    def _latex(self, printer, exp=None):
+        return _applied(r"\max", printer, self.args, exp)
+
+
+class is_max(sp.Function):
+    """is_max(i, a_1, …, a_m): 1 where a_i is the strict maximum of the a's, 0 where another is.
+
+    Undefined at a tie. For numbers at a tie, derive follows PyTorch's
+    max_pool2d: the first maximal element in the window's row-major order
+    gets the whole gradient.
+    """
+
+    @classmethod
+    def eval(cls, i, *elements):
+        if not (i.is_Integer and 1 <= int(i) <= len(elements)):
+            raise ValueError("is_max(i, a_1, ..., a_m) needs an integer 1 <= i <= m")
+        return None
+
+    def _latex(self, printer, exp=None):
+        i, *elements = self.args
+        element = printer._print(elements[int(i) - 1])
+        head = rf"\left[{element} = \max\right]"
+        return head if exp is None else rf"{head}^{{{exp}}}"
+
+
 def _applied(name: str, printer, args, exp) -> str:
     inner = ", ".join(printer._print(a) for a in args)
     head = name if exp is None else f"{name}^{{{exp}}}"
@@ -186,3 +234,6 @@ ACTIVATIONS: dict[str, object] = {
 # Undefined functions: a proof must hold whatever they are; a counterexample
 # replaces them by concrete polynomials.
 GENERIC_FUNCTIONS = (sigma, sigma_prime, sigma_second, cost, cost_partial)
+
+# Pooling: the routing of ∂C/∂(pool unit) to the elements of its window.
+POOLINGS = ("max", "average", "l2")

@@ -215,8 +215,12 @@ class Evaluator:
         leaves: Mapping[sp.Symbol, Fraction],
         definitions: Callable[[sp.Symbol], sp.Expr | None],
         substitutes: Mapping[type, Substitute] | None = None,
+        ties: str = "refuse",
     ):
         self.arith = arithmetic
+        # At a pooling window's tie, "refuse" (no derivative: the proof's convention)
+        # or "first" (the first maximal element gets the gradient: PyTorch's).
+        self.ties = ties
         self.definitions = definitions
         self.substitutes = dict(substitutes or {})
         self.known: dict[sp.Basic, object] = {}
@@ -327,6 +331,24 @@ def _softmax(ev, arith, args):
     return exps[int(i) - 1] * arith.inverse(total)
 
 
+def _maxpool(ev, arith, args):
+    return arith.choose([ev._eval(a) for a in args], True)
+
+
+def _is_max(ev, arith, args):
+    """1 for the strict maximum; at a tie, the first maximal element (PyTorch's max_pool2d), or refuse."""
+    i, *elements = args
+    values = [ev._eval(e) for e in elements]
+    index = int(i) - 1
+    winner = 0
+    for k in range(1, len(values)):
+        if arith.sign(values[k] - values[winner]) > 0:
+            winner = k
+    if ev.ties == "refuse" and any(arith.sign(values[winner] - v) == 0 for k, v in enumerate(values) if k != winner):
+        raise Indeterminate("a pooling window has a tie: max is not differentiable there")
+    return arith.number(sp.S.One if index == winner else sp.S.Zero)
+
+
 def _kronecker(ev, arith, args):
     a, b = (ev._eval(x) for x in args)
     return arith.number(sp.S.One if arith.sign(a - b) == 0 else sp.S.Zero)
@@ -347,6 +369,8 @@ _FUNCTIONS = {
     sp.Max: _extreme(True),
     sp.Min: _extreme(False),
     fn.softmax: _softmax,
+    fn.maxpool: _maxpool,
+    fn.is_max: _is_max,
     sp.KroneckerDelta: _kronecker,
     sp.Abs: _abs,
 }

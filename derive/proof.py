@@ -174,7 +174,15 @@ class Prover:
 
     def __post_init__(self):
         self._rng = random.Random(self.seed)
+        self._pool: list[_Point] = []
         self.network = self.derivations.network
+        # A wrong routing through a max pool shows only where its unit is the
+        # window's maximum, at about one random point in four: look at more
+        # (pooled points make each one cheap), so that 0.75**24 < 0.1 % of
+        # such errors reach the slow algebra before their counterexample.
+        max_pool = self.network.facts.get("pool") == "max"
+        self.probe_points = 24 if max_pool else PROBE_POINTS
+        self.evidence_points = EVIDENCE_POINTS * (5 if max_pool else 1)
 
     # -- the decision ---------------------------------------------------------------
     def decide(
@@ -194,7 +202,7 @@ class Prover:
         if proof:
             return verdict("proven", proof)
 
-        counterexample, agreed = self.search(lhs, rhs, assume, PROBE_POINTS)
+        counterexample, agreed = self.search(lhs, rhs, assume, self.probe_points)
         if counterexample:
             return verdict("refuted", "counterexample", counterexample=counterexample)
 
@@ -203,7 +211,7 @@ class Prover:
         if proof and proof.startswith("proven"):
             return verdict("proven", proof.removeprefix("proven: "))
 
-        counterexample, more = self.search(lhs, rhs, assume, EVIDENCE_POINTS)
+        counterexample, more = self.search(lhs, rhs, assume, self.evidence_points)
         if counterexample:
             return verdict("refuted", "counterexample", counterexample=counterexample)
         why = proof or "no symbolic simplification reached zero"
@@ -301,22 +309,76 @@ class Prover:
 
     # -- counterexamples ------------------------------------------------------------
     def search(self, lhs, rhs, assume, points: int) -> tuple[Counterexample | None, int]:
-        """Look for a point where the sides differ for certain; count the points where they agree."""
-        leaves = self._leaves_needed(lhs, rhs, assume)
+        """Look for a point where the sides differ for certain; count the points where they agree.
+
+        Without an assumption the points come from a pool shared by every
+        identity this prover decides: each point's node and derivative values
+        are computed once, so many instances (or many points) cost little more
+        than one.
+        """
         agreed = 0
         attempts = 0
+        extras = [
+            x for x in (lhs.free_symbols | rhs.free_symbols)
+            if x not in self.network.position and self.derivations.definition(x) is None
+        ]
         while agreed < points and attempts < 4 * points:
             attempts += 1
-            point = {s: self._random_value(s) for s in leaves if s not in assume}
-            sigma = SIGMA_STAND_INS[0] if attempts <= 2 else SIGMA_STAND_INS[attempts % len(SIGMA_STAND_INS)]
             try:
-                counterexample, agrees = self._compare_at(lhs, rhs, point, assume, sigma)
+                if assume:
+                    counterexample, agrees = self._compare_fresh(lhs, rhs, assume, attempts)
+                else:
+                    point = self._pooled(attempts - 1)
+                    for x in extras:
+                        point.add(x, self._random_value(x))
+                    counterexample, agrees = self._compare_pooled(lhs, rhs, point)
             except (Indeterminate, ZeroDivisionError, OverflowError, ValueError):
                 continue
             if counterexample:
                 return counterexample, agreed
             agreed += agrees
         return None, agreed
+
+    def _sigma_for(self, attempt: int) -> Polynomial:
+        return SIGMA_STAND_INS[0] if attempt <= 2 else SIGMA_STAND_INS[attempt % len(SIGMA_STAND_INS)]
+
+    def _pooled(self, index: int) -> "_Point":
+        while len(self._pool) <= index:
+            values = {x: self._random_value(x) for x in self.network.leaves}
+            self._pool.append(_Point(values, self._sigma_for(len(self._pool) + 1), self.derivations.definition))
+        return self._pool[index]
+
+    def _compare_pooled(self, lhs, rhs, point: "_Point"):
+        left, right, certified, differ = point.compare(lhs, rhs)
+        if not differ:
+            return None, 1
+        return self._counterexample(lhs, rhs, point.values, point.sigma, left, right, certified), 0
+
+    def _compare_fresh(self, lhs, rhs, assume, attempt: int):
+        leaves = self._leaves_needed(lhs, rhs, assume)
+        values = {x: self._random_value(x) for x in leaves if x not in assume}
+        solve = Evaluator(ExactArithmetic(), values, lambda x: None)
+        for x, value in assume.items():
+            values[x] = solve(value)
+        point = _Point(values, self._sigma_for(attempt), self.derivations.definition)
+        left, right, certified, differ = point.compare(lhs, rhs)
+        if not differ:
+            return None, 1
+        return self._counterexample(lhs, rhs, values, point.sigma, left, right, certified), 0
+
+    def _counterexample(self, lhs, rhs, values, sigma, left, right, certified) -> Counterexample:
+        shown_leaves = set(self._leaves_needed(lhs, rhs, {}))
+        shown = {
+            x.name: _exact_text(v)
+            for x, v in sorted(values.items(), key=lambda kv: kv[0].name)
+            if x in shown_leaves or x not in self.network.position
+        }
+        functions = {}
+        if self._uses(lhs, rhs, fn.sigma):
+            functions["sigma(t)"] = sigma.text
+        if self._uses(lhs, rhs, fn.cost):
+            functions["C(a_1, ..., a_n)"] = COST_TEXT
+        return Counterexample(shown, functions, _value_text(left), _value_text(right), certified)
 
     def _leaves_needed(self, lhs, rhs, assume) -> list[sp.Symbol]:
         needed: set[sp.Symbol] = set()
@@ -346,36 +408,6 @@ class Prover:
         numerator = rng.choice([n for n in range(-9, 10) if n != 0])
         return Fraction(numerator, rng.randint(2, 9))
 
-    def _compare_at(self, lhs, rhs, point, assume, sigma: Polynomial):
-        stand_ins = substitutes(sigma)
-        exact = ExactArithmetic()
-        full_point = dict(point)
-        if assume:
-            solve = Evaluator(exact, point, lambda s: None)
-            for s, value in assume.items():
-                full_point[s] = solve(value)
-        try:
-            evaluate = Evaluator(exact, full_point, self.derivations.definition, stand_ins)
-            left, right = evaluate(lhs), evaluate(rhs)
-            certified = "exact rational arithmetic"
-            differ = left != right
-        except NotExact:
-            interval = IntervalArithmetic()
-            evaluate = Evaluator(interval, full_point, self.derivations.definition, stand_ins)
-            left, right = evaluate(lhs), evaluate(rhs)
-            certified = f"interval arithmetic ({interval.ctx.prec} bits)"
-            difference = left - right
-            differ = difference.a > 0 or difference.b < 0
-        if not differ:
-            return None, 1
-        functions = {}
-        if self._uses(lhs, rhs, fn.sigma):
-            functions["sigma(t)"] = sigma.text
-        if self._uses(lhs, rhs, fn.cost):
-            functions["C(a_1, ..., a_n)"] = COST_TEXT
-        shown = {s.name: _exact_text(v) for s, v in sorted(full_point.items(), key=lambda kv: kv[0].name)}
-        return Counterexample(shown, functions, _value_text(left), _value_text(right), certified), 0
-
     def _uses(self, lhs, rhs, func) -> bool:
         related = {func}
         if func is fn.sigma:
@@ -395,6 +427,36 @@ class Prover:
                     if definition is not None:
                         stack.append(definition)
         return False
+
+
+class _Point:
+    """One random point: exact leaf values, the σ stand-in, and cached evaluations (exact, then interval)."""
+
+    def __init__(self, values: dict, sigma: Polynomial, definitions):
+        self.values = values
+        self.sigma = sigma
+        stand_ins = substitutes(sigma)
+        self.exact = Evaluator(ExactArithmetic(), values, definitions, stand_ins)
+        self.interval_arithmetic = IntervalArithmetic()
+        self.interval = Evaluator(self.interval_arithmetic, values, definitions, stand_ins)
+
+    def add(self, symbol: sp.Symbol, value: Fraction) -> None:
+        if symbol not in self.values:
+            self.values[symbol] = value
+            self.exact.known[symbol] = value
+            self.interval.known[symbol] = self.interval_arithmetic.lift(value)
+
+    def compare(self, lhs, rhs):
+        """(left, right, how they are certified, whether they differ for certain)."""
+        try:
+            left, right = self.exact(lhs), self.exact(rhs)
+            return left, right, "exact rational arithmetic", left != right
+        except NotExact:
+            pass
+        left, right = self.interval(lhs), self.interval(rhs)
+        difference = left - right
+        certified = f"interval arithmetic ({self.interval_arithmetic.ctx.prec} bits)"
+        return left, right, certified, bool(difference.a > 0 or difference.b < 0)
 
 
 def _algebra_child(prover: Prover, lhs, rhs, assume, send) -> None:
@@ -593,7 +655,7 @@ def prove(
     bar = progress(total) if progress else None
     results = []
     for formula_set, formula in work:
-        assumption = (formula.assume[2],) if formula.assume else ()
+        assumption = tuple(text for text in ((formula.assume[2] if formula.assume else ""), formula.note) if text)
         for instance in instantiator.instances(formula):
             verdict = prover.decide(instance.lhs, instance.rhs, instance.assume, assumption)
             results.append(

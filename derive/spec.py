@@ -24,6 +24,23 @@ Free-form (ordered equations; a name is defined once and used only after it):
     [values]                        # optional: one number per input, target, parameter, constant
     [latex]                         # optional: how a name prints in LaTeX
 
+Convolutional (深度学习的数学's names: wF_k_p_q, zF_k_i_j, aP_k_i_j, wO_n_k_i_j, …):
+
+    [network]
+    name = "book-cnn"
+    input = [6, 6]                  # or [channels, height, width]
+    cost = "quadratic"
+    [[layer]]
+    type = "conv"                   # filters, kernel, stride, padding, activation
+    filters = 3
+    kernel = 3
+    [[layer]]
+    type = "maxpool"                # or avgpool, l2pool; size, stride
+    size = 2
+    [[layer]]
+    type = "dense"                  # units, activation
+    units = 3
+
 Zhou Zhihua's threshold network (机器学习, ch. 5), in his names:
 
     [network]
@@ -40,12 +57,13 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import InputError
-from .network import Network, free_form, layered, zhou
+from .network import Network, convolutional, free_form, layered, zhou
 
 LAYERED_KEYS = {"name", "description", "layers", "activation", "cost", "regularization"}
 FREE_FORM_KEYS = {"name", "description", "inputs", "targets", "parameters", "constants", "cost"}
 ZHOU_KEYS = {"name", "description", "zhou"}
-TOP_LEVEL = {"network", "equations", "values", "latex"}
+CNN_KEYS = {"name", "description", "input", "cost"}
+TOP_LEVEL = {"network", "equations", "values", "latex", "layer"}
 MAX_SPEC_BYTES = 5_000_000
 
 
@@ -107,6 +125,21 @@ def from_dict(data: Mapping, *, source: str | None = None) -> Network:
     values = data.get("values")
     if values is not None and not isinstance(values, dict):
         raise InputError("must be a table of numbers", where="[values]")
+    if "input" in network or "layer" in data:
+        _check_keys(network, CNN_KEYS, "convolutional")
+        if "equations" in data or "layers" in network:
+            raise InputError("a convolutional spec has 'input' and [[layer]] tables, not 'layers' or [equations]")
+        if "input" not in network:
+            raise InputError("is required: [height, width] or [channels, height, width]", where="[network] input")
+        return convolutional(
+            network["input"],
+            data.get("layer", []),
+            cost=network.get("cost", "quadratic"),
+            name=name,
+            values=values,
+            description=description,
+            source=source,
+        )
     if "zhou" in network:
         _check_keys(network, ZHOU_KEYS, "Zhou threshold")
         sizes = network["zhou"]
@@ -157,8 +190,8 @@ def from_dict(data: Mapping, *, source: str | None = None) -> Network:
             source=source,
         )
     raise InputError(
-        "[network] needs 'layers' (a layered network), 'zhou' (Zhou's threshold network) "
-        "or an [equations] table (free-form)"
+        "[network] needs 'layers' (a layered network), 'input' with [[layer]] tables (convolutional), "
+        "'zhou' (Zhou's threshold network) or an [equations] table (free-form)"
     )
 
 

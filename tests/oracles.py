@@ -34,8 +34,8 @@ def random_point(network, seed: int) -> dict[sp.Symbol, Fraction]:
     for s in network.leaves:
         if s in network.constants:
             point[s] = Fraction(rng.randint(1, 9), rng.randint(1, 4))
-        elif s in network.targets:
-            point[s] = Fraction(rng.randint(0, 10), 10)
+        elif s in network.targets:  # strictly inside (0, 1): log(1 - a) stays finite in float64
+            point[s] = Fraction(rng.randint(1, 9), 10)
         else:
             point[s] = Fraction(rng.randint(-9, 9), rng.randint(3, 9))
     if network.facts.get("cost") == "log_likelihood":
@@ -47,9 +47,9 @@ def random_point(network, seed: int) -> dict[sp.Symbol, Fraction]:
     return point
 
 
-def derived_gradients(derivations, point) -> dict[sp.Symbol, float]:
-    """Our symbolic gradients, evaluated at `point` (50 digits)."""
-    evaluate = Evaluator(ApproximateArithmetic(60), point, derivations.definition, SUBSTITUTES)
+def derived_gradients(derivations, point, ties: str = "refuse") -> dict[sp.Symbol, float]:
+    """Our symbolic gradients, evaluated at `point` (60 digits)."""
+    evaluate = Evaluator(ApproximateArithmetic(60), point, derivations.definition, SUBSTITUTES, ties=ties)
     d = derivations.cost
     return {p: float(evaluate(d.adjoint(p))) for p in d.parameters()}
 
@@ -193,6 +193,95 @@ def _interpret(expr, values):
     }
     if type(expr) in table:
         return table[type(expr)](*args)
-    if isinstance(expr, sp.Max):
+    if isinstance(expr, (sp.Max, fn.maxpool)):
         return torch.stack(args).max()
     raise TypeError(f"no torch rule for {type(expr).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# PyTorch for convolutional networks, built from the same layer list
+# ---------------------------------------------------------------------------
+
+
+def torch_cnn_gradients(network, layers, point) -> dict[sp.Symbol, float]:
+    import torch.nn.functional as F
+
+    fam = network.families
+    channels = network.facts["channels"]
+    xs = [k for k in fam["x"] if len(k) == 3]
+    height, width = max(k[1] for k in xs), max(k[2] for k in xs)
+    x = torch.tensor(
+        [[[_value(point, fam["x"][(c, i, j)]) for j in range(1, width + 1)] for i in range(1, height + 1)]
+         for c in range(1, channels + 1)]
+    ).unsqueeze(0)
+    leaves = {}
+    out = x
+    conv_count = dense_count = 0
+    dense_total = sum(1 for layer in layers if layer["type"] == "dense")
+    for layer in layers:
+        kind = layer["type"]
+        if kind == "conv":
+            conv_count += 1
+            label = "F" if conv_count == 1 else f"F{conv_count}"
+            k_count = layer["filters"]
+            kr = kc = layer["kernel"]
+            in_c = out.shape[1]
+            w = torch.zeros(k_count, in_c, kr, kc)
+            for k in range(1, k_count + 1):
+                for c in range(1, in_c + 1):
+                    for p in range(1, kr + 1):
+                        for q in range(1, kc + 1):
+                            key = (k, c, p, q)
+                            w[k - 1, c - 1, p - 1, q - 1] = _value(point, fam[f"w{label}"][key])
+            b = torch.tensor([_value(point, fam[f"b{label}"][(k,)]) for k in range(1, k_count + 1)])
+            w.requires_grad_(True)
+            b.requires_grad_(True)
+            leaves[label] = (w, b)
+            padding = layer.get("padding", "valid")
+            out = F.conv2d(out, w, b, stride=layer.get("stride", 1), padding=padding if isinstance(padding, int) else padding)
+            out = TORCH_ACTIVATIONS[layer.get("activation", "sigmoid")](out)
+        elif kind in ("maxpool", "avgpool", "l2pool"):
+            size, stride = layer["size"], layer.get("stride", layer["size"])
+            if kind == "maxpool":
+                out = F.max_pool2d(out, size, stride)
+            elif kind == "avgpool":
+                out = F.avg_pool2d(out, size, stride)
+            else:
+                out = F.lp_pool2d(out, 2, size, stride)
+        elif kind == "dense":
+            dense_count += 1
+            label = "O" if dense_count == dense_total else ("H" if dense_count == 1 else f"H{dense_count}")
+            flat = out.reshape(-1)
+            units = layer["units"]
+            keys = sorted((k for k in fam[f"w{label}"] if k[0] == 1), key=lambda k: k[1:])
+            w = torch.tensor([[_value(point, fam[f"w{label}"][(n, *k[1:])]) for k in keys] for n in range(1, units + 1)])
+            b = torch.tensor([_value(point, fam[f"b{label}"][(n,)]) for n in range(1, units + 1)])
+            w.requires_grad_(True)
+            b.requires_grad_(True)
+            leaves[label] = (w, b, keys)
+            out = w @ flat + b
+            act = layer.get("activation", "sigmoid")
+            out = torch.softmax(out, dim=0) if act == "softmax" else TORCH_ACTIVATIONS[act](out)
+    t = torch.tensor([_value(point, s) for s in network.targets])
+    cost = network.facts["cost"]
+    if cost == "quadratic":
+        loss = ((t - out) ** 2).sum() / 2
+    elif cost == "log_likelihood":
+        loss = -(t * torch.log(out)).sum()
+    else:
+        loss = -(t * torch.log(out) + (1 - t) * torch.log(1 - out)).sum()
+    loss.backward()
+    grads = {}
+    for label, tensors in leaves.items():
+        if label.startswith("F"):
+            w, b = tensors
+            for key, s in fam[f"w{label}"].items():
+                if len(key) == 4:
+                    grads[s] = float(w.grad[tuple(i - 1 for i in key)])
+        else:
+            w, b, keys = tensors
+            for (n, *rest), s in fam[f"w{label}"].items():
+                grads[s] = float(w.grad[n - 1, keys.index((1, *rest))])
+        for (k,), s in fam[f"b{label}"].items():
+            grads[s] = float(b.grad[k - 1])
+    return grads

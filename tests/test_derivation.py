@@ -27,7 +27,10 @@ def assert_close(ours: dict, theirs: dict, tolerance: float, label: str) -> None
 def test_closed_forms_equal_plain_sympy_diff(name, builtin_networks):
     network = builtin_networks[name]
     d = Derivations(network).cost
-    for p in network.parameters:
+    parameters = list(network.parameters)
+    if len(parameters) > 40:  # the naive route is quadratic: an even spread of 8 keeps the suite fast
+        parameters = parameters[:: len(parameters) // 8][:8] + [parameters[-1]]
+    for p in parameters:
         ours = network.substituted(d.closed_form(p))
         naive = sympy_gradient(network, p)
         difference = sp.expand(ours - naive)
