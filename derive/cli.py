@@ -387,9 +387,10 @@ def prove_text(report) -> str:
     summary = report.summary()
     set_names = ", ".join(s.id for s in report.sets)
     lines = [f"{network.name}: {summary['total']} instances from {set_names}"]
-    width = max((len(f"{r['set']}  {r['family']}") for r in report.families()), default=10)
+    set_width = max((len(r["set"]) for r in report.families()), default=4)
+    width = max((len(f"{r['set']:<{set_width}}  {r['family']}") for r in report.families()), default=10)
     for row in report.families():
-        label = f"{row['set']}  {row['family']}"
+        label = f"{row['set']:<{set_width}}  {row['family']}"
         status = f"proven {row['proven']}/{row['total']}"
         if row["refuted"]:
             status += f", refuted {row['refuted']}"
