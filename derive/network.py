@@ -820,6 +820,7 @@ def convolutional(
     counts = {"conv": 0, "pool": 0, "dense": 0}
     dense_total = sum(1 for layer in layers if isinstance(layer, Mapping) and layer.get("type") == "dense")
     architecture = []
+    plan: list[dict] = []  # each layer's kind, label and geometry, for the numeric kernels
     pool_kind = None
     last_activation = None
 
@@ -889,6 +890,9 @@ def convolutional(
             if counts["conv"] == 1:
                 integers.update(K=filters, Cin=in_c, kr=kr, kc=kc, stride=stride, padr=pad_r, padc=pad_c,
                                 rowsF=out_h, colsF=out_w)
+            plan.append({"kind": "conv", "label": label, "filters": filters, "kernel": (kr, kc),
+                         "stride": stride, "padding": (pad_r, pad_c), "in_shape": (in_c, in_h, in_w),
+                         "out_shape": (filters, out_h, out_w)})
             current = nxt
             architecture.append("conv")
             last_activation = act
@@ -933,6 +937,8 @@ def convolutional(
                         nxt[(c, i, j)] = a
             if counts["pool"] == 1:
                 integers.update(pr=mr, pc=mc, pstride=stride, rowsP=out_h, colsP=out_w)
+            plan.append({"kind": "pool", "label": label, "pool": pool_kind, "size": (mr, mc), "stride": stride,
+                         "in_shape": (in_c, in_h, in_w), "out_shape": (in_c, out_h, out_w)})
             current = nxt
             architecture.append(kind)
             continue
@@ -972,6 +978,7 @@ def convolutional(
             order.append(a)
             outputs.append(a)
         flat = outputs
+        plan.append({"kind": "dense", "label": label, "units": units})
         architecture.append("dense")
         last_activation = act
         integers["N"] = units
@@ -1015,6 +1022,8 @@ def convolutional(
         "regularization": "none",
         "channels": shape[0],
         "integers": integers,
+        "plan": tuple(plan),
+        "input_shape": shape,
         "zero_outside": ("xpad",),
         # flat facts a formula set's `when` can test
         "conv_stride": integers.get("stride"),

@@ -1,0 +1,163 @@
+"""Generated kernels against the symbolic gradients they come from (1e-12) and against PyTorch (1e-10)."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+from derive import Derivations, builtin_names, layered, load
+from derive.kernels import KernelError, compile_kernel, safe_sigmoid
+from derive.network import convolutional
+from derive.numeric import ApproximateArithmetic, Evaluator
+
+CONCRETE = [n for n in builtin_names() if not n.startswith("generic")]
+CNN_CONFIGS = {
+    "avgpool-tanh": ([6, 6], [{"type": "conv", "filters": 2, "kernel": 3, "activation": "tanh"},
+                              {"type": "avgpool", "size": 2}, {"type": "dense", "units": 3}], "quadratic"),
+    "l2pool-channels-stride": ([2, 7, 7], [{"type": "conv", "filters": 2, "kernel": 3, "stride": 2, "padding": 1},
+                                           {"type": "l2pool", "size": 2, "stride": 1},
+                                           {"type": "dense", "units": 3, "activation": "softmax"}], "log_likelihood"),
+    "two-convs-relu": ([6, 6], [{"type": "conv", "filters": 2, "kernel": 3, "activation": "relu", "padding": "same"},
+                                {"type": "conv", "filters": 2, "kernel": 2, "activation": "tanh"},
+                                {"type": "maxpool", "size": 2, "stride": 1},
+                                {"type": "dense", "units": 4, "activation": "sigmoid"},
+                                {"type": "dense", "units": 2}], "quadratic"),
+}
+
+
+def networks():
+    found = {name: load(name) for name in CONCRETE}
+    for name, (shape, layers, cost) in CNN_CONFIGS.items():
+        found[name] = convolutional(shape, layers, cost, name=name)
+    return found
+
+
+NETWORKS = networks()
+
+
+def batch_for(network, m, rng):
+    n_out = len(network.targets)
+    if network.kind == "cnn":
+        x = rng.standard_normal((m, *network.facts["input_shape"])) * 0.8
+    else:
+        x = rng.standard_normal((m, len(network.inputs)))
+    if network.facts.get("output") == "coupled":
+        y = np.eye(n_out)[rng.integers(0, n_out, m)]
+    else:
+        y = rng.uniform(0.05, 0.95, (m, n_out))
+    return x, y
+
+
+def symbolic_mean_gradient(network, kernel, params, x, y):
+    """The derivation's gradient, evaluated in 40-digit arithmetic example by example, averaged."""
+    derivations = Derivations(network)
+    d = derivations.cost
+    values = kernel.to_values(params)
+    total = {p: 0.0 for p in network.parameters}
+    loss = 0.0
+    inputs = list(network.inputs)
+    for row, target in zip(x.reshape(len(x), -1), y):
+        point = {s: Fraction(float(v)) for s, v in values.items()}
+        point.update({s: Fraction(float(v)) for s, v in zip(inputs, row)})
+        point.update({s: Fraction(float(v)) for s, v in zip(network.targets, target)})
+        for c in network.constants:
+            point[c] = Fraction(kernel.constants[c.name])
+        evaluate = Evaluator(ApproximateArithmetic(40), point, derivations.definition, ties="first")
+        loss += float(evaluate(network.cost))
+        for p in network.parameters:
+            total[p] += float(evaluate(d.adjoint(p)))
+    return loss / len(x), {p: v / len(x) for p, v in total.items()}
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+@pytest.mark.parametrize("m", [1, 5])
+def test_kernel_equals_the_symbolic_gradient(name, m):
+    network = NETWORKS[name]
+    kernel = compile_kernel(network)
+    if network.constants:
+        kernel.constants.update(lmbda=0.7, n=13.0)
+    rng = np.random.default_rng(7)
+    params = kernel.init(3)
+    x, y = batch_for(network, m, rng)
+    loss, grad = kernel.value_and_grad(params, x, y)
+    expected_loss, expected = symbolic_mean_gradient(network, kernel, params, x, y)
+    assert abs(loss - expected_loss) <= 1e-12 * max(1.0, abs(expected_loss))
+    ours = kernel.to_values(grad)
+    scale = max(abs(v) for v in expected.values())
+    for p, value in expected.items():
+        assert abs(ours[p] - value) <= 1e-12 * max(abs(value), 1e-3 * scale), (p, ours[p], value)
+
+
+def test_free_form_kernel_can_serve_a_layered_network():
+    network = load("book-12-3-2")
+    layered_kernel = compile_kernel(network)
+    free = compile_kernel(network, backend="free-form")
+    rng = np.random.default_rng(1)
+    x, y = batch_for(network, 4, rng)
+    params = layered_kernel.init(0)
+    reordered = free.from_values(layered_kernel.to_values(params))
+    loss_a, grad_a = layered_kernel.value_and_grad(params, x, y)
+    loss_b, grad_b = free.value_and_grad(reordered, x, y)
+    assert abs(loss_a - loss_b) < 1e-12
+    a, b = layered_kernel.to_values(grad_a), free.to_values(grad_b)
+    assert all(abs(a[s] - b[s]) < 1e-12 for s in a)
+
+
+def test_float32_kernels_stay_float32_and_agree():
+    network = load("softmax-4-5-3")
+    k64, k32 = compile_kernel(network), compile_kernel(network, dtype="float32")
+    x, y = batch_for(network, 16, np.random.default_rng(2))
+    params = k64.init(0)
+    _, g64 = k64.value_and_grad(params, x, y)
+    loss, g32 = k32.value_and_grad(params.astype(np.float32), x, y)
+    assert g32.dtype == np.float32
+    assert np.allclose(g32, g64, rtol=1e-4, atol=1e-6)
+
+
+def test_kernels_agree_with_pytorch_on_a_large_batch():
+    network = layered([20, 15, 5], activation=["tanh", "softmax"], cost="log_likelihood", name="t")
+    kernel = compile_kernel(network)
+    params = kernel.init(4)
+    x, y = batch_for(network, 256, np.random.default_rng(5))
+    loss, grad = kernel.value_and_grad(params, x, y)
+    views = {k: torch.tensor(v, requires_grad=True) for k, v in kernel.views(params).items()}
+    h = torch.tanh(torch.tensor(x) @ views["W2"].T + views["b2"])
+    logits = h @ views["W3"].T + views["b3"]
+    torch_loss = -(torch.tensor(y) * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    torch_loss.backward()
+    assert abs(loss - torch_loss.item()) < 1e-12
+    for name, view in kernel.views(grad).items():
+        assert np.allclose(view, views[name].grad.numpy(), rtol=1e-10, atol=1e-14), name
+
+
+def test_no_overflow_warnings_at_extreme_inputs():
+    network = load("cross-entropy-l2-4-5-3")
+    kernel = compile_kernel(network)
+    params = kernel.init(0) * 400  # saturate everything
+    x = np.full((3, 4), 50.0)
+    y = np.array([[1.0, 0.0, 1.0]] * 3)
+    with np.errstate(over="raise", divide="raise", invalid="raise"):  # underflow to 0 is harmless
+        loss, grad = kernel.value_and_grad(params, x, y)
+        assert np.isfinite(loss) and np.all(np.isfinite(grad))
+        assert safe_sigmoid(np.array([-1e4, 0.0, 1e4])).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_generic_networks_have_no_numbers():
+    with pytest.raises(KernelError, match="generic"):
+        compile_kernel(load("generic-2-3-2"))
+
+
+def test_user_symbol_names_never_reach_generated_source():
+    from derive import free_form
+
+    network = free_form(
+        {"lambda_": "w*inp + b", "C": "(sigmoid(lambda_) - y)**2"},
+        cost="C", inputs=["inp"], targets=["y"],
+    )
+    kernel = compile_kernel(network)
+    import inspect
+
+    source = inspect.getsource(kernel._vector)
+    assert "lambda_" not in source and "inp" not in source and "_s0" in source
