@@ -1,0 +1,288 @@
+"""The data sets `derive train --data NAME` learns from.
+
+Built in (made here, in code: no downloads, the same arrays for the same seed):
+
+- ``book-0-1``: the running example of 深度学习的数学 (The Mathematics of Deep
+  Learning): 3x4 black-and-white images of the digits 0 and 1, 12 pixels of
+  value 0 or 1, flattened to 12 inputs. 64 training images (32 per class) and
+  16 test images, drawn from the prototypes below with one or two pixels flipped.
+- ``book-1-2-3``: the book's CNN example: 6x6 images of 1, 2 and 3, pixels 0 or
+  1, shape (1, 6, 6). 96 training images (32 per class) and 24 test images:
+  prototypes shifted by at most one pixel, with one or two pixels flipped.
+- ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images),
+  pixels scaled to [0, 1], 64 inputs, a fixed stratified split of 1,347 training
+  and 450 test images (the same for every seed).
+- a path ending in ``.npz``: your own arrays ``x`` and ``y``, optionally
+  ``x_test`` and ``y_test``; ``y`` either targets of shape (n, k) or integer class
+  labels of shape (n,), which become one-hot rows.
+
+Targets of the classification sets are one-hot rows over `Dataset.classes`.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    x_train: np.ndarray  # float64, shape (n, *input_shape)
+    y_train: np.ndarray  # float64, shape (n, n_outputs): one-hot rows for classification
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    classes: tuple[str, ...] | None  # the class of each target column, for one-hot targets
+    image_shape: tuple[int, ...] | None  # how to draw one example, e.g. (3, 4) or (1, 6, 6)
+
+
+def _sprites(art: str) -> list[np.ndarray]:
+    """Images drawn side by side in ASCII art: '#' is a black pixel (1), '.' a white one (0)."""
+    rows = [line.split() for line in art.strip().splitlines()]
+    return [np.array([[c == "#" for c in row[i]] for row in rows], dtype=float) for i in range(len(rows[0]))]
+
+
+# book-0-1: 3 rows of 4 pixels. A 0 is a ring (square, rounded, or narrow at
+# either side); a 1 is a vertical bar in one of the two middle columns, plain,
+# with a flag at the top, or with a foot. Every 0 differs from every 1 in at
+# least 6 pixels, so one or two flipped pixels never turn one digit into the other.
+BOOK_0_1 = {
+    "0": _sprites("""
+        ####  .##.  ###.  .###
+        #..#  #..#  #.#.  .#.#
+        ####  .##.  ###.  .###
+    """),
+    "1": _sprites("""
+        .#..  ..#.  ##..  ..#.
+        .#..  ..#.  .#..  ..#.
+        .#..  ..#.  .#..  .###
+    """),
+}
+
+# book-1-2-3: 6x6 handwritten 1, 2 and 3, three hands each. The empty margins
+# leave room for the one-pixel shifts.
+BOOK_1_2_3 = {
+    "1": _sprites("""
+        ..#...  ...#..  ..##..
+        .##...  ...#..  ...#..
+        ..#...  ...#..  ...#..
+        ..#...  ...#..  ...#..
+        ..#...  ...#..  ...#..
+        .###..  ...#..  ...#..
+    """),
+    "2": _sprites("""
+        .###..  ####..  .##...
+        #...#.  ....#.  #..#..
+        ...#..  ...#..  ...#..
+        ..#...  ..#...  ..#...
+        .#....  .#....  .#....
+        #####.  .####.  .####.
+    """),
+    "3": _sprites("""
+        ####..  .###..  #####.
+        ....#.  #...#.  ...#..
+        .###..  ..##..  ..##..
+        ....#.  ....#.  ....#.
+        ....#.  #...#.  ....#.
+        ####..  .###..  ####..
+    """),
+}
+
+
+def dataset_names() -> list[str]:
+    """The built-in data sets (a path ending in .npz is accepted too)."""
+    return ["book-0-1", "book-1-2-3", "digits"]
+
+
+def load_dataset(name: str, *, seed: int = 0) -> Dataset:
+    """A built-in data set by name, or the user's own arrays from a path ending in .npz."""
+    if name == "book-0-1":
+        x, y, xt, yt = _book_images(BOOK_0_1, 32, 8, shift=False, seed=seed)
+        return Dataset(name, "the book's 3x4 images of 0 and 1 (64 training, 16 test)",
+                       x.reshape(len(x), 12), y, xt.reshape(len(xt), 12), yt, ("0", "1"), (3, 4))
+    if name == "book-1-2-3":
+        x, y, xt, yt = _book_images(BOOK_1_2_3, 32, 8, shift=True, seed=seed)
+        return Dataset(name, "the book's 6x6 images of 1, 2 and 3 (96 training, 24 test)",
+                       x[:, None], y, xt[:, None], yt, ("1", "2", "3"), (1, 6, 6))
+    if name == "digits":
+        return _digits()
+    if name.lower().endswith(".npz"):
+        return _load_npz(Path(name))
+    raise InputError(f"unknown data set {name!r}: use one of {', '.join(dataset_names())} or a path to a .npz file")
+
+
+def _book_images(prototypes: dict[str, list[np.ndarray]], n_train: int, n_test: int, *, shift: bool, seed: int):
+    """Per class: the clean prototypes, then noisy copies up to n_train; n_test noisy copies to test.
+
+    The book draws its data by hand; these copies imitate that: each is a
+    prototype (taken in turn), moved by at most one pixel if `shift`, with one or
+    two pixels flipped. Both splits are shuffled so the classes interleave.
+    """
+    rng = np.random.default_rng(seed)
+    k = len(prototypes)
+    splits = []
+    for n, clean in ((n_train, True), (n_test, False)):
+        images, labels = [], []
+        for label, protos in enumerate(prototypes.values()):
+            made = list(protos) if clean else []
+            for i in range(n - len(made)):
+                made.append(_noisy(protos[i % len(protos)], rng, shift))
+            images += made
+            labels += [label] * n
+        order = rng.permutation(len(images))
+        splits += [np.array(images)[order], np.eye(k)[np.array(labels)[order]]]
+    return splits
+
+
+def _noisy(image: np.ndarray, rng: np.random.Generator, shift: bool) -> np.ndarray:
+    if shift:
+        # Only moves that push empty rows or columns off the edge: the digit stays whole.
+        moves = [(0, 0)]
+        moves += [(1, 0)] if not image[-1].any() else []
+        moves += [(-1, 0)] if not image[0].any() else []
+        moves += [(0, 1)] if not image[:, -1].any() else []
+        moves += [(0, -1)] if not image[:, 0].any() else []
+        image = np.roll(image, moves[rng.integers(len(moves))], axis=(0, 1))
+    image = image.copy()
+    flips = rng.choice(image.size, size=rng.integers(1, 3), replace=False)
+    image.flat[flips] = 1 - image.flat[flips]
+    return image
+
+
+def _digits() -> Dataset:
+    try:  # lazily: only this data set needs scikit-learn
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise InputError("the digits data set needs scikit-learn: pip install scikit-learn") from None
+    digits = load_digits()
+    x = digits.data.astype(float) / 16.0  # the pixels are 0..16
+    labels = digits.target
+    # A fixed split, independent of --seed, so test accuracies compare across runs.
+    x, xt, labels, labels_t = train_test_split(x, labels, test_size=450, stratify=labels, random_state=0)
+    one_hot = np.eye(10)
+    return Dataset("digits", "scikit-learn's 8x8 handwritten digits (1,347 training, 450 test)",
+                   x, one_hot[labels], xt, one_hot[labels_t], tuple(str(d) for d in range(10)), (8, 8))
+
+
+def _load_npz(path: Path) -> Dataset:
+    if not path.is_file():
+        raise InputError(f"{path}: no such data file")
+    try:
+        archive = np.load(path, allow_pickle=False)  # never pickle: an npz may come from anywhere
+    except ValueError:  # neither zip nor .npy: numpy would try pickle, which we refuse
+        raise InputError(f"{path}: not a valid .npz file (write one with numpy.savez; "
+                         "pickled data is never loaded)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a valid .npz file (write one with numpy.savez): {exc}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise InputError(f"{path}: holds a single .npy array, not an .npz archive with arrays x and y")
+    with archive:
+        present = set(archive.files)
+        for needed in ("x", "y"):
+            if needed not in present:
+                have = ", ".join(sorted(present)) or "no arrays"
+                raise InputError(f"{path}: no array '{needed}' (the file has {have}); "
+                                 "need x and y, optionally x_test and y_test")
+        if ("x_test" in present) != ("y_test" in present):
+            raise InputError(f"{path}: x_test and y_test go together; the file has only one of them")
+        arrays = {key: _read_array(archive, path, key) for key in ("x", "y", "x_test", "y_test") if key in present}
+
+    x, y = arrays["x"], arrays["y"]
+    _check_pair(path, x, y, "x", "y")
+    classes = None
+    if y.ndim == 1:
+        classes, y = _one_hot(path, y, "y")
+    x_test = y_test = None
+    if "x_test" in arrays:
+        x_test, y_test = arrays["x_test"], arrays["y_test"]
+        _check_pair(path, x_test, y_test, "x_test", "y_test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise InputError(f"{path}: x_test has examples of shape {x_test.shape[1:]}, x of shape {x.shape[1:]}")
+        if (y_test.ndim == 1) != (classes is not None):
+            raise InputError(f"{path}: y and y_test must both be class labels (n,) or both targets (n, k)")
+        if classes is not None:
+            _, y_test = _one_hot(path, y_test, "y_test", classes)
+        if y_test.shape[1] != y.shape[1]:
+            raise InputError(f"{path}: y_test has {y_test.shape[1]} target columns, y has {y.shape[1]}")
+    image_shape = tuple(x.shape[1:]) if x.ndim >= 3 else None
+    return Dataset(str(path), f"your data from {path.name} ({len(x)} examples)",
+                   x.astype(float), y.astype(float), x_test if x_test is None else x_test.astype(float),
+                   y_test if y_test is None else y_test.astype(float), classes, image_shape)
+
+
+def _read_array(archive, path: Path, key: str) -> np.ndarray:
+    try:
+        array = archive[key]
+    except ValueError:  # an object array, which only pickle could load
+        raise InputError(f"{path}: array '{key}' holds Python objects (pickled); save plain numbers") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: array '{key}' cannot be read: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: array '{key}' is not numeric (dtype {array.dtype})")
+    if array.size == 0:
+        raise InputError(f"{path}: array '{key}' is empty (shape {array.shape})")
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{path}: array '{key}' has NaN or infinite values")
+    return array
+
+
+def _check_pair(path: Path, x: np.ndarray, y: np.ndarray, xname: str, yname: str) -> None:
+    if not 2 <= x.ndim <= 4:
+        raise InputError(f"{path}: {xname} has shape {x.shape}; need one row per example: "
+                         "(n, features), (n, height, width) or (n, channels, height, width)")
+    if y.ndim not in (1, 2):
+        raise InputError(f"{path}: {yname} has shape {y.shape}; need targets (n, k) or class labels (n,)")
+    if len(x) != len(y):
+        raise InputError(f"{path}: {xname} has {len(x)} examples but {yname} has {len(y)}")
+
+
+def _one_hot(path: Path, labels: np.ndarray, name: str, classes: tuple[str, ...] | None = None):
+    """Integer class labels as one-hot rows; the classes are the sorted labels of y."""
+    if not np.all(labels == np.round(labels)):
+        raise InputError(f"{path}: {name} has one dimension, so it must hold integer class labels")
+    labels = labels.astype(np.int64)
+    names = [str(v) for v in labels]
+    if classes is None:
+        classes = tuple(str(v) for v in np.unique(labels))
+    unknown = sorted(set(names) - set(classes))
+    if unknown:
+        raise InputError(f"{path}: {name} has labels that y lacks: {', '.join(unknown[:5])}")
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, np.eye(len(classes))[[index[v] for v in names]]
+
+
+def reshape_for(dataset: Dataset, input_shape: tuple[int, ...], n_outputs: int) -> Dataset:
+    """The data set with each example reshaped to what the network takes.
+
+    Only the number of values must agree: 3x4 = 12 pixels feed a 12-input
+    network or a (1, 3, 4) CNN alike. The targets must have n_outputs columns.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    have = dataset.x_train.shape[1:]
+    wants, has = int(np.prod(input_shape)), int(np.prod(have))
+    if wants != has:
+        raise InputError(f"the network takes {_size(input_shape)} inputs per example, "
+                         f"but data set {dataset.name} has {_size(have)} values per example")
+    columns = dataset.y_train.shape[1]
+    if columns != n_outputs:
+        what = f" (classes {', '.join(dataset.classes)})" if dataset.classes else ""
+        raise InputError(f"the network has {n_outputs} outputs, "
+                         f"but data set {dataset.name} has {columns} target columns{what}")
+
+    def as_input(x):
+        return None if x is None else np.ascontiguousarray(x, dtype=float).reshape(len(x), *input_shape)
+
+    return replace(dataset, x_train=as_input(dataset.x_train), x_test=as_input(dataset.x_test))
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    """'12' for a flat example, '1x6x6 = 36' for an image."""
+    size = str(int(np.prod(shape)))
+    return f"{'x'.join(map(str, shape))} = {size}" if len(shape) > 1 else size

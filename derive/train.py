@@ -1,0 +1,212 @@
+"""Training with the generated kernels: mini-batch SGD with optional momentum.
+
+    v ← μ v − η ∇C,   θ ← θ + v          (μ = 0: plain SGD, Nielsen's update)
+
+The gradient is the batch mean (Nielsen's C = (1/n) Σ_x C_x), computed by the
+kernel generated from the network's derivation. Runs are reproducible seed for
+seed: the seed fixes the initial parameters and every epoch's shuffle.
+
+Saved parameters (`.npz`): one array per layer block for layered and
+convolutional networks (`W2`, `b2`, …, `WF`, `bF`, `WO`, `bO`: W^l[j, k] is the
+weight to unit j from unit k, Nielsen's order), one scalar per parameter name
+for free-form networks (`w1`, `b1`, …).
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import Dataset, load_dataset, reshape_for
+from .errors import InputError
+from .kernels import Kernel, compile_kernel
+from .network import Network
+
+# Settings that train each built-in data set well without tuning flags.
+DEFAULTS = {
+    "book-0-1": {"epochs": 300, "batch": 8, "lr": 2.0, "momentum": 0.0},
+    "book-1-2-3": {"epochs": 300, "batch": 8, "lr": 1.0, "momentum": 0.5},
+    "digits": {"epochs": 30, "batch": 16, "lr": 0.5, "momentum": 0.5},
+    "values": {"epochs": 1, "batch": 1, "lr": 0.5, "momentum": 0.0},
+}
+FALLBACK = {"epochs": 30, "batch": 16, "lr": 0.5, "momentum": 0.0}
+
+
+@dataclass
+class TrainResult:
+    params: np.ndarray
+    kernel: Kernel
+    dataset: Dataset
+    epochs: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+    loss: float = float("nan")
+    train_accuracy: float | None = None
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+
+    def to_dict(self, with_parameters: bool = False) -> dict:
+        result = {
+            "network": self.kernel.network.name,
+            "data": self.dataset.name,
+            "epochs": self.epochs,
+            "seconds": round(self.seconds, 4),
+            "loss": self.loss,
+            "train_accuracy": self.train_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "test_loss": self.test_loss,
+            "history": self.history,
+        }
+        if with_parameters:
+            result["parameters"] = {s.name: v for s, v in self.kernel.to_values(self.params).items()}
+        return result
+
+
+def settings_for(dataset_name: str) -> dict:
+    return dict(DEFAULTS.get(dataset_name, FALLBACK))
+
+
+def values_dataset(network: Network) -> Dataset:
+    """The spec's [values] point as a one-example data set (inputs and targets)."""
+    if network.values is None:
+        raise InputError("--data values needs a [values] table in the spec")
+    missing = [s.name for s in (*network.inputs, *network.targets, *network.parameters) if s not in network.values]
+    if missing:
+        raise InputError(f"--data values: [values] has no number for {', '.join(missing[:8])}")
+    x = np.array([[float(network.values[s]) for s in network.inputs]])
+    y = np.array([[float(network.values[s]) for s in network.targets]])
+    return Dataset("values", "the spec's [values] point", x, y, None, None, None, None)
+
+
+def load_data(name: str, network: Network, seed: int = 0) -> Dataset:
+    dataset = values_dataset(network) if name == "values" else load_dataset(name, seed=seed)
+    return reshape_for(dataset, input_shape(network), len(network.targets))
+
+
+def input_shape(network: Network) -> tuple[int, ...]:
+    if network.kind == "cnn":
+        return tuple(network.facts["input_shape"])
+    return (len(network.inputs),)
+
+
+def train(
+    network: Network,
+    dataset: Dataset,
+    *,
+    epochs: int,
+    batch: int,
+    lr: float,
+    momentum: float = 0.0,
+    seed: int = 0,
+    dtype: str = "float64",
+    initial: np.ndarray | None = None,
+    lmbda: float = 1.0,
+    kernel: Kernel | None = None,
+    progress=None,
+) -> TrainResult:
+    if epochs < 0 or batch < 1 or not lr > 0 or not 0 <= momentum < 1:
+        raise InputError("need epochs ≥ 0, batch ≥ 1, lr > 0 and 0 ≤ momentum < 1")
+    kernel = kernel or compile_kernel(network, dtype=dtype)
+    n = len(dataset.x_train)
+    if "n" in kernel.constants:  # L2: C = C0 + λ/(2n) Σ w², n the training set's size
+        kernel.constants.update(lmbda=lmbda, n=float(n))
+    rng = np.random.default_rng(seed)
+    if initial is not None:
+        params = np.array(initial, dtype=kernel.dtype)
+    elif dataset.name == "values":
+        params = kernel.from_values({s: float(v) for s, v in network.values.items()})
+    else:
+        params = kernel.init(int(rng.integers(2**31)))
+    x = np.ascontiguousarray(dataset.x_train, dtype=kernel.dtype)
+    y = np.ascontiguousarray(dataset.y_train, dtype=kernel.dtype)
+    velocity = np.zeros_like(params)
+    start = time.perf_counter()
+    history = []
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(n)
+        total = 0.0
+        for first in range(0, n, batch):
+            rows = order[first : first + batch]
+            loss, grad = kernel.value_and_grad(params, x[rows], y[rows])
+            total += loss * len(rows)
+            if momentum:
+                velocity *= momentum
+                velocity -= lr * grad
+                params += velocity
+            else:
+                params -= lr * grad
+        entry = {"epoch": epoch, "loss": total / n}
+        accuracy = _accuracy(kernel, params, x, y)
+        if accuracy is not None:
+            entry["train_accuracy"] = accuracy
+        history.append(entry)
+        if progress is not None:
+            progress(entry)
+    seconds = time.perf_counter() - start
+    result = TrainResult(params, kernel, dataset, epochs, seconds, history)
+    result.loss, _ = kernel.value_and_grad(params, x, y)
+    result.train_accuracy = _accuracy(kernel, params, x, y)
+    if dataset.x_test is not None and len(dataset.x_test):
+        xt = np.ascontiguousarray(dataset.x_test, dtype=kernel.dtype)
+        yt = np.ascontiguousarray(dataset.y_test, dtype=kernel.dtype)
+        result.test_loss, _ = kernel.value_and_grad(params, xt, yt)
+        result.test_accuracy = _accuracy(kernel, params, xt, yt)
+    return result
+
+
+def _accuracy(kernel: Kernel, params, x, y) -> float | None:
+    """The share of examples whose largest output is the target's class (one-hot targets only)."""
+    if y.shape[1] < 2 or len(y) < 2 or not np.all((y == 0) | (y == 1)) or not np.all(y.sum(axis=1) == 1):
+        return None
+    predicted = kernel.predict(params, x)
+    return float(np.mean(predicted.argmax(axis=1) == y.argmax(axis=1)))
+
+
+# ---------------------------------------------------------------------------
+# Saving and loading parameters
+# ---------------------------------------------------------------------------
+
+
+def save_parameters(kernel: Kernel, params: np.ndarray, path: str | Path) -> None:
+    """One array per block (see the module docstring), written atomically."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise InputError("the parameter file must end in .npz", where=str(path))
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **{name: np.asarray(view) for name, view in kernel.views(params).items()})
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise InputError(f"cannot write: {exc.strerror or exc}", where=str(path)) from None
+
+
+def load_parameters(kernel: Kernel, path: str | Path) -> np.ndarray:
+    path = Path(path)
+    where = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise InputError("no such file", where=where) from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"not a readable .npz of parameters ({exc})", where=where) from None
+    params = np.empty(kernel.size, dtype=kernel.dtype)
+    for block in kernel.blocks:
+        if block.name not in arrays:
+            raise InputError(f"has no array '{block.name}' (expected: {', '.join(b.name for b in kernel.blocks)})", where=where)
+        array = arrays[block.name]
+        if array.shape != block.shape:
+            raise InputError(f"'{block.name}' has shape {array.shape}, the network needs {block.shape}", where=where)
+        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+            raise InputError(f"'{block.name}' must hold finite numbers", where=where)
+        block.view(params)[...] = array
+    extra = set(arrays) - {b.name for b in kernel.blocks}
+    if extra:
+        raise InputError(f"has arrays this network does not use: {', '.join(sorted(extra))}", where=where)
+    return params
