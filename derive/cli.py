@@ -273,8 +273,11 @@ def run_list(args) -> int:
         {"id": s.id, "title": s.title, "source": s.source, "formulas": [f.id for f in s.formulas]}
         for s in builtin_sets().values()
     ]
+    from .data import DESCRIPTIONS
+
+    data = [{"name": name, "description": text} for name, text in DESCRIPTIONS.items()]
     if args.json:
-        emit_json({"networks": networks, "formula_sets": sets})
+        emit_json({"networks": networks, "formula_sets": sets, "data_sets": data})
         return EXIT_OK
     print("Built-in networks (use the name wherever a SPEC is asked for):")
     for n in networks:
@@ -283,6 +286,9 @@ def run_list(args) -> int:
     for s in sets:
         print(f"  {s['id']:<24} {len(s['formulas']):>2} formulas  {s['title']}")
         print(f"  {'':<24} source: {s['source']}")
+    print("\nData sets (derive train SPEC --data NAME):")
+    for d in data:
+        print(f"  {d['name']:<24} {d['description']}")
     return EXIT_OK
 
 

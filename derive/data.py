@@ -95,6 +95,15 @@ BOOK_1_2_3 = {
 }
 
 
+DESCRIPTIONS = {
+    "book-0-1": "3x4 images of 0 and 1 (the book's 12-3-2 example): 64 train, 16 test",
+    "book-1-2-3": "6x6 images of 1, 2 and 3 (the book's CNN example): 96 train, 24 test",
+    "digits": "scikit-learn's 8x8 handwritten digits: 1,347 train, 450 test (fixed split)",
+    "values": "the spec's [values] point as one example, from the spec's parameters",
+    "FILE.npz": "your own arrays x and y (optionally x_test, y_test)",
+}
+
+
 def dataset_names() -> list[str]:
     """The built-in data sets (a path ending in .npz is accepted too)."""
     return ["book-0-1", "book-1-2-3", "digits"]
