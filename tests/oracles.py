@@ -59,12 +59,12 @@ def cost_value(network, point, digits: int = 60):
     return evaluate(network.cost)
 
 
-def finite_differences(network, point, h: str = "1e-20") -> dict[sp.Symbol, float]:
+def finite_differences(network, point, parameters=None, h: str = "1e-20") -> dict[sp.Symbol, float]:
     ctx = mpmath.MPContext()
     ctx.dps = 60
     step = ctx.mpf(h)
     grads = {}
-    for p in network.parameters:
+    for p in network.parameters if parameters is None else parameters:
         values = {}
         for sign in (1, -1):
             shifted = dict(point)
