@@ -60,6 +60,7 @@ Declare a network in a TOML spec (or use a built-in one), then:
   derive check FILE...   prove or refute a student's formulas, name each mistake
   derive train SPEC      train with numeric kernels generated from the derivation
   derive gradcheck SPEC  check those kernels against finite differences and the derivation
+  derive report SPEC     the derivation, proofs and numbers as a LaTeX report, compiled to PDF
   derive list            the built-in networks, formula sets and data sets
 
 SPEC is a path to a .toml file or the name of a built-in network.
@@ -224,8 +225,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--save", metavar="FILE", help="write the trained parameters to FILE.npz")
     p.add_argument("--load", metavar="FILE", help="start from the parameters in FILE.npz")
+    p.add_argument("--report", metavar="FILE", help="also write a report (.pdf or .tex) with loss and accuracy curves")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="the report's language")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_train, command="train")
+
+    p = commands.add_parser(
+        "report",
+        help="write a LaTeX report (derivation, proofs, numbers, grading) and compile it to PDF",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(
+            """\
+            Render a report from the Jinja templates in reports/ and compile it with
+            latexmk (pdfLaTeX; XeLaTeX for Chinese and other Unicode text). The .tex is
+            written beside the PDF, and kept when TeX fails.
+
+            For a SPEC: the network (equations and a TikZ drawing of the graph), every
+            δ recurrence and gradient, the proof table of every applicable formula set
+            with each refutation's counterexample, and, when the spec has [values],
+            every node and gradient at that point beside a finite-difference check.
+            For a claims FILE: the grading table, each refutation's counterexample,
+            the correct formula and the mistake. For several claims files: one report
+            per file and class-summary.pdf, in the directory given by -o.
+
+            Exit code: as `derive prove` / `derive check` on the same input (0 all
+            proven, 1 a refuted or undecided formula or claim), and 1 also when no
+            PDF could be made; 2 for bad input.
+
+            examples:
+              derive report two-two-two --explain w1 -o two-two-two.pdf
+              derive report book-cnn -o cnn.pdf --lang zh
+              derive report examples/two-two-two-homework.toml -o graded.pdf
+              derive report hw/*.toml -o graded/
+              derive report book-12-3-2 -o book.tex          # LaTeX only
+              derive train digits-64-30-10 --data digits --report training.pdf
+            """
+        ),
+    )
+    p.add_argument("inputs", metavar="SPEC_OR_CLAIMS", nargs="+",
+                   help="a spec (.toml or built-in name), or one or more claims files")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="report.pdf or report.tex; a directory for several claims files "
+                        "(default: NAME-report.pdf here)")
+    p.add_argument("--explain", metavar="NAME", help="write out the chain rule for one parameter or node, path by path")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="report language (zh: Chinese headings and labels)")
+    p.add_argument("--template", metavar="FILE", help="your own Jinja template, with the context of reports/README.md")
+    p.add_argument("--formulas", metavar="SET", nargs="+", action="extend",
+                   help="formula sets to prove (default: every built-in set that applies)")
+    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
+    p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
+    p.set_defaults(run=run_report, command="report")
 
     p = commands.add_parser(
         "gradcheck",
@@ -429,14 +479,24 @@ def run_train(args) -> int:
         raise InputError(str(exc)) from None
     if args.save:
         save_parameters(result.kernel, result.params, args.save)
+    outcome = None
+    if args.report:
+        from .report import render, training_context
+
+        context = training_context(result, settings, lang=args.lang, seed=args.seed)
+        outcome = compile_report(render("training", context), Path(args.report), args.lang)
     small = len(network.parameters) <= 100
     if args.json:
         data = result.to_dict(with_parameters=small)
         data["settings"] = settings
+        if outcome is not None:
+            data["report"] = outcome.to_dict()
         emit_json(data)
-        return EXIT_OK
-    print(train_text(result, settings, show_parameters=small and dataset.name == "values"))
-    return EXIT_OK
+    else:
+        print(train_text(result, settings, show_parameters=small and dataset.name == "values"))
+        if outcome is not None:
+            print(report_line(outcome))
+    return EXIT_FAILED if outcome is not None and not outcome.ok else EXIT_OK
 
 
 def train_text(result, settings, show_parameters: bool) -> str:
@@ -483,6 +543,130 @@ def run_gradcheck(args) -> int:
         lines.append("passed" if result.passed else "FAILED: above tolerance")
         print("\n".join(lines))
     return EXIT_OK if result.passed else EXIT_FAILED
+
+
+def run_report(args) -> int:
+    from .report import class_context, claims_context, network_context, render
+
+    if args.budget <= 0:
+        raise InputError("--budget must be a positive number of seconds")
+    claims_inputs = [path for path in args.inputs if is_claims_file(path)]
+    if len(args.inputs) > 1 and len(claims_inputs) < len(args.inputs):
+        raise InputError("several inputs must all be claims files (one report each, and a class summary)")
+    if args.template and not Path(args.template).is_file():
+        raise InputError("no such template file", where=args.template)
+    template = args.template
+
+    outcomes, bad_files = [], []
+    if not claims_inputs:
+        from .spec import load
+
+        network = load(args.inputs[0])
+        formulas = formula_sets(args.formulas) if args.formulas else None
+        context = network_context(network, lang=args.lang, explain=args.explain, formulas=formulas,
+                                  budget=args.budget, seed=args.seed,
+                                  progress=lambda total: progress_bar(total, "proving"))
+        proofs = context["proofs"]
+        passed = proofs is None or proofs["summary"]["proven"] == proofs["summary"]["total"]
+        output = Path(args.output or f"{network.name}-report.pdf")
+        outcomes.append(compile_report(render("network", context, template=template), output, args.lang))
+    else:
+        from .check import check
+        from .claims import load_claims
+
+        if args.explain:
+            raise InputError("--explain is for a network's report, not a claims file's")
+        results = []
+        for path in claims_inputs:
+            try:
+                claims_file = load_claims(path)
+            except InputError as exc:
+                if len(claims_inputs) == 1:
+                    raise
+                bad_files.append((path, str(exc)))
+                print(f"derive: error: {exc}", file=sys.stderr)
+                continue
+            with progress_bar(len(claims_file.claims), f"checking {Path(path).name}") as bar:
+                results.append((path, check(claims_file, budget=args.budget, seed=args.seed, progress=bar.wrap)))
+        passed = all(r.passed for _, r in results)
+        if len(claims_inputs) == 1:
+            path, result = results[0]
+            output = Path(args.output or f"{Path(path).stem}-report.pdf")
+            tex = render("claims", claims_context(result, lang=args.lang), template=template)
+            outcomes.append(compile_report(tex, output, args.lang))
+        else:
+            directory = Path(args.output or "reports")
+            if directory.suffix in (".pdf", ".tex"):
+                raise InputError("several claims files need a directory for -o (one report each)", where=str(directory))
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"cannot make the directory: {exc.strerror or exc}", where=str(directory)) from None
+            for (path, result), stem in zip(results, unique_stems([path for path, _ in results])):
+                tex = render("claims", claims_context(result, lang=args.lang), template=template)
+                outcomes.append(compile_report(tex, directory / f"{stem}.pdf", args.lang))
+            summary = class_context([r for _, r in results], bad_files, lang=args.lang)
+            outcomes.append(compile_report(render("class", summary, template=template),
+                                           directory / "class-summary.pdf", args.lang))
+    if args.json:
+        emit_json({
+            "reports": [o.to_dict() for o in outcomes],
+            "passed": passed,
+            "errors": [{"file": p, "error": e} for p, e in bad_files],
+        })
+    else:
+        for outcome in outcomes:
+            print(report_line(outcome))
+    if bad_files:
+        return EXIT_BAD_INPUT
+    if not all(o.ok for o in outcomes):
+        return EXIT_FAILED
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def is_claims_file(path: str) -> bool:
+    """A claims file names its network with `network = "…"`; a spec has a [network] table."""
+    import tomllib
+
+    candidate = Path(path)
+    if candidate.suffix != ".toml" or not candidate.is_file():
+        return False
+    try:
+        data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # the spec loader reports what is wrong with it
+    return isinstance(data.get("network"), str) or "claim" in data
+
+
+def unique_stems(paths: list[str]) -> list[str]:
+    """A file name per input: its stem, with a number added where two inputs share one."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+def compile_report(tex: str, output: Path, lang: str):
+    from .report import write_report
+
+    if output.suffix == ".pdf" and sys.stderr.isatty():
+        print(f"derive: compiling {output} …", file=sys.stderr)
+    outcome = write_report(tex, output, lang=lang)
+    if outcome.message:
+        print(f"derive: {outcome.message}", file=sys.stderr)
+    return outcome
+
+
+def report_line(outcome) -> str:
+    if outcome.pdf_path is not None:
+        pages = f", {outcome.pages} pages" if outcome.pages else ""
+        return f"wrote {outcome.pdf_path} ({outcome.engine}{pages}) and {outcome.tex_path}"
+    if outcome.ok:
+        return f"wrote {outcome.tex_path}"
+    return f"wrote {outcome.tex_path} only (no PDF)"
 
 
 def class_summary(results) -> dict:

@@ -23,6 +23,7 @@ import sympy as sp
 from . import functions as fn
 from .errors import FormulaError, InputError
 from .parser import Vocabulary, parse_formula, tokenize
+from .tex import math_or_text
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({*fn.FORMULA_FUNCTIONS, "D", "Derivative", "sum"})
@@ -606,7 +607,9 @@ def _free_latex(table: Mapping[str, sp.Symbol], given: Mapping[str, str] | None)
     for n, tex in (given or {}).items():
         if n not in table:
             raise InputError(f"'{n}' is not a name of this network", where="[latex]")
-        latex[table[n]] = tex
+        # A user's LaTeX reaches reports: kept where every command is plain math,
+        # printed literally otherwise (`\\input{...}` must never run).
+        latex[table[n]] = str(math_or_text(tex))
     return latex
 
 
