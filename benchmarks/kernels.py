@@ -8,8 +8,8 @@ One training step is one `value_and_grad` call on a fixed batch plus the update
             im2col with sliding_window_view and max-pool by reshape/argmax for
             the conv nets), checked once to give the same loss and gradient
     torch   PyTorch eager on the CPU, same dtype, autograd + a manual SGD update,
-            tensors made once; torch.set_num_threads(number of cores), which is
-            also what numpy's BLAS uses by default (both are printed)
+            tensors made once; torch.set_num_threads(N) and numpy's BLAS limited
+            to the same N (threadpoolctl), N = the number of cores unless --threads
     floor   only the matrix products the step needs (per dense layer a @ W.T,
             δ.T @ a and, above the first layer, δ @ W; a conv layer as im2col
             products), into preallocated outputs
@@ -25,7 +25,10 @@ Run:
     python benchmarks/kernels.py              # every case, 7 rounds (a few minutes)
     python benchmarks/kernels.py --quick      # 3 rounds, MLP batches 64 and 1024 only
     python benchmarks/kernels.py --json       # the results as JSON instead of the table
-The table (or JSON) goes to stdout, progress to stderr.
+    python benchmarks/kernels.py --threads 1  # single-threaded BLAS and torch
+The table (or JSON) goes to stdout, progress to stderr. When other processes
+keep the cores busy, multi-threaded BLAS and torch slow down by 10x or more,
+erratically (the header prints the load average): compare with --threads 1.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
+from threadpoolctl import threadpool_info, threadpool_limits  # installed with scikit-learn
 
 from derive.kernels import compile_kernel
 from derive.network import convolutional, layered
@@ -52,7 +56,6 @@ from derive.spec import load
 
 LR = 0.01
 CORES = os.cpu_count() or 1
-TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def log(message: str) -> None:
@@ -93,19 +96,24 @@ NETS = [
 ]
 
 
-def targets(net: Net, batch: int) -> list[tuple[str, str, float]]:
-    """(label, which ratio, threshold) for a case: ours/numpy ≥ 1 always, and the specific ones."""
+GOALS = {  # target key -> (ratio, threshold, description)
+    "≥ numpy": ("numpy", 1.0, "ours ≥ hand-written numpy, every case (free-form at batch 1: the factors below)"),
+    "≥1.2× torch": ("torch", 1.2, "MLPs, batch ≤ 256: ours ≥ 1.2× PyTorch eager"),
+    "≥0.95× torch": ("torch", 0.95, "MLPs, batch 1024: ours ≥ 0.95× PyTorch eager"),
+    "≥90% floor": ("floor", 0.9, "MLPs, batch 1024: ours ≥ 90 % of the matmul floor"),
+    "≥5× numpy": ("numpy", 5.0, "2-2-2, batch 1: ours ≥ 5× hand-written numpy"),
+    "≥1.5× numpy": ("numpy", 1.5, "12-3-2, batch 1: ours ≥ 1.5× hand-written numpy"),
+    "≥0.9× torch": ("torch", 0.9, "conv nets: ours ≥ 0.9× PyTorch eager"),
+}
+
+
+def targets(net: Net, batch: int) -> list[str]:
+    """The GOALS a case is held to (MLP = the layered kernels 784-100-10 and 64-30-10)."""
     if net.kind == "free-form" and batch == 1:
-        factor = 5.0 if net.label.startswith("2-2-2") else 1.5
-        return [(f"≥{factor:g}× numpy at batch 1", "numpy", factor)]
-    found = [("≥ numpy", "numpy", 1.0)]
+        return ["≥5× numpy" if net.label.startswith("2-2-2") else "≥1.5× numpy"]
     if net.kind == "mlp":
-        found.append(("≥1.2× torch" if batch <= 256 else "≥0.95× torch", "torch", 1.2 if batch <= 256 else 0.95))
-        if batch >= 1024:
-            found.append(("≥90% floor", "floor", 0.9))
-    if net.kind == "cnn":
-        found.append(("≥0.9× torch", "torch", 0.9))
-    return found
+        return ["≥ numpy", "≥1.2× torch"] if batch <= 256 else ["≥ numpy", "≥0.95× torch", "≥90% floor"]
+    return ["≥ numpy", "≥0.9× torch"] if net.kind == "cnn" else ["≥ numpy"]
 
 
 # -- the kernel's flat buffer <-> the hand-written arrays [W, b, W, b] ------------------
@@ -338,15 +346,12 @@ def run_case(net: Net, network, kernel, batch: int, dtype: str, rounds: int, sec
     ours = kernel.value_and_grad(start, x, y)
     loss, grads = handwritten(layout.arrays(start), x, y, net.acts, net.cost)
     check(f"{net.label} {dtype} b{batch} numpy", ours, (loss, layout.flat(grads)), dtype)
-    tensors = [torch.tensor(a) for a in layout.arrays(start)]
-    for t in tensors:
-        t.requires_grad_(True)
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
-    loss, grads = torch_step([t.detach().clone().requires_grad_(True) for t in tensors], X, Y, net)
+    loss, grads = torch_step([torch.tensor(a, requires_grad=True) for a in layout.arrays(start)], X, Y, net)
     check(f"{net.label} {dtype} b{batch} torch", ours, (loss.item(), layout.flat([g.numpy() for g in grads])), dtype)
 
-    theta = start.copy()
-    arrays = layout.arrays(start)
+    theta, arrays = start.copy(), layout.arrays(start)  # each implementation trains its own copy
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
 
     def step_ours():
         _, g = kernel.value_and_grad(theta, x, y)
@@ -364,8 +369,7 @@ def run_case(net: Net, network, kernel, batch: int, dtype: str, rounds: int, sec
     ratios = {name: speed["ours"] / speed[name] for name in ("numpy", "torch", "floor")}
     return {"case": net.label, "dtype": dtype, "batch": batch, "samples_per_s": speed,
             "us_per_step": {name: t * 1e6 for name, t in seconds_per_step.items()}, "ours_over": ratios,
-            "targets": [{"target": label, "ratio": which, "threshold": threshold, "met": ratios[which] >= threshold}
-                        for label, which, threshold in targets(net, batch)]}
+            "targets": {key: ratios[GOALS[key][0]] >= GOALS[key][1] for key in targets(net, batch)}}
 
 
 # -- report -----------------------------------------------------------------------------
@@ -378,13 +382,14 @@ def fmt(value: float) -> str:
 def print_table(results: list[dict], meta: dict) -> None:
     print(f"Training-step throughput, samples/s (median of {meta['rounds']} interleaved rounds, "
           f"~{meta['seconds']} s per implementation per round); step = value_and_grad + θ -= η g")
-    print(f"threads: torch.set_num_threads({meta['torch_threads']}) = the {meta['cores']} cores; "
-          f"numpy BLAS: {meta['numpy_blas']}; torch {meta['torch']}, numpy {meta['numpy']}, {meta['cpu']}")
+    print(f"threads: torch.set_num_threads({meta['torch_threads']}), numpy BLAS {meta['numpy_blas']} "
+          f"({meta['cores']} cores; load average {meta['load_average']:.2f} at the start); "
+          f"torch {meta['torch']}, numpy {meta['numpy']}, {meta['cpu']}")
     header = ("case", "dtype", "batch", "ours", "numpy", "torch", "floor", "ours/np", "ours/pt", "ours/floor", "targets")
     rows = []
     for r in results:
         s, q = r["samples_per_s"], r["ours_over"]
-        marks = "  ".join(f"{t['target']} {'✓' if t['met'] else '✗'}" for t in r["targets"])
+        marks = "  ".join(f"{key} {'✓' if met else '✗'}" for key, met in r["targets"].items())
         rows.append((r["case"], r["dtype"], str(r["batch"]), *(fmt(s[k]) for k in ("ours", "numpy", "torch", "floor")),
                      *(f"{q[k]:.2f}×" for k in ("numpy", "torch", "floor")), marks))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -399,19 +404,12 @@ def print_table(results: list[dict], meta: dict) -> None:
         for r in single:
             us = r["us_per_step"]
             print(f"  {r['case']:<20} {r['dtype']:<8} " + "  ".join(f"{k} {us[k]:8.1f}" for k in ("ours", "numpy", "torch", "floor")))
-    print("\ntargets (✓ met / ✗ missed; MLP = the layered kernels 784-100-10 and 64-30-10):")
-    goals = [("ours ≥ hand-written numpy, every case (batch-1 free-form: the factors below)", "≥ numpy"),
-             ("MLPs, batch ≤ 256: ours ≥ 1.2× PyTorch eager", "≥1.2× torch"),
-             ("MLPs, batch 1024: ours ≥ 0.95× PyTorch eager", "≥0.95× torch"),
-             ("MLPs, batch 1024: ours ≥ 90 % of the matmul floor", "≥90% floor"),
-             ("2-2-2, batch 1: ours ≥ 5× hand-written numpy", "≥5× numpy at batch 1"),
-             ("12-3-2, batch 1: ours ≥ 1.5× hand-written numpy", "≥1.5× numpy at batch 1"),
-             ("conv nets: ours ≥ 0.9× PyTorch eager", "≥0.9× torch")]
-    for text, label in goals:
-        hits = [(r, t) for r in results for t in r["targets"] if t["target"] == label]
-        missed = [f"{r['case']} {r['dtype']} b{r['batch']} ({r['ours_over'][t['ratio']]:.2f}×)" for r, t in hits if not t["met"]]
-        mark = "–" if not hits else "✓" if not missed else "✗"
-        print(f"  {mark} {text}: {len(hits) - len(missed)}/{len(hits)} met" + (f"; missed: {', '.join(missed)}" if missed else ""))
+    print("\ntargets (✓ met, ✗ missed; MLP = the layered kernels 784-100-10 and 64-30-10):")
+    for key, (ratio, _, text) in GOALS.items():
+        held = [r for r in results if key in r["targets"]]
+        missed = [f"{r['case']} {r['dtype']} b{r['batch']} ({r['ours_over'][ratio]:.2f}×)" for r in held if not r["targets"][key]]
+        mark = "–" if not held else "✗" if missed else "✓"
+        print(f"  {mark} {text}: {len(held) - len(missed)}/{len(held)} met" + (f"; missed: {', '.join(missed)}" if missed else ""))
 
 
 def main(argv=None) -> None:
@@ -421,17 +419,20 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7, --quick 3)")
     parser.add_argument("--seconds", type=float, help="time per implementation per round (default 0.2, --quick 0.1)")
     parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--threads", type=int, default=CORES, help="numpy BLAS and torch threads (default: the cores)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
     seconds = args.seconds or (0.1 if args.quick else 0.2)
-    torch.set_num_threads(CORES)
-    try:
-        from threadpoolctl import threadpool_info
-        blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas")
-    except ImportError:
-        blas = "default threads"
+    torch.set_num_threads(args.threads)
+    blas_limit = threadpool_limits(args.threads, user_api="blas")  # kept for the run; default: unchanged
+    blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas")
+    load_average = os.getloadavg()[0]
+    if load_average > 0.5 and args.threads > 1:
+        log(f"warning: load average {load_average:.2f} before the run: with other processes on the cores, "
+            f"{args.threads}-thread BLAS and torch slow down erratically (try --threads 1 as well)")
     meta = {"rounds": rounds, "seconds": seconds, "cores": CORES, "torch_threads": torch.get_num_threads(),
-            "numpy_blas": blas, "torch": torch.__version__, "numpy": np.__version__, "cpu": platform.machine(), "lr": LR}
+            "numpy_blas": blas, "load_average": load_average, "torch": torch.__version__, "numpy": np.__version__,
+            "cpu": platform.machine(), "lr": LR}
     cases = [(net, dtype, batch) for net in NETS for dtype in args.dtypes.split(",")
              for batch in (net.quick_batches if args.quick else net.batches)]
     results, networks, kernels = [], {}, {}
@@ -455,6 +456,7 @@ def main(argv=None) -> None:
         print(json.dumps({"meta": meta, "results": results}, indent=2, ensure_ascii=False))
     else:
         print_table(results, meta)
+    blas_limit.restore_original_limits()
 
 
 if __name__ == "__main__":
