@@ -101,18 +101,37 @@ def test_gradcheck_passes_on_builtin_networks(name):
     assert all(g.symbolic < 1e-10 for g in result.groups)
 
 
-def test_gradcheck_catches_a_wrong_kernel(monkeypatch):
+@pytest.mark.parametrize("name", ["digits-64-30-10", "book-12-3-2", "two-two-two", "book-cnn"])
+def test_float32_gradcheck_passes_within_float32_rounding(name):
+    result = gradcheck(load(name), points=1, batch=4, dtype="float32")
+    assert result.passed, result.to_dict()
+    tolerance = result.to_dict()["tolerance"]
+    eps = float(np.finfo(np.float32).eps)
+    assert tolerance == {"finite_differences": 2**13 * eps, "symbolic": 2**13 * eps}
+    assert "finite differences 0.00098, symbolic 0.00098" in result.header()
+
+
+def test_float64_gradcheck_keeps_its_strict_tolerances():
+    result = gradcheck(load("book-12-3-2"), points=1)
+    assert result.to_dict()["tolerance"] == {"finite_differences": 1e-6, "symbolic": 1e-10}
+    assert "finite differences 1e-06, symbolic 1e-10" in result.header()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gradcheck_catches_a_wrong_kernel(monkeypatch, dtype):
     from derive.kernels import LayeredKernel
 
     original = LayeredKernel.value_and_grad
 
     def broken(self, params, x, y):
         loss, grad = original(self, params, x, y)
-        grad[0] *= 1.01
+        if self.dtype == dtype:  # the kernel under test, not gradcheck's float64 reference
+            grad[np.argmax(np.abs(grad))] *= 1.01
         return loss, grad
 
     monkeypatch.setattr(LayeredKernel, "value_and_grad", broken)
-    assert not gradcheck(load("book-12-3-2"), points=1).passed
+    result = gradcheck(load("book-12-3-2"), points=1, dtype=dtype)
+    assert not result.passed and result.text().endswith("FAILED: above tolerance")
 
 
 def test_gradcheck_cli(capsys):
