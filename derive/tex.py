@@ -53,6 +53,12 @@ _TEXT_ESCAPES = {
     ">": r"\textgreater{}",
     "|": r"\textbar{}",
     '"': r"\textquotedbl{}",
+    # Characters TeX's fonts turn into other glyphs, alone or as ligatures
+    # (`` '' -- --- ,, !` ?`): spelled so that each prints as typed.
+    "`": r"\textasciigrave{}",
+    "'": r"\textquotesingle{}",
+    "-": "-{}",
+    ",": ",{}",
     "\n": " ",
     "\t": " ",
     # Symbols users type in names and notes; each becomes TeX any engine reads.
@@ -237,7 +243,7 @@ def is_safe_math(tex: str) -> bool:
 
 DEBIAN_PACKAGES = (
     "latexmk texlive-latex-base texlive-latex-recommended texlive-pictures "
-    "texlive-xetex texlive-lang-chinese fonts-noto-cjk fonts-dejavu-core poppler-utils"
+    "texlive-xetex texlive-lang-chinese lmodern fonts-noto-cjk fonts-dejavu-core poppler-utils"
 )
 COMPILE_SECONDS = 240
 
