@@ -532,7 +532,8 @@ def network_section(network: Network, math: MathWriter, t: Labels) -> dict:
                 shape = "×".join(str(n) for n in step["out_shape"])
             else:
                 details, shape = "", str(step.get("units", ""))
-            layers.append({"index": i, "kind": kind, "units": step.get("units", ""), "activation": step.get("activation", ""),
+            layers.append({"index": i, "kind": kind, "units": step.get("units", ""),
+                           "activation": _activation_of(network, step.get("label", "")) if kind != "pool" else "",
                            "shape": shape, "details": details})
     counts = {
         "inputs": len(network.inputs),
@@ -551,6 +552,20 @@ def network_section(network: Network, math: MathWriter, t: Labels) -> dict:
         "layers": layers,
         "drawing": draw(network, math),
     }
+
+
+def _activation_of(network: Network, label: str) -> str:
+    """The activation a CNN layer applies, read off its first unit's equation (a = σ(z))."""
+    members = network.families.get(f"a{label}")
+    if not members:
+        return ""
+    definition = network.definitions.get(next(iter(members.values())))
+    if definition is None:
+        return ""
+    if isinstance(definition, sp.Function):
+        return {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "sigma": "sigma", "softmax": "softmax"}.get(
+            type(definition).__name__, type(definition).__name__)
+    return "identity" if definition.is_Symbol else ""
 
 
 def derivation_section(network: Network, derivations: Derivations, math: MathWriter) -> dict:
