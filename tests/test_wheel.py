@@ -33,7 +33,8 @@ def test_installed_wheel_proves_a_builtin_network(tmp_path):
 
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     where = subprocess.run(
-        [str(python), "-c", "import derive, derive.formulas as f; print(derive.__file__); print(f.formulas_dir())"],
+        [str(python), "-c", "import derive, derive.formulas as f, derive.report as r; print(derive.__file__); "
+                            "print(f.formulas_dir()); print(r.templates_dir())"],
         capture_output=True, text=True, check=True, cwd=tmp_path, env=clean,
     ).stdout.split()
     assert all(str(env_dir) in w for w in where), where
@@ -44,3 +45,11 @@ def test_installed_wheel_proves_a_builtin_network(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "nielsen  BP4" in result.stdout and "0 refuted, 0 undecided" in result.stdout
+
+    # the report templates ship too: a report renders (and compiles) from the wheel alone
+    report = subprocess.run(
+        [str(env_dir / "bin" / "derive"), "report", "generic-2-3-2", "-o", "r.pdf"],
+        capture_output=True, text=True, cwd=tmp_path, env=clean,
+    )
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "r.pdf").exists() and (tmp_path / "r.tex").read_text().startswith("\\documentclass")
