@@ -21,6 +21,11 @@ Symbols are renamed to fixed identifiers (`_s0`, `_s1`, …) before `lambdify`,
 which execs the source it generates: a user's symbol name never reaches it.
 Sigmoid and softmax are computed without overflow; the loss of softmax with
 log-likelihood and of sigmoid with cross-entropy goes through log-sum-exp.
+What can still overflow (a user's cost with log or 1/x, parameters driven to
+huge values by a large learning rate) comes back as inf or nan, never as a
+warning or an exception: kernels run with numpy's floating-point warnings
+off, and the batch-1 `math` kernel, which raises on 1/0, log(0) or exp(1000),
+hands such an example to the numpy kernel. The caller checks (training does).
 """
 
 from __future__ import annotations
@@ -47,6 +52,12 @@ class KernelError(DeriveError):
 
 
 # -- numerically safe elementwise functions ------------------------------------------
+
+
+def _quiet(function: Callable) -> Callable:
+    """`function` with numpy's floating-point warnings off: overflow and 0/0 give inf and nan, for the caller to check."""
+    return np.errstate(all="ignore")(function)
+
 
 
 def safe_sigmoid(z):
@@ -339,9 +350,11 @@ class LayeredKernel(Kernel):
             activations.append(a)
         return zs, activations
 
+    @_quiet
     def predict(self, params, x):
         return self._forward(params, x)[1][-1]
 
+    @_quiet
     def value_and_grad(self, params, x, y):
         x, y = self._cast(x), self._cast(y)
         m = x.shape[0]
@@ -505,9 +518,11 @@ class ConvolutionalKernel(Kernel):
                 a = out
         return cache
 
+    @_quiet
     def predict(self, params, x):
         return self._forward(params, x)[-1][-1]
 
+    @_quiet
     def value_and_grad(self, params, x, y):
         x, y = self._cast(x), self._cast(y)
         m = x.shape[0]
@@ -640,15 +655,15 @@ class FreeFormKernel(Kernel):
         renamed = [e.xreplace(dict(zip(arguments, safe))) for e in outputs]
         if any(e.atoms(*fn.GENERIC_FUNCTIONS) for e in renamed):
             raise KernelError("a generic σ or cost has no numbers: declare a concrete activation and cost to train")
-        self._vector = sp.lambdify(safe, renamed, modules=[NUMPY_FUNCTIONS, "numpy"], cse=True)
+        self._vector = _quiet(sp.lambdify(safe, renamed, modules=[NUMPY_FUNCTIONS, "numpy"], cse=True))
         self._scalar = sp.lambdify(safe, renamed, modules=[MATH_FUNCTIONS, "math"], cse=True)
         self.output_nodes = self._outputs(network)
-        self._predict = sp.lambdify(
+        self._predict = _quiet(sp.lambdify(
             safe[: len(self.inputs)] + safe[len(self.inputs) + len(self.targets):],
             [network.substituted(o).xreplace(dict(zip(arguments, safe))) for o in self.output_nodes],
             modules=[NUMPY_FUNCTIONS, "numpy"],
             cse=True,
-        ) if self.output_nodes else None
+        )) if self.output_nodes else None
         self.constants = {c.name: 1.0 for c in self.constant_symbols}
 
     @staticmethod
@@ -670,9 +685,11 @@ class FreeFormKernel(Kernel):
         m = x.shape[0]
         values = list(params)
         if m == 1:  # one example: plain floats through the math module
-            result = self._scalar(*map(float, x[0]), *map(float, y[0]), *self._constants(), *map(float, values))
-            grad = np.array(result[1:], dtype=self.dtype)
-            return float(result[0]), grad
+            try:
+                result = self._scalar(*map(float, x[0]), *map(float, y[0]), *self._constants(), *map(float, values))
+                return float(result[0]), np.array(result[1:], dtype=self.dtype)
+            except (ArithmeticError, ValueError):  # 1/0, exp(1000), log(0): numpy's inf and nan below instead
+                pass
         result = self._vector(*x.T, *y.T, *self._constants(), *values)
         loss = float(np.mean(result[0]))
         grad = np.array([np.mean(g) for g in result[1:]], dtype=self.dtype)

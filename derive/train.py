@@ -14,6 +14,7 @@ for free-form networks (`w1`, `b1`, …).
 
 from __future__ import annotations
 
+import math
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Dataset, load_dataset, reshape_for
-from .errors import InputError
+from .errors import DeriveError, InputError
 from .kernels import Kernel, compile_kernel
 from .network import Network
 
@@ -34,6 +35,17 @@ DEFAULTS = {
     "values": {"epochs": 1, "batch": 1, "lr": 0.5, "momentum": 0.0},
 }
 FALLBACK = {"epochs": 30, "batch": 16, "lr": 0.5, "momentum": 0.0}
+
+
+class TrainingDiverged(DeriveError):
+    """The loss or the parameters stopped being finite numbers (exit 1, one line)."""
+
+    def __init__(self, epoch: int, epochs: int, what: str, lr: float):
+        super().__init__(
+            f"training diverged in epoch {epoch} of {epochs}: {what}; "
+            f"try a smaller learning rate (--lr, now {lr:g})"
+        )
+        self.epoch = epoch
 
 
 @dataclass
@@ -136,6 +148,8 @@ def train(
         for first in range(0, n, batch):
             rows = order[first : first + batch]
             loss, grad = kernel.value_and_grad(params, x[rows], y[rows])
+            if not math.isfinite(loss):
+                raise TrainingDiverged(epoch, epochs, f"the loss became {loss}", lr)
             total += loss * len(rows)
             if momentum:
                 velocity *= momentum
@@ -143,6 +157,11 @@ def train(
                 params += velocity
             else:
                 params -= lr * grad
+        # a non-finite gradient reaches the parameters by the update, so one check per epoch finds it
+        if not np.isfinite(params).all():
+            raise TrainingDiverged(epoch, epochs, "the gradient or the parameters overflowed to inf or nan", lr)
+        if not math.isfinite(total):
+            raise TrainingDiverged(epoch, epochs, f"the epoch's total loss became {total}", lr)
         entry = {"epoch": epoch, "loss": total / n}
         accuracy = _accuracy(kernel, params, x, y)
         if accuracy is not None:
@@ -155,6 +174,8 @@ def train(
     seconds = time.perf_counter() - start
     result = TrainResult(params, kernel, dataset, epochs, seconds, history)
     result.loss, _ = kernel.value_and_grad(params, x, y)
+    if not math.isfinite(result.loss):
+        raise TrainingDiverged(epochs, epochs, f"the loss over the training set became {result.loss}", lr)
     result.train_accuracy = _accuracy(kernel, params, x, y)
     if x_test is not None:
         result.test_loss, _ = kernel.value_and_grad(params, x_test, y_test)

@@ -1,5 +1,7 @@
 """Generated kernels against the symbolic gradients they come from (1e-12) and against PyTorch (1e-10)."""
 
+import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -161,3 +163,38 @@ def test_user_symbol_names_never_reach_generated_source():
 
     source = inspect.getsource(kernel._vector)
     assert "lambda_" not in source and "inp" not in source and "_s0" in source
+
+
+@pytest.mark.parametrize(
+    "cost, x",
+    [
+        ("(y - 1/u)**2", 1.0),  # u = 0: the math module raises ZeroDivisionError
+        ("exp(u) - y", 1001.0),  # exp(1000): OverflowError
+        ("y*log(u)", 0.5),  # log(−0.5): ValueError (math domain error)
+        ("(u - y)**2", 1e200),  # u² overflows: OverflowError from float power
+    ],
+)
+def test_kernels_return_inf_or_nan_instead_of_raising_or_warning(cost, x):
+    from derive import free_form
+
+    network = free_form({"u": "w*x + b", "C": cost}, cost="C", inputs=["x"], targets=["y"])
+    kernel = compile_kernel(network)
+    params = kernel.from_values({s: {"w": 1.0, "b": -1.0}[s.name] for s in network.parameters})  # u = x − 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would fail here
+        loss, grad = kernel.value_and_grad(params, np.array([[x]]), np.array([[0.5]]))  # batch 1: math module
+        twice = kernel.value_and_grad(params, np.array([[x], [x]]), np.array([[0.5], [0.5]]))  # numpy
+    assert not (math.isfinite(loss) and np.all(np.isfinite(grad)))
+    np.testing.assert_array_equal([loss, *grad], [twice[0], *twice[1]])  # the same inf and nan either way
+
+
+def test_layered_kernels_overflow_quietly():
+    network = load("digits-64-30-10")
+    kernel = compile_kernel(network)
+    params = kernel.init(0) * 1e306
+    x, y = batch_for(network, 4, np.random.default_rng(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, grad = kernel.value_and_grad(params, x * 1e6, y)
+        kernel.predict(params, x * 1e6)
+    assert not (math.isfinite(loss) and np.all(np.isfinite(grad)))

@@ -1,6 +1,7 @@
 """Training with generated kernels, parameter files, and gradcheck."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from derive import load
 from derive.cli import main
 from derive.gradcheck import gradcheck
 from derive.kernels import compile_kernel
-from derive.train import load_data, load_parameters, save_parameters, train
+from derive.train import TrainingDiverged, load_data, load_parameters, save_parameters, train
 
 
 def test_digits_reach_95_percent_test_accuracy(capsys):
@@ -87,6 +88,45 @@ def test_data_that_does_not_fit_the_network_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "book-12-3-2", "--data", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("derive: error:") and err.count("\n") == 1
+
+
+LOG_COST = """\
+[network]
+name = "log-cost"
+inputs = ["x1", "x2"]
+targets = ["y1", "y2"]
+cost = "C"
+[equations]
+h = "sigmoid(w1*x1 + w2*x2 + b1)"
+o1 = "sigmoid(w3*h + b2)"
+o2 = "sigmoid(w4*h + b3)"
+C = "-y1*log(o1) - (1 - y1)*log(1 - o1) - y2*log(o2) - (1 - y2)*log(1 - o2)"
+"""
+
+
+@pytest.mark.parametrize("batch", ["1", "8"])  # the math-module kernel and the numpy one
+def test_a_diverging_run_stops_with_one_clear_line(batch, tmp_path, capsys):
+    """log(1 − σ) of a saturated unit is log 0: the loss becomes inf or nan within the first epoch."""
+    spec, data = tmp_path / "log.toml", tmp_path / "d.npz"
+    spec.write_text(LOG_COST)
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.standard_normal((40, 2)), y=np.eye(2)[rng.integers(0, 2, 40)])
+    argv = ["train", str(spec), "--data", str(data), "--batch", batch, "--epochs", "5"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main([*argv, "--lr", "1000"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("derive: error: training diverged in epoch 1 of 5: the loss became ")
+    assert "smaller learning rate (--lr, now 1000)" in err
+    assert main([*argv, "--lr", "0.5"]) == 0  # the same network trains at a sane rate
+
+
+def test_divergence_is_found_in_the_epoch_it_happens():
+    network = load("digits-64-30-10")
+    with pytest.raises(TrainingDiverged) as caught:
+        train(network, load_data("digits", network), epochs=3, batch=16, lr=1e305, momentum=0.5)
+    assert caught.value.epoch == 1
 
 
 def test_generic_networks_cannot_be_trained(capsys):
