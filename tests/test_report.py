@@ -351,3 +351,19 @@ def test_claims_context_has_one_entry_per_claim():
     context = claims_context(result)
     assert len(context["claims"]["list"]) == len(result.results)
     assert context["claims"]["grade"] == result.grade
+
+
+def test_refutations_carry_their_counterexamples(tmp_path):
+    planted = ROOT / "tests" / "data" / "planted.toml"
+    output = tmp_path / "planted.pdf"
+    code, _ = run_cli("report", "generic-3-4-4-2", "--formulas", str(planted), "-o", str(output))
+    assert code == 1  # as `derive prove` on the same input
+    from derive.formulas import load_set
+    from derive.proof import prove as prove_sets
+
+    expected = prove_sets(load("generic-3-4-4-2"), [load_set(planted)])
+    refuted = [r for r in expected.results if r.verdict.status == "refuted"]
+    text = pdf_text(output)
+    assert text.count("Counterexample (certified by exact rational arithmetic)") == min(len(refuted), 40)
+    first = refuted[0].verdict.counterexample
+    assert first.lhs[:12] in text.replace("−", "-")  # the left side's value, as the prover computed it
