@@ -26,6 +26,7 @@ Run:
     python benchmarks/kernels.py --quick      # 3 rounds, MLP batches 64 and 1024 only
     python benchmarks/kernels.py --json       # the results as JSON instead of the table
     python benchmarks/kernels.py --threads 1  # single-threaded BLAS and torch
+    python benchmarks/kernels.py --cases free-form,conv28 --batches 1,64   # some cases only
 The table (or JSON) goes to stdout, progress to stderr. When other processes
 keep the cores busy, multi-threaded BLAS and torch slow down by 10x or more,
 erratically (the header prints the load average): compare with --threads 1.
@@ -420,6 +421,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, help="time per implementation per round (default 0.2, --quick 0.1)")
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--threads", type=int, default=CORES, help="numpy BLAS and torch threads (default: the cores)")
+    parser.add_argument("--cases", help="only the cases whose label contains one of these comma-separated words")
+    parser.add_argument("--batches", help="only these comma-separated batch sizes")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
     seconds = args.seconds or (0.1 if args.quick else 0.2)
@@ -434,7 +437,9 @@ def main(argv=None) -> None:
             "numpy_blas": blas, "load_average": load_average, "torch": torch.__version__, "numpy": np.__version__,
             "cpu": platform.machine(), "lr": LR}
     cases = [(net, dtype, batch) for net in NETS for dtype in args.dtypes.split(",")
-             for batch in (net.quick_batches if args.quick else net.batches)]
+             for batch in (net.quick_batches if args.quick else net.batches)
+             if (not args.cases or any(word in net.label for word in args.cases.split(",")))
+             and (not args.batches or str(batch) in args.batches.split(","))]
     results, networks, kernels = [], {}, {}
     began = time.perf_counter()
     for index, (net, dtype, batch) in enumerate(cases, 1):

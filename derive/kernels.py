@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -81,12 +81,6 @@ NUMPY_FUNCTIONS = {"sigmoid": safe_sigmoid, "relu": _relu, "Heaviside": _step}
 MATH_FUNCTIONS = {"sigmoid": _math_sigmoid, "relu": lambda z: max(z, 0.0), "Heaviside": lambda z, h=0: float(z > 0)}
 
 
-def _softmax_rows(z):
-    shifted = z - z.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _elementwise(expr: sp.Expr, arguments: list[sp.Symbol]) -> Callable:
     """lambdify `expr` of `arguments` with safe names, for numpy arrays."""
     safe = [sp.Symbol(f"_s{i}", real=True) for i in range(len(arguments))]
@@ -111,13 +105,15 @@ class Block:
     symbols: np.ndarray  # the SymPy symbol of each entry, in the block's layout
     fan_in: int = 1
     is_bias: bool = False
+    size: int = field(init=False)  # computed once: a kernel takes several views per call
+    end: int = field(init=False)
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
+    def __post_init__(self):
+        self.size = math.prod(self.shape)
+        self.end = self.offset + self.size
 
     def view(self, flat: np.ndarray) -> np.ndarray:
-        return flat[self.offset : self.offset + self.size].reshape(self.shape)
+        return flat[self.offset : self.end].reshape(self.shape)
 
 
 class Kernel(ABC):
@@ -283,26 +279,42 @@ class _Output:
             for j in range(1, len(zs)):
                 if delta[j].xreplace({zs[j]: Zs, outputs[j]: As, targets[j]: Ys}) != pattern:
                     raise KernelError("the output units do not share one δ^L")
-            self.delta = _elementwise(pattern, [Zs, As, Ys])
-        if self.cost_kind == "quadratic":
-            self.loss = lambda z, a, y: 0.5 * np.sum((y - a) ** 2)
-        elif self.cost_kind == "cross_entropy":
-            # −[y log σ(z) + (1 − y) log(1 − σ(z))] = log(1 + e^z) − y z, through logaddexp
-            self.loss = lambda z, a, y: np.sum(np.logaddexp(0, z) - y * z)
-            if activation_name != "sigmoid":
-                raise KernelError("cross-entropy is compiled with sigmoid outputs only")
-        else:
-            self.loss = lambda z, a, y: -np.sum(y * (z - _logsumexp(z)))
+            # factored (−a(a − 1)(a − y) for the quadratic cost): the same δ in fewer array operations
+            self.delta = _elementwise(sp.factor(pattern), [Zs, As, Ys])
+        if self.cost_kind == "cross_entropy" and activation_name != "sigmoid":
+            raise KernelError("cross-entropy is compiled with sigmoid outputs only")
 
-    def error(self, z, a, y):
+    def loss_and_error(self, z, a, y, memo):
+        """The batch's mean cost and δ^L divided by the batch size (BP1, the mean folded in once).
+
+        `memo` is what `_softmax_rows` left for the log-likelihood: the shifted z and Σ e^z per row.
+        """
+        scale = 1.0 / len(y)
         if self.delta is None:
-            return a * y.sum(axis=1, keepdims=True) - y
-        return self.delta(z, a, y)
+            shifted, total = memo
+            targets = y.sum(axis=1)
+            # −Σ y (z − max − log Σe^(z−max)): the log-likelihood through log-sum-exp
+            loss = float(targets @ np.log(total)) - float(np.vdot(y, shifted))
+            delta = a * targets[:, None]  # the derivation's a·Σy − y
+            delta -= y
+        else:
+            if self.cost_kind == "quadratic":
+                difference = y - a
+                loss = 0.5 * float(np.vdot(difference, difference))
+            else:  # −[y log σ(z) + (1 − y) log(1 − σ(z))] = log(1 + e^z) − y z, through logaddexp
+                loss = float(np.logaddexp(0, z).sum()) - float(np.vdot(y, z))
+            delta = self.delta(z, a, y)
+        delta *= scale
+        return loss * scale, delta
 
 
-def _logsumexp(z):
-    top = z.max(axis=1, keepdims=True)
-    return top + np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+def _softmax_rows(z):
+    """Softmax of each row, shifting z by its row maximum in place; returns (a, (shifted z, Σ e^shifted))."""
+    np.subtract(z, z.max(axis=1, keepdims=True), out=z)
+    e = np.exp(z)
+    total = e.sum(axis=1)
+    e /= total[:, None]
+    return e, (z, total)
 
 
 def _data_cost(network: Network) -> sp.Symbol:
@@ -340,44 +352,44 @@ class LayeredKernel(Kernel):
         self.constants = {"lmbda": 0.0, "n": 1.0}
 
     def _forward(self, params, x):
-        a = self._cast(x)
-        zs, activations = [], [a]
+        a = x
+        zs, activations, memo = [], [x], None
         for layer in self.layers:
             z = a @ layer.weight.view(params).T
-            z += layer.bias.view(params)
-            a = _softmax_rows(z) if layer.activation is None else layer.activation(z)
+            z += params[layer.bias.offset : layer.bias.end]
+            if layer.activation is None:
+                a, memo = _softmax_rows(z)
+            else:
+                a = layer.activation(z)
             zs.append(z)
             activations.append(a)
-        return zs, activations
+        return zs, activations, memo
 
     @_quiet
     def predict(self, params, x):
-        return self._forward(params, x)[1][-1]
+        return self._forward(params, self._cast(x))[1][-1]
 
     @_quiet
     def value_and_grad(self, params, x, y):
         x, y = self._cast(x), self._cast(y)
-        m = x.shape[0]
-        zs, activations = self._forward(params, x)
+        zs, activations, memo = self._forward(params, x)
         grad = np.empty_like(params)
-        loss = self.output.loss(zs[-1], activations[-1], y) / m
-        delta = self.output.error(zs[-1], activations[-1], y)  # BP1
-        delta *= 1.0 / m  # mean over the batch, folded into δ once
+        loss, delta = self.output.loss_and_error(zs[-1], activations[-1], y, memo)  # BP1, over m
         for index in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[index]
+            weight = layer.weight.view(params)
             np.matmul(delta.T, activations[index], out=layer.weight.view(grad))  # BP4
-            np.sum(delta, axis=0, out=layer.bias.view(grad))  # BP3
+            np.add.reduce(delta, axis=0, out=grad[layer.bias.offset : layer.bias.end])  # BP3
             if index:
-                below = self.layers[index - 1]
-                delta = delta @ layer.weight.view(params)  # BP2: (w^{l+1})ᵀ δ^{l+1} …
-                delta *= below.derivative(zs[index - 1], activations[index])  # … ⊙ σ'(z^l)
+                delta = delta @ weight  # BP2: (w^{l+1})ᵀ δ^{l+1} …
+                delta *= self.layers[index - 1].derivative(zs[index - 1], activations[index])  # … ⊙ σ'(z^l)
         if self.regularized:
             lmbda, n = self.constants["lmbda"], self.constants["n"]
             for layer in self.layers:
                 w = layer.weight.view(params)
                 layer.weight.view(grad)[...] += (lmbda / n) * w
-                loss += lmbda / (2 * n) * float(np.sum(w * w))
-        return float(loss), grad
+                loss += lmbda / (2 * n) * float(np.vdot(w, w))
+        return loss, grad
 
 
 # ---------------------------------------------------------------------------
@@ -513,14 +525,18 @@ class ConvolutionalKernel(Kernel):
                 flat = a.reshape(a.shape[0], -1)
                 z = flat @ stage.weight.view(params).T
                 z += stage.bias.view(params)
-                out = _softmax_rows(z) if stage.activation is None else stage.activation(z)
-                cache.append((flat, z, out))
+                if stage.activation is None:
+                    out, memo = _softmax_rows(z)
+                    cache.append((flat, z, out, memo))
+                else:
+                    out = stage.activation(z)
+                    cache.append((flat, z, out, None))
                 a = out
         return cache
 
     @_quiet
     def predict(self, params, x):
-        return self._forward(params, x)[-1][-1]
+        return self._forward(params, x)[-1][2]
 
     @_quiet
     def value_and_grad(self, params, x, y):
@@ -528,15 +544,14 @@ class ConvolutionalKernel(Kernel):
         m = x.shape[0]
         cache = self._forward(params, x)
         grad = np.empty_like(params)
-        flat, z, out = cache[-1]
-        loss = self.output.loss(z, out, y) / m
-        delta = self.output.error(z, out, y) * (1.0 / m)  # δ of the output units (BP1), batch mean
+        flat, z, out, memo = cache[-1]
+        loss, delta = self.output.loss_and_error(z, out, y, memo)  # δ of the output units (BP1), batch mean
         upstream = None  # ∂C/∂(this stage's output)
         for index in range(len(self.stages) - 1, -1, -1):
             stage = self.stages[index]
             if isinstance(stage, _Dense):
                 if upstream is not None:  # a hidden dense layer: δ = ∂C/∂a ⊙ σ'(z)
-                    flat, z, out = cache[index]
+                    flat, z, out, _ = cache[index]
                     delta = upstream * stage.derivative(z, out)
                 flat = cache[index][0]
                 np.matmul(delta.T, flat, out=stage.weight.view(grad))
