@@ -649,6 +649,155 @@ def _pool_backward(upstream: np.ndarray, source: np.ndarray, extra, out: np.ndar
 # ---------------------------------------------------------------------------
 
 
+class _linear(sp.Function):
+    """_linear(k, n, v_1…v_n, c_11…c_kn, b_1…b_k): the k sums Σ_j c_ij v_j + b_i, as one matrix product."""
+
+
+class _row(sp.Function):
+    """_row(G, i): sum i of the _linear group G."""
+
+
+def _numpy_linear(k, n, *arguments):
+    rows = np.array(arguments[:n])
+    weights = np.array(arguments[n : n + k * n], dtype=rows.dtype).reshape(k, n)
+    result = weights @ rows
+    result += np.array(arguments[n + k * n :], dtype=rows.dtype)[:, None]
+    return result
+
+
+LINEAR_FUNCTIONS = {"_linear": _numpy_linear, "_row": lambda group, i: group[i]}
+LINEAR_MINIMUM = 8  # products a group must replace to pay for one matrix product (an array operation costs ~0.5 µs)
+
+
+def _linear_forms(replacements: list[tuple], batch: set[sp.Symbol]) -> list[tuple]:
+    """Weighted sums Σ_j c_j v_j + b (c, b constant over the batch, v varying) that share their v's,
+    each replaced by a row of one matrix product: a layer's Σ_k w_jk a_k + b_j, found in the cse'd
+    statements of a free-form graph. Groups too small to pay for a matrix product stay as they are."""
+    varying, defined = set(batch), {}
+    for index, (symbol, value) in enumerate(replacements):
+        defined[symbol] = index
+        if value.free_symbols & varying:
+            varying.add(symbol)
+    groups: dict[tuple, list] = {}
+    for index, (_, value) in enumerate(replacements):
+        for node in sp.preorder_traversal(value):
+            if not node.is_Add:
+                continue
+            weights, offset = {}, sp.S.Zero
+            for term in node.args:
+                if not term.free_symbols & varying:
+                    offset += term
+                    continue
+                coefficient, rest = term.as_independent(*varying, as_Add=False)
+                weights[rest] = weights.get(rest, sp.S.Zero) + coefficient
+            if len(weights) < 2 or all(c.is_Number for c in weights.values()):
+                continue
+            key = tuple(sorted(weights, key=sp.default_sort_key))
+            forms = groups.setdefault(key, [])
+            if all(node != form[1] for form in forms):
+                forms.append((index, node, [weights[v] for v in key], offset))
+    inserted, rewrite = {}, {}
+    for number, (key, forms) in enumerate(groups.items()):
+        if len(key) * len(forms) < LINEAR_MINIMUM:
+            continue
+        first = min(form[0] for form in forms)
+        arguments = [*key, *[c for form in forms for c in form[2]], *[form[3] for form in forms]]
+        if any(defined.get(s, -1) >= first for a in arguments for s in a.free_symbols):
+            continue  # a coefficient computed later than the first sum is needed: leave this group
+        group = sp.Symbol(f"_g{number}", real=True)
+        inserted.setdefault(first, []).append((group, _linear(len(forms), len(key), *arguments)))
+        for i, form in enumerate(forms):
+            rewrite[form[1]] = _row(group, i)
+    if not rewrite:
+        return replacements
+    result = []
+    for index, (symbol, value) in enumerate(replacements):
+        result += inserted.get(index, [])
+        result.append((symbol, value.xreplace(rewrite)))
+    return result
+
+
+class _BatchMeans:
+    """The batch means of several expressions, all the reductions done by one matrix product.
+
+    After common subexpressions are eliminated, each expression is a sum of terms c·Π f: the
+    numbers and batch-constant factors (parameters, constants) make the coefficient c, and of
+    the factors that vary over the batch, the one computed last (typically a δ) is the term's
+    right factor R, the product of the others (an input, an activation, or 1) its left factor L.
+    The mean of c·L·R over the batch is c·(L·R)/m, and all those dot products are entries of
+    one matrix product of the stacked L rows with the stacked R rows: for a layered graph that
+    is BP4's δᵀa, found in the derivation's own expressions. The rows themselves, and the
+    coefficients, come from one lambdified function over the batch (cse'd, as before).
+    """
+
+    def __init__(self, expressions: list[sp.Expr], batch: list[sp.Symbol], scalars: list[sp.Symbol]):
+        self.ones = sp.Symbol("_ones", real=True)  # an array of m ones: the L of a term with one batch factor
+        replacements, reduced = sp.cse(expressions, symbols=sp.numbered_symbols("_c"), list=True)
+        replacements = _linear_forms(replacements, set(batch))
+        varying = {*batch, self.ones}
+        rank = {s: -1 for s in batch}
+        rank[self.ones] = -2
+        for index, (symbol, value) in enumerate(replacements):
+            if value.free_symbols & varying:
+                varying.add(symbol)
+                rank[symbol] = index
+        lefts, rights, coefficients, terms, constants = {}, {}, [], [], []
+        for output, expression in enumerate(reduced):
+            constant = sp.S.Zero
+            for term in sp.Add.make_args(expression):
+                factors, coefficient = [], sp.S.One
+                for factor in sp.Mul.make_args(term):
+                    if not factor.free_symbols & varying:
+                        coefficient *= factor
+                    elif factor.is_Pow and factor.exp == 2:
+                        factors += [factor.base, factor.base]
+                    else:
+                        factors.append(factor)
+                if not factors:
+                    constant += coefficient
+                    continue
+                last = max(range(len(factors)), key=lambda i: max(rank.get(s, -1) for s in factors[i].free_symbols))
+                right = factors.pop(last)
+                left = sp.Mul(*factors) if factors else self.ones
+                terms.append((output, lefts.setdefault(left, len(lefts)), rights.setdefault(right, len(rights))))
+                coefficients.append(coefficient)
+            constants.append(constant)
+        self.outputs = len(reduced)
+        self.lefts, self.rights = len(lefts), len(rights)
+        owners = np.array([t[0] for t in terms], dtype=np.intp)
+        self.pairs = np.array([t[1] * len(rights) + t[2] for t in terms], dtype=np.intp)
+        self.owners = None if np.array_equal(owners, np.arange(self.outputs)) else owners
+        numeric = all(c.is_Number for c in coefficients)
+        self.coefficients = np.array([float(c) for c in coefficients]) if numeric else None
+        self.constants = [i for i, c in enumerate(constants) if c != 0]
+        rows = [*lefts, *rights, *([] if numeric else coefficients), *(constants[i] for i in self.constants)]
+        self.function = sp.lambdify(
+            [*batch, self.ones, *scalars], rows, modules=[LINEAR_FUNCTIONS, NUMPY_FUNCTIONS, "numpy"],
+            cse=lambda exprs: (replacements, exprs),
+        )
+
+    @_quiet
+    def __call__(self, batch_values, ones, scalar_values) -> np.ndarray:
+        """The mean of every expression over the batch (float64)."""
+        rows = self.function(*batch_values, ones, *scalar_values)
+        p, q = self.lefts, self.rights
+        products = (np.array(rows[:p]) @ np.array(rows[p : p + q]).T).ravel()
+        at = p + q
+        if self.coefficients is None:
+            coefficients = np.array(rows[at : at + len(self.pairs)], dtype=np.float64)
+            at += len(self.pairs)
+        else:
+            coefficients = self.coefficients
+        terms = products[self.pairs] * coefficients
+        if self.owners is None:
+            means = terms / len(ones)
+        else:
+            means = np.bincount(self.owners, weights=terms, minlength=self.outputs) / len(ones)
+        for index, value in zip(self.constants, rows[at:]):
+            means[index] += value
+        return means
+
+
 class FreeFormKernel(Kernel):
     """All gradients in one lambdified function over renamed symbols, cse'd; vectorised over the batch."""
 
@@ -670,7 +819,8 @@ class FreeFormKernel(Kernel):
         renamed = [e.xreplace(dict(zip(arguments, safe))) for e in outputs]
         if any(e.atoms(*fn.GENERIC_FUNCTIONS) for e in renamed):
             raise KernelError("a generic σ or cost has no numbers: declare a concrete activation and cost to train")
-        self._vector = _quiet(sp.lambdify(safe, renamed, modules=[NUMPY_FUNCTIONS, "numpy"], cse=True))
+        batch = len(self.inputs) + len(self.targets)
+        self._means = _BatchMeans(renamed, safe[:batch], safe[batch:])
         self._scalar = sp.lambdify(safe, renamed, modules=[MATH_FUNCTIONS, "math"], cse=True)
         self.output_nodes = self._outputs(network)
         self._predict = _quiet(sp.lambdify(
@@ -705,10 +855,8 @@ class FreeFormKernel(Kernel):
                 return float(result[0]), np.array(result[1:], dtype=self.dtype)
             except (ArithmeticError, ValueError):  # 1/0, exp(1000), log(0): numpy's inf and nan below instead
                 pass
-        result = self._vector(*x.T, *y.T, *self._constants(), *values)
-        loss = float(np.mean(result[0]))
-        grad = np.array([np.mean(g) for g in result[1:]], dtype=self.dtype)
-        return loss, grad
+        means = self._means([*x.T, *y.T], np.ones(m, dtype=self.dtype), [*self._constants(), *values])
+        return float(means[0]), means[1:].astype(self.dtype)
 
     def predict(self, params, x):
         if self._predict is None:

@@ -161,7 +161,7 @@ def test_user_symbol_names_never_reach_generated_source():
     kernel = compile_kernel(network)
     import inspect
 
-    source = inspect.getsource(kernel._vector)
+    source = inspect.getsource(kernel._means.function)
     assert "lambda_" not in source and "inp" not in source and "_s0" in source
 
 
