@@ -198,3 +198,24 @@ def test_layered_kernels_overflow_quietly():
         loss, grad = kernel.value_and_grad(params, x * 1e6, y)
         kernel.predict(params, x * 1e6)
     assert not (math.isfinite(loss) and np.all(np.isfinite(grad)))
+
+
+def test_free_form_batch_means_with_parameter_factors_and_batch_free_terms():
+    """Gradient terms with a parameter factor (∂C/∂w ∋ v·x1) and terms free of the batch (λw², ab)."""
+    from derive import free_form
+
+    network = free_form(
+        {"u": "w*x1 + v*x2 + b", "C": "(y - sigmoid(a*u))**2/2 + v*w*x1 + lam*w**2 + a*b"},
+        cost="C", inputs=["x1", "x2"], targets=["y"], constants=["lam"],
+    )
+    kernel = compile_kernel(network)
+    kernel.constants.update(lam=0.3)
+    assert kernel._means.coefficients is None and kernel._means.constants  # the paths under test
+    params = kernel.init(5)
+    x, y = batch_for(network, 6, np.random.default_rng(3))
+    loss, grad = kernel.value_and_grad(params, x, y)
+    expected_loss, expected = symbolic_mean_gradient(network, kernel, params, x, y)
+    assert abs(loss - expected_loss) <= 1e-12 * max(1.0, abs(expected_loss))
+    ours = kernel.to_values(grad)
+    for p, value in expected.items():
+        assert abs(ours[p] - value) <= 1e-12 * max(1.0, abs(value)), (p, ours[p], value)
