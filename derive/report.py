@@ -649,15 +649,16 @@ def explain_section(network: Network, derivations: Derivations, math: MathWriter
         result.update(mode="paths", paths=rows, path_count=len(paths))
     else:
         steps = []
-        needed = [n for n in reversed(d.nodes()) if n in d._needed(target)]
+        between = d._needed(target)  # the nodes on some path from the cost down to the target
+        needed = [n for n in reversed(d.nodes()) if n in between and n != target]
         for n in [*needed, target]:
             steps.append({
                 "lhs": math(d.adjoint(n)),
                 "rhs": math.lines(d.definition(n)),
                 "value": number(_value(evaluate, d.adjoint(n))),
             })
-        result.update(mode="nodes", steps=steps, path_count=_count_paths(network, d, target),
-                      note=t("explain_nodes", paths=_count_paths(network, d, target)))
+        count = _count_paths(network, d, target)
+        result.update(mode="nodes", steps=steps, path_count=count, note=t("explain_nodes", paths=count))
     return result
 
 

@@ -106,9 +106,12 @@ def test_book_12_3_2_report_proves_bp1_to_bp4_in_its_table(tmp_path, lang):
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_book_cnn_report_states_the_tie_condition(tmp_path, lang):
     output = tmp_path / "cnn.pdf"
-    code, _ = run_cli("report", "book-cnn", "--lang", lang, "-o", str(output))
+    code, _ = run_cli("report", "book-cnn", "--explain", "wF_1_1_1", "--lang", lang, "-o", str(output))
     assert code == 0
     text = pdf_text(output)
+    # w^F_{1,11} feeds all 16 positions of map 1, each through one pooling unit to the 3 outputs:
+    # 48 paths, too many to write out, so the explanation goes node by node
+    assert ("The graph has 48 paths" if lang == "en" else "共有 48 条路径") in text
     total = prove(load("book-cnn")).summary()["total"]
     assert f"{total} proven, 0 refuted, 0 undecided" in text or f"{total} 个已证明" in text
     assert "no pooling window has a tie" in text  # the assumption, as the prover states it
