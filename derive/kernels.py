@@ -30,6 +30,7 @@ hands such an example to the numpy kernel. The caller checks (training does).
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -81,15 +82,142 @@ NUMPY_FUNCTIONS = {"sigmoid": safe_sigmoid, "relu": _relu, "Heaviside": _step}
 MATH_FUNCTIONS = {"sigmoid": _math_sigmoid, "relu": lambda z: max(z, 0.0), "Heaviside": lambda z, h=0: float(z > 0)}
 
 
-def _elementwise(expr: sp.Expr, arguments: list[sp.Symbol]) -> Callable:
-    """lambdify `expr` of `arguments` with safe names, for numpy arrays."""
+BUFFERED_SIZE = 16384  # elements (128 KiB of float64, glibc's default mmap threshold): from here on, reuse buffers
+
+
+class _Elementwise:
+    """A per-layer formula of equal-shape arrays (σ, σ', δ^L): lambdified, and on large arrays
+    evaluated into buffers kept between calls (see _ArrayFormula); `plain` never keeps any."""
+
+    def __init__(self, expr: sp.Expr, arguments: list[sp.Symbol], modules=None):
+        self.plain = _lambdify_safe(expr, arguments, modules or [NUMPY_FUNCTIONS, "numpy"])
+        try:
+            self.formula = _ArrayFormula(expr, arguments)
+        except NotImplementedError:
+            self.formula = None
+
+    def __call__(self, *arrays):
+        if self.formula is not None and arrays[0].size >= BUFFERED_SIZE:
+            return self.formula(*arrays)
+        return self.plain(*arrays)
+
+
+def _elementwise(expr: sp.Expr, arguments: list[sp.Symbol]) -> _Elementwise:
+    return _Elementwise(expr, arguments)
+
+
+def _lambdify_safe(exprs, arguments: list[sp.Symbol], modules, cse: bool = False) -> Callable:
+    """lambdify `exprs` (one or a list) of `arguments`, the arguments renamed to safe names first."""
     safe = [sp.Symbol(f"_s{i}", real=True) for i in range(len(arguments))]
-    renamed = expr.xreplace(dict(zip(arguments, safe)))
-    if renamed.free_symbols - set(safe):
-        raise KernelError(f"an elementwise expression depends on more than {arguments}: {expr}")
-    if renamed.atoms(*fn.GENERIC_FUNCTIONS):
-        raise KernelError("a generic σ or cost has no numbers: declare a concrete activation and cost to train")
-    return sp.lambdify(safe, renamed, modules=[NUMPY_FUNCTIONS, "numpy"])
+    rename = dict(zip(arguments, safe))
+    renamed = [e.xreplace(rename) for e in exprs] if isinstance(exprs, list) else exprs.xreplace(rename)
+    for e in renamed if isinstance(renamed, list) else [renamed]:
+        if sp.sympify(e).free_symbols - set(safe):
+            raise KernelError(f"an elementwise expression depends on more than {arguments}: {e}")
+        if sp.sympify(e).atoms(*fn.GENERIC_FUNCTIONS):
+            raise KernelError("a generic σ or cost has no numbers: declare a concrete activation and cost to train")
+    return sp.lambdify(safe, renamed, modules=modules, cse=cse)
+
+
+class _ArrayFormula:
+    """An elementwise expression over equal-shape arrays, generated as one ufunc call per operation
+    writing into buffers kept between calls.
+
+    Large temporaries allocated afresh at every step cost page faults when the memory comes
+    from the system each time (the 28×28 conv net ran 3.6× slower for it), so kernels evaluate
+    their per-layer formulas (σ, σ', δ^L) this way on large batches. The returned array is a
+    buffer: the next call with the same shape overwrites it. Expressions built from other
+    functions than those below are evaluated by plain lambdify instead.
+    """
+
+    FUNCTIONS = {sp.tanh: "tanh", sp.exp: "exp", sp.log: "log", sp.Abs: "absolute"}
+
+    def __init__(self, expr: sp.Expr, arguments: list[sp.Symbol]):
+        self.arguments = list(arguments)
+        self.lines: list[str] = []
+        self.temporaries = 0
+        self.result = self._emit(expr)
+        names = ", ".join([f"_a{i}" for i in range(len(arguments))] + [f"_b{j}" for j in range(self.temporaries)])
+        source = f"def _formula({names}):\n" + "".join(f"    {line}\n" for line in self.lines) + f"    return {self.result}\n"
+        namespace = {name: getattr(np, name) for name in ("add", "subtract", "multiply", "divide", "negative",
+                                                           "square", "sqrt", "power", "maximum", "heaviside",
+                                                           *self.FUNCTIONS.values())}
+        exec(compile(source, "<derive array formula>", "exec"), namespace)
+        self.function = namespace["_formula"]
+        self.source = source
+        self.buffers: dict[tuple, list[np.ndarray]] = {}
+
+    def __call__(self, *arrays):
+        key = (arrays[0].shape, arrays[0].dtype)
+        buffers = self.buffers.get(key)
+        if buffers is None:
+            buffers = self.buffers[key] = [np.empty(*key) for _ in range(self.temporaries)]
+        return self.function(*arrays, *buffers)
+
+    # -- code generation: each call returns the name holding the value ----------------------
+    def _temporary(self, *operands: str) -> str:
+        for name in operands:  # a temporary is used once (the expression is a tree): reuse it
+            if name.startswith("_b"):
+                return name
+        self.temporaries += 1
+        return f"_b{self.temporaries - 1}"
+
+    def _op(self, ufunc: str, *operands: str) -> str:
+        target = self._temporary(*operands)
+        self.lines.append(f"{ufunc}({', '.join(operands)}, out={target})")
+        return target
+
+    def _emit(self, e: sp.Expr) -> str:
+        if e in self.arguments:
+            return f"_a{self.arguments.index(e)}"
+        if e.is_Number:
+            return repr(float(e))
+        if e.is_Add:
+            positive = [t for t in e.args if not t.could_extract_minus_sign()]
+            negative = [-t for t in e.args if t.could_extract_minus_sign()]
+            if not positive:
+                return self._op("negative", self._emit(sp.Add(*negative)))
+            value = self._emit(positive[0])
+            for t in positive[1:]:
+                value = self._op("add", value, self._emit(t))
+            for t in negative:
+                value = self._op("subtract", value, self._emit(t))
+            return value
+        if e.is_Mul:
+            coefficient, factors = e.as_coeff_mul()
+            if coefficient == -1:
+                return self._op("negative", self._emit(sp.Mul(*factors)))
+            value = self._emit(factors[0]) if coefficient == 1 else self._op("multiply", self._emit(factors[0]), repr(float(coefficient)))
+            for f in factors[1:]:
+                value = self._op("multiply", value, self._emit(f))
+            return value
+        if e.is_Pow:
+            base, exponent = e.args
+            if exponent == 2:
+                return self._op("square", self._emit(base))
+            if exponent == -1:
+                return self._op("divide", "1.0", self._emit(base))
+            if exponent == sp.Rational(1, 2):
+                return self._op("sqrt", self._emit(base))
+            return self._op("power", self._emit(base), self._emit(exponent))
+        if isinstance(e, fn.sigmoid):  # (1 + tanh(z/2))/2: no overflow for any z
+            value = self._op("multiply", self._emit(e.args[0]), "0.5")
+            value = self._op("tanh", value)
+            value = self._op("add", value, "1.0")
+            return self._op("multiply", value, "0.5")
+        if isinstance(e, fn.relu):
+            return self._op("maximum", self._emit(e.args[0]), "0.0")
+        if isinstance(e, fn.maxpool):
+            value = self._op("maximum", self._emit(e.args[0]), self._emit(e.args[1]))
+            for element in e.args[2:]:
+                value = self._op("maximum", value, self._emit(element))
+            return value
+        if isinstance(e, sp.Heaviside):
+            at_zero = e.args[1] if len(e.args) > 1 else sp.S.Half
+            return self._op("heaviside", self._emit(e.args[0]), repr(float(at_zero)))
+        if e.func in self.FUNCTIONS and len(e.args) == 1:
+            return self._op(self.FUNCTIONS[e.func], self._emit(e.args[0]))
+        raise NotImplementedError(f"no array formula for {e.func}")
 
 
 # -- parameters ------------------------------------------------------------------------
@@ -127,6 +255,16 @@ class Kernel(ABC):
         self.blocks = blocks
         self.size = sum(b.size for b in blocks)
         self.constants: dict[str, float] = {}
+        self._buffers: dict[tuple, np.ndarray] = {}
+
+    def _workspace(self, *key, shape, zero: bool = False) -> np.ndarray:
+        """A scratch array kept between calls (see _ArrayFormula for why); `key` names its use."""
+        buffer = self._buffers.get((*key, shape))
+        if buffer is None:
+            buffer = self._buffers[(*key, shape)] = np.empty(shape, dtype=self.dtype)
+        if zero:
+            buffer.fill(0)
+        return buffer
 
     # parameters
     def init(self, seed: int = 0) -> np.ndarray:
@@ -414,9 +552,48 @@ class _Pool:
     size: tuple[int, int]
     stride: int
     out_shape: tuple[int, int, int]
+    forward: Callable  # (window elements e_1…e_n) -> the pooled unit: the layer's definition, lambdified
+    routing: Callable  # (e_1…e_n, unit) -> [∂unit/∂e_k for each k]: its local partials, lambdified
+
+
+def _first_maxima(pooled, *elements):
+    """For each k, where element k is its window's first maximal element in row-major order
+    (PyTorch's choice at a tie): element k equals the pooled maximum and no earlier one did."""
+    masks, taken = [], None
+    for element in elements:
+        hit = element == pooled
+        if taken is None:
+            taken = hit.copy()
+        else:
+            hit &= ~taken
+            taken |= hit
+        masks.append(hit)
+    return masks
+
+
+class _first_maxima_of(sp.Function):
+    """_first_maxima_of(P, e_1…e_n): the n masks of _first_maxima, computed once for all n partials."""
+
+
+class _mask(sp.Function):
+    """_mask(masks, k): the k-th (1-based) of those masks."""
+
+
+POOL_FUNCTIONS = {
+    "maxpool": lambda *elements: functools.reduce(np.maximum, elements),
+    "_first_maxima_of": _first_maxima,
+    "_mask": lambda masks, k: masks[k - 1],
+}
 
 
 class ConvolutionalKernel(Kernel):
+    """Convolutions as im2col matrix products, pooling as strided window views, then dense layers.
+
+    Inside, the maps of conv and pool stages are laid out channel first, (C, m, H, W), so that a
+    convolution is one product (K, C·kr·kc) @ (C·kr·kc, m·h·w) whose result is already the next
+    stage's contiguous input, and each window position of a pooling is a strided view of it.
+    """
+
     backend = "cnn"
 
     def __init__(self, network: Network, derivations: Derivations, dtype: str):
@@ -489,6 +666,7 @@ class ConvolutionalKernel(Kernel):
     def _pool(self, network, layer, current) -> _Pool:
         units = network.families[f"a{layer['label']}"]
         (mr, mc), stride, kind = layer["size"], layer["stride"], layer["pool"]
+        first = None
         for (c, i, j), unit in units.items():  # each window is the declared one
             members = [current[(c, stride * (i - 1) + p, stride * (j - 1) + q)] for p in range(1, mr + 1) for q in range(1, mc + 1)]
             if kind == "max":
@@ -499,44 +677,65 @@ class ConvolutionalKernel(Kernel):
                 expected = sp.sqrt(sp.Add(*[e**2 for e in members]))
             if network.definitions[unit] != expected:
                 raise KernelError(f"{unit} is not the pooling window its layer declares")
-        return _Pool(kind, (mr, mc), stride, tuple(layer["out_shape"]))
+            first = first or (unit, members)
+        # every unit is the same function of its window, so the first unit's definition and local
+        # partials, over placeholders e_1…e_n and P for the unit, are the whole layer's
+        unit, members = first
+        elements = [sp.Symbol(f"E{k}", real=True) for k in range(1, len(members) + 1)]
+        pooled = sp.Symbol("P", real=True)
+        names = dict(zip(members, elements))
+        definition = network.definitions[unit].xreplace(names)
+        partials = network.local_partials(unit)
+        routing = [partials[m].xreplace({**names, unit: pooled}) for m in members]
+        # is_max(k, e…): e_k is the maximum, that is the unit P, and (at a tie) the first such;
+        # one scan of the window, shared by all k
+        routing = [r.replace(fn.is_max, lambda k, *e: _mask(_first_maxima_of(pooled, *e), k)) for r in routing]
+        modules = [POOL_FUNCTIONS, NUMPY_FUNCTIONS, "numpy"]
+        forward = _Elementwise(definition, elements, modules)
+        backward = _lambdify_safe(routing, [*elements, pooled], modules, cse=True)
+        return _Pool(kind, (mr, mc), stride, tuple(layer["out_shape"]), forward, backward)
 
     # -- running -----------------------------------------------------------------
-    def _forward(self, params, x):
-        a = self._cast(x).reshape((x.shape[0], *self.input_shape))
+    def _forward(self, params, x, buffered: bool = True):
+        """Every stage's inputs and outputs; `buffered`: large arrays in workspaces kept between calls."""
+        m = x.shape[0]
+        a = self._cast(x).reshape((m, *self.input_shape)).transpose(1, 0, 2, 3)  # (C, m, H, W)
         cache = []
-        for stage in self.stages:
+        for index, stage in enumerate(self.stages):
             if isinstance(stage, _Conv):
-                cols = _im2col(a, stage)
-                w = stage.weight.view(params).reshape(stage.weight.shape[0], -1)
-                m = a.shape[0]
-                K, out_h, out_w = stage.out_shape
-                z = cols @ w.T  # (m·out_h·out_w, K)
-                z += stage.bias.view(params)
-                z = z.reshape(m, out_h, out_w, K).transpose(0, 3, 1, 2)
-                out = stage.activation(z)
+                cols = _im2col(a, stage, self._workspace(index, "cols", shape=_cols_shape(a, stage)) if buffered else None)
+                K = stage.out_shape[0]
+                z = self._workspace(index, "z", shape=(K, cols.shape[1])) if buffered else None
+                z = np.matmul(stage.weight.view(params).reshape(K, -1), cols, out=z)  # (K, m·h·w)
+                z += params[stage.bias.offset : stage.bias.end, None]
+                out = (stage.activation if buffered else stage.activation.plain)(z)
                 cache.append((a, cols, z, out))
-                a = out
+                a = out.reshape(K, m, *stage.out_shape[1:])
             elif isinstance(stage, _Pool):
-                out, extra = _pool_forward(a, stage)
-                cache.append((a, extra, out))
+                elements = _pool_elements(a, stage)
+                out = (stage.forward if buffered else stage.forward.plain)(*elements)
+                cache.append((a, elements, out))
                 a = out
             else:
-                flat = a.reshape(a.shape[0], -1)
+                if a.ndim == 4:  # each example's (c, i, j), Nielsen's order of the flattened map
+                    C, _, h, w = a.shape
+                    flat = self._workspace(index, "flat", shape=(m, C * h * w)) if buffered else np.empty((m, C * h * w), a.dtype)
+                    np.copyto(flat.reshape(m, C, h, w), a.transpose(1, 0, 2, 3))
+                else:
+                    flat = a
                 z = flat @ stage.weight.view(params).T
-                z += stage.bias.view(params)
+                z += params[stage.bias.offset : stage.bias.end]
                 if stage.activation is None:
                     out, memo = _softmax_rows(z)
-                    cache.append((flat, z, out, memo))
                 else:
-                    out = stage.activation(z)
-                    cache.append((flat, z, out, None))
+                    out, memo = (stage.activation if buffered else stage.activation.plain)(z), None
+                cache.append((flat, z, out, memo))
                 a = out
         return cache
 
     @_quiet
     def predict(self, params, x):
-        return self._forward(params, x)[-1][2]
+        return self._forward(params, x, buffered=False)[-1][2]
 
     @_quiet
     def value_and_grad(self, params, x, y):
@@ -546,101 +745,114 @@ class ConvolutionalKernel(Kernel):
         grad = np.empty_like(params)
         flat, z, out, memo = cache[-1]
         loss, delta = self.output.loss_and_error(z, out, y, memo)  # δ of the output units (BP1), batch mean
-        upstream = None  # ∂C/∂(this stage's output)
+        upstream = None  # ∂C/∂(this stage's output), owned by this call: updated in place
         for index in range(len(self.stages) - 1, -1, -1):
             stage = self.stages[index]
             if isinstance(stage, _Dense):
+                flat, z, out, _ = cache[index]
                 if upstream is not None:  # a hidden dense layer: δ = ∂C/∂a ⊙ σ'(z)
-                    flat, z, out, _ = cache[index]
-                    delta = upstream * stage.derivative(z, out)
-                flat = cache[index][0]
+                    delta = upstream
+                    delta *= stage.derivative(z, out)
+                weight = stage.weight.view(params)
                 np.matmul(delta.T, flat, out=stage.weight.view(grad))
-                np.sum(delta, axis=0, out=stage.bias.view(grad))
-                upstream = delta @ stage.weight.view(params)
-                if index and not isinstance(self.stages[index - 1], _Dense):
-                    upstream = upstream.reshape(cache[index - 1][-1].shape)
+                np.add.reduce(delta, axis=0, out=grad[stage.bias.offset : stage.bias.end])
+                if index:
+                    upstream = np.matmul(delta, weight, out=self._workspace(index, "up", shape=(m, weight.shape[1])))
+                    if not isinstance(self.stages[index - 1], _Dense):  # back to (C, m, h, w)
+                        C, h, w = self.stages[index - 1].out_shape
+                        upstream = upstream.reshape(m, C, h, w).transpose(1, 0, 2, 3)
             elif isinstance(stage, _Pool):
-                source, extra, out = cache[index]
-                upstream = _pool_backward(upstream, source, extra, out, stage)
+                source, elements, out = cache[index]
+                result = self._workspace(index, "up", shape=source.shape, zero=not _covers(stage, source.shape))
+                upstream = _pool_backward(upstream, elements, out, stage, result)
             else:
                 source, cols, z, out = cache[index]
-                delta = upstream * stage.derivative(z, out)  # (m, K, h, w)
                 K = stage.out_shape[0]
-                rows = delta.transpose(0, 2, 3, 1).reshape(-1, K)
-                gw = stage.weight.view(grad).reshape(K, -1)
-                np.matmul(rows.T, cols, out=gw)
-                np.sum(rows, axis=0, out=stage.bias.view(grad))
+                delta = upstream.reshape(K, -1)  # (K, m·h·w): a view, upstream being contiguous here
+                delta *= stage.derivative(z, out)
+                np.matmul(delta, cols.T, out=stage.weight.view(grad).reshape(K, -1))
+                np.add.reduce(delta, axis=1, out=grad[stage.bias.offset : stage.bias.end])
                 if index:
                     w = stage.weight.view(params).reshape(K, -1)
-                    upstream = _col2im(rows @ w, source.shape, stage)
-        return float(loss), grad
+                    columns = np.matmul(w.T, delta, out=self._workspace(index, "dcols", shape=cols.shape))
+                    padded = _padded_shape(source.shape, stage)
+                    upstream = _col2im(columns, source.shape, stage, self._workspace(index, "up", shape=padded, zero=True))
+        return loss, grad
 
 
-def _im2col(a: np.ndarray, stage: _Conv) -> np.ndarray:
-    """Every receptive field as a row: (m·out_h·out_w, C·kr·kc), via sliding_window_view."""
+def _cols_shape(a: np.ndarray, stage: _Conv) -> tuple[int, int]:
+    _, out_h, out_w = stage.out_shape
+    _, C, kr, kc = stage.weight.shape
+    return (C * kr * kc, a.shape[1] * out_h * out_w)
+
+
+def _padded_shape(shape, stage: _Conv) -> tuple[int, ...]:
+    C, m, H, W = shape
+    pad_r, pad_c = stage.padding
+    return (C, m, H + 2 * pad_r, W + 2 * pad_c)
+
+
+def _covers(stage: _Pool, shape) -> bool:
+    """Whether the windows tile the map exactly: then the backward pass writes every element once."""
+    (mr, mc), s = stage.size, stage.stride
+    _, out_h, out_w = stage.out_shape
+    return s == mr == mc and shape[2] == s * out_h and shape[3] == s * out_w
+
+
+def _im2col(a: np.ndarray, stage: _Conv, out: np.ndarray | None = None) -> np.ndarray:
+    """Every receptive field as a column: (C·kr·kc, m·out_h·out_w) from a (C, m, H, W), one strided copy."""
     pad_r, pad_c = stage.padding
     if pad_r or pad_c:
         a = np.pad(a, ((0, 0), (0, 0), (pad_r, pad_r), (pad_c, pad_c)))
-    K, out_h, out_w = stage.out_shape
+    _, out_h, out_w = stage.out_shape
     _, C, kr, kc = stage.weight.shape
-    windows = sliding_window_view(a, (kr, kc), axis=(2, 3))[:, :, :: stage.stride, :: stage.stride][:, :, :out_h, :out_w]
-    # (m, C, out_h, out_w, kr, kc) -> (m, out_h, out_w, C, kr, kc)
-    return np.ascontiguousarray(windows.transpose(0, 2, 3, 1, 4, 5)).reshape(-1, C * kr * kc)
+    s = stage.stride
+    windows = sliding_window_view(a, (kr, kc), axis=(2, 3))[:, :, : s * (out_h - 1) + 1 : s, : s * (out_w - 1) + 1 : s]
+    # (C, m, out_h, out_w, kr, kc) -> (C, kr, kc, m, out_h, out_w): the innermost run stays a row of the map
+    windows = windows.transpose(0, 4, 5, 1, 2, 3)
+    if out is None:
+        return np.ascontiguousarray(windows).reshape(C * kr * kc, -1)
+    np.copyto(out.reshape(windows.shape), windows)
+    return out
 
 
-def _col2im(cols: np.ndarray, shape, stage: _Conv) -> np.ndarray:
-    """The transpose of _im2col: add each row's entries back onto the input."""
-    m, C, H, W = shape
+def _col2im(cols: np.ndarray, shape, stage: _Conv, out: np.ndarray) -> np.ndarray:
+    """The transpose of _im2col: add each column's entries back onto the (C, m, H, W) input, in `out` (zeros, padded)."""
+    C, m, H, W = shape
     pad_r, pad_c = stage.padding
     _, out_h, out_w = stage.out_shape
     _, _, kr, kc = stage.weight.shape
     s = stage.stride
-    patches = cols.reshape(m, out_h, out_w, C, kr, kc)
-    out = np.zeros((m, C, H + 2 * pad_r, W + 2 * pad_c), dtype=cols.dtype)
+    patches = cols.reshape(C, kr, kc, m, out_h, out_w)
     for p in range(kr):
         for q in range(kc):
-            out[:, :, p : p + s * out_h : s, q : q + s * out_w : s] += patches[:, :, :, :, p, q].transpose(0, 3, 1, 2)
+            out[:, :, p : p + s * out_h : s, q : q + s * out_w : s] += patches[:, p, q]
     return out[:, :, pad_r : pad_r + H, pad_c : pad_c + W]
 
 
-def _pool_windows(a: np.ndarray, stage: _Pool) -> np.ndarray:
-    mr, mc = stage.size
-    _, out_h, out_w = stage.out_shape
-    windows = sliding_window_view(a, (mr, mc), axis=(2, 3))[:, :, :: stage.stride, :: stage.stride]
-    return windows[:, :, :out_h, :out_w].reshape(*a.shape[:2], out_h, out_w, mr * mc)
-
-
-def _pool_forward(a: np.ndarray, stage: _Pool):
-    windows = _pool_windows(a, stage)
-    if stage.kind == "max":
-        # the first maximal element in row-major order: PyTorch's choice at a tie
-        winner = windows.argmax(axis=-1)
-        return np.take_along_axis(windows, winner[..., None], axis=-1)[..., 0], winner
-    if stage.kind == "average":
-        return windows.mean(axis=-1), None
-    return np.sqrt((windows * windows).sum(axis=-1)), None
-
-
-def _pool_backward(upstream: np.ndarray, source: np.ndarray, extra, out: np.ndarray, stage: _Pool) -> np.ndarray:
-    """Route ∂C/∂(pool unit) to its window: to the maximum, 1/|window| each, or a/aP each."""
+def _pool_elements(a: np.ndarray, stage: _Pool) -> list[np.ndarray]:
+    """The window's k-th element of every pooling unit, for each k in row-major order: strided views of a."""
     mr, mc = stage.size
     _, out_h, out_w = stage.out_shape
     s = stage.stride
-    result = np.zeros_like(source)
-    if stage.kind == "max":
-        for p in range(mr):
-            for q in range(mc):
-                mask = extra == p * mc + q
-                result[:, :, p : p + s * out_h : s, q : q + s * out_w : s] += upstream * mask
-        return result
-    for p in range(mr):
-        for q in range(mc):
-            part = result[:, :, p : p + s * out_h : s, q : q + s * out_w : s]
-            if stage.kind == "average":
-                part += upstream * (1.0 / (mr * mc))
-            else:
-                element = source[:, :, p : p + s * out_h : s, q : q + s * out_w : s]
-                part += upstream * element / out
+    return [a[:, :, p : p + s * (out_h - 1) + 1 : s, q : q + s * (out_w - 1) + 1 : s] for p in range(mr) for q in range(mc)]
+
+
+def _pool_backward(upstream, elements, out, stage: _Pool, result: np.ndarray) -> np.ndarray:
+    """∂C/∂(window element k) = ∂C/∂(unit) · ∂unit/∂e_k, the local partial the derivation gives,
+    into `result` (zeros unless the windows tile the map)."""
+    mr, mc = stage.size
+    _, out_h, out_w = stage.out_shape
+    s = stage.stride
+    routing = stage.routing(*elements, out)
+    disjoint = s >= mr and s >= mc  # each element in one window at most: write instead of add
+    for k, factor in enumerate(routing):
+        p, q = divmod(k, mc)
+        part = result[:, :, p : p + s * (out_h - 1) + 1 : s, q : q + s * (out_w - 1) + 1 : s]
+        if disjoint:
+            np.multiply(upstream, factor, out=part)
+        else:
+            part += upstream * factor
     return result
 
 

@@ -219,3 +219,34 @@ def test_free_form_batch_means_with_parameter_factors_and_batch_free_terms():
     ours = kernel.to_values(grad)
     for p, value in expected.items():
         assert abs(ours[p] - value) <= 1e-12 * max(1.0, abs(value)), (p, ours[p], value)
+
+
+@pytest.mark.parametrize("name", ["book-cnn", "avgpool-tanh", "l2pool-channels-stride"])
+def test_pool_routing_comes_from_the_derivations_local_partials(name, monkeypatch):
+    """Scale ∂(pool unit)/∂(window element) by 3 in the derivation: the gradients below the pooling
+    layer (the conv layer's) scale by 3 in the kernel, those above it do not."""
+    from derive.network import Network
+
+    shape, layers, cost = CNN_CONFIGS.get(name, (None, None, None))
+    build = (lambda: load(name)) if shape is None else (lambda: convolutional(shape, layers, cost, name=name))
+    network = build()
+    kernel = compile_kernel(network)
+    params = kernel.init(2)
+    x, y = batch_for(network, 4, np.random.default_rng(4))
+    _, grad = kernel.value_and_grad(params, x, y)
+
+    original = Network.local_partials
+
+    def tripled(self, node):
+        partials = original(self, node)
+        if node.name.startswith("aP"):
+            return {v: 3 * d for v, d in partials.items()}
+        return partials
+
+    monkeypatch.setattr(Network, "local_partials", tripled)
+    changed = compile_kernel(build())
+    _, grad3 = changed.value_and_grad(params, x, y)
+    views, views3 = kernel.views(grad), changed.views(grad3)
+    for block in kernel.blocks:
+        below = block.name.endswith("F")  # the conv layer's WF, bF; above the pool: WO, bO
+        assert np.allclose(views3[block.name], (3 if below else 1) * views[block.name], rtol=1e-12, atol=1e-15), block.name
