@@ -489,23 +489,26 @@ class LayeredKernel(Kernel):
         self.regularized = facts.get("regularization") == "l2"
         self.constants = {"lmbda": 0.0, "n": 1.0}
 
-    def _forward(self, params, x):
+    def _forward(self, params, x, buffered: bool = True):
+        """z and a of every layer; `buffered`: large arrays in workspaces kept between calls."""
         a = x
         zs, activations, memo = [], [x], None
-        for layer in self.layers:
-            z = a @ layer.weight.view(params).T
+        for index, layer in enumerate(self.layers):
+            shape = (len(x), layer.weight.shape[0])
+            z = self._workspace(index, "z", shape=shape) if buffered and math.prod(shape) >= BUFFERED_SIZE else None
+            z = np.matmul(a, layer.weight.view(params).T, out=z)
             z += params[layer.bias.offset : layer.bias.end]
             if layer.activation is None:
                 a, memo = _softmax_rows(z)
             else:
-                a = layer.activation(z)
+                a = (layer.activation if buffered else layer.activation.plain)(z)
             zs.append(z)
             activations.append(a)
         return zs, activations, memo
 
     @_quiet
     def predict(self, params, x):
-        return self._forward(params, self._cast(x))[1][-1]
+        return self._forward(params, self._cast(x), buffered=False)[1][-1]
 
     @_quiet
     def value_and_grad(self, params, x, y):
@@ -519,7 +522,9 @@ class LayeredKernel(Kernel):
             np.matmul(delta.T, activations[index], out=layer.weight.view(grad))  # BP4
             np.add.reduce(delta, axis=0, out=grad[layer.bias.offset : layer.bias.end])  # BP3
             if index:
-                delta = delta @ weight  # BP2: (w^{l+1})ᵀ δ^{l+1} …
+                shape = (len(x), weight.shape[1])
+                out = self._workspace(index, "delta", shape=shape) if math.prod(shape) >= BUFFERED_SIZE else None
+                delta = np.matmul(delta, weight, out=out)  # BP2: (w^{l+1})ᵀ δ^{l+1} …
                 delta *= self.layers[index - 1].derivative(zs[index - 1], activations[index])  # … ⊙ σ'(z^l)
         if self.regularized:
             lmbda, n = self.constants["lmbda"], self.constants["n"]
