@@ -257,6 +257,13 @@ class Kernel(ABC):
         self.constants: dict[str, float] = {}
         self._buffers: dict[tuple, np.ndarray] = {}
 
+    def _ones(self, n: int) -> np.ndarray:
+        """n ones: a sum over rows or columns as a matrix-vector product (BLAS), faster than np.sum on small arrays."""
+        ones = self._buffers.get(("ones", n))
+        if ones is None:
+            ones = self._buffers[("ones", n)] = np.ones(n, dtype=self.dtype)
+        return ones
+
     def _workspace(self, *key, shape, zero: bool = False) -> np.ndarray:
         """A scratch array kept between calls (see _ArrayFormula for why); `key` names its use."""
         buffer = self._buffers.get((*key, shape))
@@ -422,15 +429,16 @@ class _Output:
         if self.cost_kind == "cross_entropy" and activation_name != "sigmoid":
             raise KernelError("cross-entropy is compiled with sigmoid outputs only")
 
-    def loss_and_error(self, z, a, y, memo):
+    def loss_and_error(self, z, a, y, memo, ones):
         """The batch's mean cost and δ^L divided by the batch size (BP1, the mean folded in once).
 
-        `memo` is what `_softmax_rows` left for the log-likelihood: the shifted z and Σ e^z per row.
+        `memo` is what `_softmax_rows` left for the log-likelihood: the shifted z and Σ e^z per row;
+        `ones`: as many ones as there are outputs.
         """
         scale = 1.0 / len(y)
         if self.delta is None:
             shifted, total = memo
-            targets = y.sum(axis=1)
+            targets = y @ ones
             # −Σ y (z − max − log Σe^(z−max)): the log-likelihood through log-sum-exp
             loss = float(targets @ np.log(total)) - float(np.vdot(y, shifted))
             delta = a * targets[:, None]  # the derivation's a·Σy − y
@@ -446,11 +454,11 @@ class _Output:
         return loss * scale, delta
 
 
-def _softmax_rows(z):
+def _softmax_rows(z, ones):
     """Softmax of each row, shifting z by its row maximum in place; returns (a, (shifted z, Σ e^shifted))."""
     np.subtract(z, z.max(axis=1, keepdims=True), out=z)
     e = np.exp(z)
-    total = e.sum(axis=1)
+    total = e @ ones
     e /= total[:, None]
     return e, (z, total)
 
@@ -499,7 +507,7 @@ class LayeredKernel(Kernel):
             z = np.matmul(a, layer.weight.view(params).T, out=z)
             z += params[layer.bias.offset : layer.bias.end]
             if layer.activation is None:
-                a, memo = _softmax_rows(z)
+                a, memo = _softmax_rows(z, self._ones(z.shape[1]))
             else:
                 a = (layer.activation if buffered else layer.activation.plain)(z)
             zs.append(z)
@@ -515,12 +523,13 @@ class LayeredKernel(Kernel):
         x, y = self._cast(x), self._cast(y)
         zs, activations, memo = self._forward(params, x)
         grad = np.empty_like(params)
-        loss, delta = self.output.loss_and_error(zs[-1], activations[-1], y, memo)  # BP1, over m
+        loss, delta = self.output.loss_and_error(zs[-1], activations[-1], y, memo, self._ones(y.shape[1]))  # BP1, over m
+        ones = self._ones(len(x))
         for index in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[index]
             weight = layer.weight.view(params)
             np.matmul(delta.T, activations[index], out=layer.weight.view(grad))  # BP4
-            np.add.reduce(delta, axis=0, out=grad[layer.bias.offset : layer.bias.end])  # BP3
+            np.matmul(ones, delta, out=grad[layer.bias.offset : layer.bias.end])  # BP3: Σ over the batch
             if index:
                 shape = (len(x), weight.shape[1])
                 out = self._workspace(index, "delta", shape=shape) if math.prod(shape) >= BUFFERED_SIZE else None
@@ -731,7 +740,7 @@ class ConvolutionalKernel(Kernel):
                 z = flat @ stage.weight.view(params).T
                 z += params[stage.bias.offset : stage.bias.end]
                 if stage.activation is None:
-                    out, memo = _softmax_rows(z)
+                    out, memo = _softmax_rows(z, self._ones(z.shape[1]))
                 else:
                     out, memo = (stage.activation if buffered else stage.activation.plain)(z), None
                 cache.append((flat, z, out, memo))
@@ -749,7 +758,7 @@ class ConvolutionalKernel(Kernel):
         cache = self._forward(params, x)
         grad = np.empty_like(params)
         flat, z, out, memo = cache[-1]
-        loss, delta = self.output.loss_and_error(z, out, y, memo)  # δ of the output units (BP1), batch mean
+        loss, delta = self.output.loss_and_error(z, out, y, memo, self._ones(y.shape[1]))  # δ^L (BP1), batch mean
         upstream = None  # ∂C/∂(this stage's output), owned by this call: updated in place
         for index in range(len(self.stages) - 1, -1, -1):
             stage = self.stages[index]
@@ -760,7 +769,7 @@ class ConvolutionalKernel(Kernel):
                     delta *= stage.derivative(z, out)
                 weight = stage.weight.view(params)
                 np.matmul(delta.T, flat, out=stage.weight.view(grad))
-                np.add.reduce(delta, axis=0, out=grad[stage.bias.offset : stage.bias.end])
+                np.matmul(self._ones(m), delta, out=grad[stage.bias.offset : stage.bias.end])
                 if index:
                     upstream = np.matmul(delta, weight, out=self._workspace(index, "up", shape=(m, weight.shape[1])))
                     if not isinstance(self.stages[index - 1], _Dense):  # back to (C, m, h, w)
