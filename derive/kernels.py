@@ -1024,6 +1024,12 @@ class _BatchMeans:
         return means
 
 
+def _cse_inlining_sigmoid(expressions):
+    replacements, reduced = sp.cse(expressions, list=True)
+    inline = lambda e: e.replace(fn.sigmoid, lambda u: (1 + sp.tanh(u / 2)) / 2)  # noqa: E731
+    return [(s, inline(v)) for s, v in replacements], [inline(e) for e in reduced]
+
+
 class FreeFormKernel(Kernel):
     """All gradients in one lambdified function over renamed symbols, cse'd; vectorised over the batch."""
 
@@ -1047,7 +1053,9 @@ class FreeFormKernel(Kernel):
             raise KernelError("a generic σ or cost has no numbers: declare a concrete activation and cost to train")
         batch = len(self.inputs) + len(self.targets)
         self._means = _BatchMeans(renamed, safe[:batch], safe[batch:])
-        self._scalar = sp.lambdify(safe, renamed, modules=[MATH_FUNCTIONS, "math"], cse=True)
+        # batch 1: after cse, σ(u) is written (1 + tanh(u/2))/2 so that the generated code calls
+        # math.tanh directly instead of a Python-level sigmoid per unit
+        self._scalar = sp.lambdify(safe, renamed, modules=[MATH_FUNCTIONS, "math"], cse=_cse_inlining_sigmoid)
         self.output_nodes = self._outputs(network)
         self._predict = _quiet(sp.lambdify(
             safe[: len(self.inputs)] + safe[len(self.inputs) + len(self.targets):],
@@ -1074,14 +1082,14 @@ class FreeFormKernel(Kernel):
     def value_and_grad(self, params, x, y):
         x, y = self._cast(x), self._cast(y)
         m = x.shape[0]
-        values = list(params)
+        constants = self._constants() if self.constant_symbols else ()
         if m == 1:  # one example: plain floats through the math module
             try:
-                result = self._scalar(*map(float, x[0]), *map(float, y[0]), *self._constants(), *map(float, values))
+                result = self._scalar(*x[0].tolist(), *y[0].tolist(), *constants, *params.tolist())
                 return float(result[0]), np.array(result[1:], dtype=self.dtype)
             except (ArithmeticError, ValueError):  # 1/0, exp(1000), log(0): numpy's inf and nan below instead
                 pass
-        means = self._means([*x.T, *y.T], np.ones(m, dtype=self.dtype), [*self._constants(), *values])
+        means = self._means([*x.T, *y.T], self._ones(m), [*constants, *params.tolist()])
         return float(means[0]), means[1:].astype(self.dtype)
 
     def predict(self, params, x):
