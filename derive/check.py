@@ -19,7 +19,7 @@ from typing import Iterator
 import sympy as sp
 
 from . import functions as fn
-from .claims import Claim, ClaimsFile
+from .claims import Claim, ClaimsFile, ismax, max_pools
 from .numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact
 from .proof import DEFAULT_BUDGET, SUBSTITUTES, Prover, Verdict
 
@@ -35,8 +35,10 @@ DIAGNOSES = {
     "wrong-unit": "a unit's quantity where another unit's belongs",
     "shared-parameter": "a shared parameter counted once",
     "missing-path": "a missing path: a term of the sum over the units fed is missing",
+    "one-hot": "holds only for one-hot targets (entries summing to 1), which the file does not assume",
 }
 
+NO_TIE = "where no pooling window has a tie"
 DIAGNOSIS_SECONDS = 30.0
 MAX_CANDIDATES = 400
 MAX_PATHS = 64
@@ -100,6 +102,7 @@ class ClaimResult:
             "counterexample": self.verdict.counterexample.to_dict() if self.verdict.counterexample else None,
             "expected": self.expected_text,
             "expected_latex": self.expected_latex,
+            "assumptions": list(claim.assumptions),
             "seconds": round(self.verdict.seconds, 4),
         }
         if claim.expect is not None:
@@ -131,6 +134,21 @@ class FileResult:
         return all(r.passed for r in self.results)
 
     @property
+    def assumptions(self) -> list[str]:
+        """What the verdicts assume: the stated assumptions (with the claims they are for), and max pooling's."""
+        by_text: dict[str, list[str]] = {}
+        for r in self.results:
+            for text in r.claim.assumptions:
+                by_text.setdefault(text, []).append(r.claim.name)
+        found = [
+            text if len(names) == len(self.results) else f"{text} (for {', '.join(names)})"
+            for text, names in by_text.items()
+        ]
+        if any(isinstance(d, fn.maxpool) for d in self.claims_file.network.definitions.values()):
+            found.append(NO_TIE)
+        return found
+
+    @property
     def grade(self) -> str:
         s = self.summary()
         return f"{s['proven']}/{s['total']} claims proven"
@@ -144,6 +162,7 @@ class FileResult:
             "student": cf.student,
             "claims": [r.to_dict() for r in self.results],
             "summary": self.summary(),
+            "assumptions": self.assumptions,
             "grade": self.grade,
             "seconds": round(self.seconds, 3),
         }
@@ -154,7 +173,7 @@ def check(claims_file: ClaimsFile, *, budget: float = DEFAULT_BUDGET, seed: int 
     prover = Prover(claims_file.derivations, budget=budget, seed=seed)
     results = []
     for claim in progress(claims_file.claims) if progress else claims_file.claims:
-        verdict = prover.decide(claim.lhs, claim.rhs)
+        verdict = prover.decide(claim.lhs, claim.rhs, claim.assume, claim.assumptions)
         expected = expected_formula(claims_file, claim, prover)
         diagnosis = None
         if verdict.status == "refuted":
@@ -177,7 +196,7 @@ def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover) -> sp.Expr:
     file's definitions (which are then written by the definition's name).
     """
     derivations = cf.derivations
-    keep = {s for s in claim.rhs.free_symbols if derivations.adjoint_info(s) is not None}
+    keep = {s for s in claim.rhs.free_symbols if derivations.adjoint_info(s) is not None} | set(claim.mentioned)
     named = _named_adjoints(cf, claim, prover)
     expr = claim.target
     for _ in range(200):
@@ -189,7 +208,28 @@ def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover) -> sp.Expr:
         if not expandable:
             break
         expr = expr.xreplace(expandable)
-    return expr.xreplace(named)
+    return _under_assumption(expr.xreplace(named), claim.assume)
+
+
+def _under_assumption(expr: sp.Expr, assume) -> sp.Expr:
+    """Under one linear assumption (y1 + y2 + y3 = 1), its shortest form eliminating one of its leaves, if shorter.
+
+    a3_1*y2 + a3_1*y3 - y1*(1 - a3_1) is a3_1 - y1 where the targets sum to 1.
+    """
+    if len(assume) != 1 or sp.count_ops(expr) > 400:
+        return expr
+    ((unknown, solution),) = assume.items()
+    equation = unknown - solution
+    best, best_ops = expr, sp.count_ops(expr)
+    for leaf in sorted(equation.free_symbols, key=lambda s: s.name):
+        coefficient = equation.coeff(leaf)
+        if coefficient == 0 or coefficient.free_symbols:
+            continue
+        form = sp.factor_terms(sp.expand(expr.xreplace({leaf: sp.expand(leaf - equation / coefficient)})))
+        ops = sp.count_ops(form)
+        if ops < best_ops:
+            best, best_ops = form, ops
+    return best
 
 
 def _named_adjoints(cf: ClaimsFile, claim: Claim, prover: Prover) -> dict[sp.Symbol, sp.Expr]:
@@ -208,7 +248,7 @@ def _named_adjoints(cf: ClaimsFile, claim: Claim, prover: Prover) -> dict[sp.Sym
             if adjoint in named:
                 continue
             for sign in (1, -1):  # Zhou's g_j and e_h are negated δs
-                if _quick_equal(prover, adjoint, sign * value):
+                if _quick_equal(prover, adjoint, sign * value, claim.assume):
                     named[adjoint] = sign * sp.Symbol(name, real=True)
                     break
             if adjoint in named:
@@ -216,25 +256,65 @@ def _named_adjoints(cf: ClaimsFile, claim: Claim, prover: Prover) -> dict[sp.Sym
     return named
 
 
-def _quick_equal(prover: Prover, a: sp.Expr, b: sp.Expr) -> bool:
-    counterexample, agreed = prover.search(a, b, {}, 1)
+def _quick_equal(prover: Prover, a: sp.Expr, b: sp.Expr, assume=None) -> bool:
+    counterexample, agreed = prover.search(a, b, assume or {}, 1)
     if counterexample is not None or agreed == 0:
         return False
-    return prover.decide(a, b).status == "proven"
+    return prover.decide(a, b, assume).status == "proven"
 
 
 def render(cf: ClaimsFile, claim: Claim, expr: sp.Expr) -> tuple[str, str]:
-    """SymPy text in the names a claim may use (delta2_1 for δ^2_1), and LaTeX."""
-    names = dict(cf.network.latex_names)
-    names.update(cf.derivations.latex_names())
-    latex = sp.latex(expr, symbol_names=names)
-    cost = cf.derivations.cost
-    aliases = {
-        cost.adjoint(z): sp.Symbol(f"delta{l}_{j}", real=True)
-        for (l, j), z in cf.network.families.get("z", {}).items()
-        if cost.adjoint(z) in expr.free_symbols
-    }
-    return str(expr.xreplace(aliases) if aliases else expr), latex
+    """The formula in the notation a claim may use: SymPy text and LaTeX, each readable back.
+
+    Neuron errors by their claim names (`delta2_1`, `deltaO_1`; LaTeX `\\delta^{O}_{1}`),
+    other derivatives as `D(E, v)` (LaTeX `\\frac{\\partial E}{\\partial v}`), the max-pool
+    indicator as `ismax(aF_1_1_1)` (LaTeX `\\left[a^{F}_{1,11} = \\max\\right]`).
+    """
+    network, derivations = cf.network, cf.derivations
+    deltas = _delta_names(network)
+    text_names: dict[sp.Expr, sp.Expr] = {}
+    latex_names = dict(network.latex_names)
+    for s in expr.free_symbols:
+        info = derivations.adjoint_info(s)
+        if info is None:
+            continue
+        derivation, wrt = info
+        if derivation.of == network.cost and wrt in deltas:
+            text_names[s] = sp.Symbol(deltas[wrt], real=True)
+            base = network.latex_names.get(wrt, "")
+            latex_names[s] = "\\delta" + base[1:] if base[:1] in ("z", "a") else sp.latex(text_names[s])
+        else:
+            top = derivation.of.name if re.fullmatch(r"[A-Za-z]+", derivation.of.name) else network.latex(derivation.of)
+            latex_names[s] = rf"\frac{{\partial {top}}}{{\partial {network.latex(wrt)}}}"
+    indicators: dict[sp.Expr, sp.Expr] = {}
+    atoms = expr.atoms(fn.is_max)
+    if atoms:
+        pools = max_pools(network)
+        for atom in atoms:
+            i, *window = atom.args
+            element = window[int(i) - 1]
+            owners = [p for p in pools.get(element, []) if network.definitions[p].args == tuple(window)]
+            if owners:
+                indicators[atom] = ismax(element, owners[0]) if len(pools[element]) > 1 else ismax(element)
+    readable = expr.xreplace(indicators) if indicators else expr
+    latex = sp.latex(readable, symbol_names=latex_names)
+    return str(readable.xreplace(text_names) if text_names else readable), latex
+
+
+def _delta_names(network) -> dict[sp.Symbol, str]:
+    """Each net input z ↦ the name a claim gives its neuron error ∂C/∂z: delta2_1, deltaF_1_1_1, deltaO_1."""
+    found: dict[sp.Symbol, str] = {}
+    for key, family in network.families.items():
+        if not key.startswith("z"):
+            continue
+        for index, z in family.items():
+            if z in found or z not in network.definitions:
+                continue
+            if z.name.startswith("z"):
+                found[z] = "delta" + z.name[1:]
+            else:  # a pooling unit, whose z is its a: deltaP_1_1_1
+                found[z] = "delta" + key[1:] + "_" + "_".join(str(v) for v in index)
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -249,6 +329,7 @@ class _Candidate:
     corrected: sp.Expr  # the claim's right side, corrected
     lhs: sp.Expr | None = None  # what must be proven equal to `prove_rhs` (default: the claim's lhs)
     prove_rhs: sp.Expr | None = None
+    assume: dict | None = None  # the assumptions to prove it under (default: the claim's)
 
 
 def diagnose(cf: ClaimsFile, claim: Claim, prover: Prover) -> Diagnosis | None:
@@ -261,9 +342,10 @@ def diagnose(cf: ClaimsFile, claim: Claim, prover: Prover) -> Diagnosis | None:
         tried += 1
         lhs = candidate.lhs if candidate.lhs is not None else claim.lhs
         rhs = candidate.prove_rhs if candidate.prove_rhs is not None else candidate.corrected
-        if not screen.agrees(lhs, rhs):
+        assume = candidate.assume if candidate.assume is not None else claim.assume
+        if assume is claim.assume and not screen.agrees(lhs, rhs):
             continue
-        if prover.decide(lhs, rhs).status == "proven":
+        if prover.decide(lhs, rhs, assume).status == "proven":
             return Diagnosis(candidate.id, candidate.message, candidate.corrected)
     return None
 
@@ -282,6 +364,9 @@ class _Screen:
             if len(self.points) == SCREEN_POINTS:
                 break
             point = {s: prover._random_value(s) for s in sorted(leaves, key=lambda s: s.name)}
+            if claim.assume:
+                solve = Evaluator(ExactArithmetic(), point, lambda s: None)
+                point.update({s: solve(value) for s, value in claim.assume.items()})
             for arithmetic in (ExactArithmetic(), IntervalArithmetic()):
                 evaluator = Evaluator(arithmetic, point, cf.derivations.definition, SUBSTITUTES)
                 try:
@@ -317,6 +402,9 @@ class _Screen:
 def _candidates(cf: ClaimsFile, claim: Claim, screen: _Screen) -> Iterator[_Candidate]:
     network, derivations = cf.network, cf.derivations
     R = claim.rhs
+    one_hot = _one_hot(network, claim)
+    if one_hot is not None:
+        yield one_hot
     yield _Candidate("sign", "the sign is flipped: the correct value is −1 × the claim", -R)
 
     factor = _constant_ratio(screen, claim)
@@ -425,6 +513,21 @@ def _candidates(cf: ClaimsFile, claim: Claim, screen: _Screen) -> Iterator[_Cand
                 f"the path through {through} is missing: add {scale * term}",
                 R + scale * term,
             )
+
+
+def _one_hot(network, claim: Claim) -> _Candidate | None:
+    """With a softmax and the log-likelihood, δ^L = a − y needs one-hot targets: the claim, under that assumption."""
+    targets = list(network.targets)
+    if network.facts.get("cost") != "log_likelihood" or len(targets) < 2 or claim.assume:
+        return None
+    total = " + ".join(t.name for t in targets)
+    return _Candidate(
+        "one-hot",
+        f"the claim holds only where the targets sum to 1 (a one-hot target), and the file does not assume it: "
+        f'add assume = {{ lhs = "{total}", rhs = "1", text = "the target is one-hot" }}',
+        claim.rhs,
+        assume={targets[-1]: 1 - sp.Add(*targets[:-1])},
+    )
 
 
 def _swap_unit_indices(network, derivations, expr: sp.Expr, j: int, k: int) -> sp.Expr | None:

@@ -1,4 +1,4 @@
-"""Claims files: a student's or an author's own formulas, to be proven or refuted.
+r"""Claims files: a student's or an author's own formulas, to be proven or refuted.
 
     network = "two-two-two.toml"   # a spec relative to this file, or a built-in name
     syntax = "latex"               # optional default for every formula: "sympy" (default) or "latex"
@@ -8,6 +8,8 @@
 
     [latex_names]                  # optional: LaTeX name as typed -> network name
     "o_{1}" = "outo1"
+
+    assume = { lhs = "y1 + y2 + y3", rhs = "1", text = "y is one-hot" }   # optional, top level or per claim
 
     [[claim]]
     name = "dE/dw5"
@@ -20,13 +22,23 @@ Claim kinds: `gradient` (the default: ∂(of)/∂(wrt) = formula, `of` defaults 
 the cost), `update` (Δwrt = −rate·∂C/∂wrt = formula), `identity` (`lhs = rhs`).
 In formulas, `D(E, v)` is ∂E/∂v through the graph, `sigma(z)` the activation
 applied to z and `sigma_prime(z)` (or `Derivative(sigma(z), z)`) its derivative;
-for a layered network `delta2_1` is the neuron error δ^2_1.
+for a layered network `delta2_1` is the neuron error δ^2_1 (`deltaF_1_1_1`, `deltaO_1`
+in a convolutional one); `ismax(aF_1_1_1)` is the max-pool indicator
+[a^F_{1,11} is the maximum of its pooling window] (LaTeX `[a^F_{1,11} = \max]`),
+`ismax(aF_1_2_2, aP_1_1_1)` names the pooling unit where windows overlap.
+
+`assume` states side conditions as formula sets do (a table or a list of
+tables; at the top level for every claim, in a claim for that claim): each
+`lhs = rhs` may name inputs, targets, parameters and constants, and is solved
+for the last of them in the network's order, which must appear linearly with
+a constant coefficient; the claim is then proven or refuted where it holds.
 """
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping
 
@@ -43,8 +55,10 @@ from .spec import load
 KINDS = ("gradient", "update", "identity")
 SYNTAXES = ("sympy", "latex")
 VERDICTS = ("proven", "refuted", "undecided")
-CLAIM_KEYS = {"name", "kind", "wrt", "of", "formula", "lhs", "rhs", "rate", "syntax", "expect", "expect_diagnosis"}
-TOP_KEYS = {"network", "title", "student", "syntax", "definitions", "latex_names", "claim"}
+CLAIM_KEYS = {"name", "kind", "wrt", "of", "formula", "lhs", "rhs", "rate", "syntax", "expect", "expect_diagnosis",
+              "assume"}
+TOP_KEYS = {"network", "title", "student", "syntax", "definitions", "latex_names", "assume", "claim"}
+ASSUME_KEYS = {"lhs", "rhs", "text", "syntax"}
 MAX_CLAIMS_BYTES = 2_000_000
 
 
@@ -65,6 +79,9 @@ class Claim:
     expect: str | None
     expect_diagnosis: str | None = None  # a diagnosis id, or "none"
     definitions_used: tuple[str, ...] = ()
+    mentioned: tuple[sp.Symbol, ...] = ()  # the derivative symbols (δs) the formula names, even where they cancel
+    assume: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict, hash=False)  # leaf ↦ its value under the assumptions
+    assumptions: tuple[str, ...] = ()  # their texts, the file's first
 
 
 @dataclass
@@ -132,6 +149,8 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
         definitions[name] = vocabulary.parse(text, syntax, latex_names, where)
         vocabulary.define(name, definitions[name])
 
+    file_assumptions = _assumptions(data.get("assume"), vocabulary, default_syntax, latex_names, "assume")
+
     entries = data.get("claim", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise InputError("claims are [[claim]] tables")
@@ -146,7 +165,7 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
         if name in seen:
             raise InputError(f"two claims are named '{name}'", where=f"[[claim]] {name}")
         seen.add(name)
-        claims.append(_claim(entry, name, vocabulary, default_syntax, latex_names))
+        claims.append(_claim(entry, name, vocabulary, default_syntax, latex_names, file_assumptions))
     return ClaimsFile(
         path=path,
         network=network,
@@ -184,7 +203,65 @@ def _formula_entry(raw, default_syntax: str, where: str) -> tuple[str, str]:
     raise InputError("must be a formula string, or { formula = \"…\", syntax = \"latex\" }", where=where)
 
 
-def _claim(entry: Mapping, name: str, vocabulary: "ClaimVocabulary", default_syntax: str, latex_names) -> Claim:
+def _assumptions(raw, vocabulary: "ClaimVocabulary", default_syntax: str, latex_names, where: str) -> list:
+    """`assume = { lhs, rhs, text }` (or a list of them), as in formula sets: [(lhs, rhs, text, where)]."""
+    if raw is None:
+        return []
+    entries = raw if isinstance(raw, list) else [raw]
+    found = []
+    for number, entry in enumerate(entries, start=1):
+        here = where if len(entries) == 1 else f"{where} #{number}"
+        if (
+            not isinstance(entry, dict)
+            or set(entry) - ASSUME_KEYS
+            or not all(isinstance(entry.get(k), str) for k in ("lhs", "rhs"))
+            or not isinstance(entry.get("text", ""), str)
+        ):
+            raise InputError(
+                'must be { lhs = "…", rhs = "…", text = "…" } (or a list of them), such as '
+                '{ lhs = "y1 + y2 + y3", rhs = "1", text = "y is one-hot" }',
+                where=here,
+            )
+        syntax = _choice(entry.get("syntax", default_syntax), SYNTAXES, f"{here} syntax")
+        lhs = vocabulary.parse(entry["lhs"], syntax, latex_names, f"{here} lhs")
+        rhs = vocabulary.parse(entry["rhs"], syntax, latex_names, f"{here} rhs")
+        text = entry.get("text") or f"{entry['lhs']} = {entry['rhs']}"
+        found.append((lhs, rhs, text, here))
+    return found
+
+
+def solve_assumptions(network: Network, equations: list) -> dict[sp.Symbol, sp.Expr]:
+    """Each assumption lhs = rhs solved for its last leaf (as formula sets do): a substitution.
+
+    An assumption may use inputs, targets, parameters and constants, and must be
+    linear in the last of them with a constant coefficient (y3 = 1 − y1 − y2).
+    """
+    substitution: dict[sp.Symbol, sp.Expr] = {}
+    leaves = set(network.leaves)
+    for lhs, rhs, _text, where in equations:
+        equation = (lhs - rhs).xreplace(substitution)
+        others = sorted((str(s) for s in equation.free_symbols if s not in leaves))
+        if others:
+            raise InputError(f"an assumption may name inputs, targets, parameters and constants only, "
+                             f"not {', '.join(others)}", where=where)
+        unknowns = [s for s in network.leaves if s in equation.free_symbols]
+        if not unknowns:
+            if sp.simplify(equation) != 0:
+                raise InputError("the assumptions contradict each other", where=where)
+            continue
+        unknown = unknowns[-1]
+        coefficient = sp.expand(equation).coeff(unknown)
+        if coefficient == 0 or coefficient.free_symbols or sp.expand(equation - coefficient * unknown).has(unknown):
+            raise InputError(f"an assumption must be linear in its last symbol ({unknown}), with a constant "
+                             "coefficient", where=where)
+        solution = sp.expand(unknown - equation / coefficient)
+        substitution = {k: v.xreplace({unknown: solution}) for k, v in substitution.items()}
+        substitution[unknown] = solution
+    return substitution
+
+
+def _claim(entry: Mapping, name: str, vocabulary: "ClaimVocabulary", default_syntax: str, latex_names,
+           file_assumptions: list = ()) -> Claim:
     where = f"[[claim]] {name}"
     unknown = set(entry) - CLAIM_KEYS
     if unknown:
@@ -203,6 +280,7 @@ def _claim(entry: Mapping, name: str, vocabulary: "ClaimVocabulary", default_syn
             expect = "refuted"
     network = vocabulary.network
     vocabulary.used.clear()
+    vocabulary.mentioned.clear()
 
     def text_of(key: str) -> str:
         value = entry.get(key)
@@ -225,6 +303,7 @@ def _claim(entry: Mapping, name: str, vocabulary: "ClaimVocabulary", default_syn
                 raise InputError(f"an identity claim has lhs and rhs, not '{key}'", where=where)
         lhs_text, rhs_text = text_of("lhs"), text_of("rhs")
         lhs = vocabulary.parse(lhs_text, syntax, latex_names, f"{where} lhs")
+        vocabulary.mentioned.clear()  # the δs the right side names
         rhs = vocabulary.parse(rhs_text, syntax, latex_names, f"{where} rhs")
         text = f"{lhs_text} = {rhs_text}"
         target = lhs
@@ -251,6 +330,9 @@ def _claim(entry: Mapping, name: str, vocabulary: "ClaimVocabulary", default_syn
         text = text_of("formula")
         lhs = target
         rhs = vocabulary.parse(text, syntax, latex_names, f"{where} formula")
+    mentioned = tuple(vocabulary.mentioned)
+    equations = [*file_assumptions, *_assumptions(entry.get("assume"), vocabulary, syntax, latex_names,
+                                                  f"{where} assume")]
     return Claim(
         name=name,
         kind=kind,
@@ -265,6 +347,9 @@ def _claim(entry: Mapping, name: str, vocabulary: "ClaimVocabulary", default_syn
         expect=expect,
         expect_diagnosis=expect_diagnosis,
         definitions_used=tuple(vocabulary.used),
+        mentioned=mentioned,
+        assume=solve_assumptions(network, equations),
+        assumptions=tuple(text for *_, text, _where in equations),
     )
 
 
@@ -282,6 +367,7 @@ class ClaimVocabulary(Vocabulary):
         self.definitions: dict[str, sp.Expr] = {}
         self.rates: dict[str, sp.Symbol] = {}
         self.used: list[str] = []
+        self.mentioned: list[sp.Symbol] = []
         names: dict[str, sp.Expr] = dict(network.by_name)
         # neuron errors by name: delta2_1 for z2_1 (layered), deltaF_1_2_3 and deltaF_1_23 for zF_1_2_3
         net_inputs = {s for key, family in network.families.items() if key.startswith("z") for s in family.values()}
@@ -295,6 +381,8 @@ class ClaimVocabulary(Vocabulary):
                 "Derivative": self._derivative,
                 "sigma": self._sigma,
                 "sigma_prime": self._sigma_prime,
+                "ismax": self._ismax,
+                "is_max": self._is_max,
             },
             unknown_name=self._unknown,
         )
@@ -307,7 +395,10 @@ class ClaimVocabulary(Vocabulary):
             return self.definitions[name]
         if name in self.rates:
             return self.rates[name]
-        return super().name(name)
+        found = super().name(name)
+        if isinstance(found, sp.Symbol) and found not in self.mentioned and self.derivations.adjoint_info(found):
+            self.mentioned.append(found)
+        return found
 
     def _unknown(self, name: str) -> sp.Expr:
         known = sorted(self.network.by_name)
@@ -361,6 +452,52 @@ class ClaimVocabulary(Vocabulary):
                 total.append(sp.diff(quantity, s) * inner)
         return sp.Add(*total)
 
+    # -- the max-pool indicator ----------------------------------------------------------
+    @cached_property
+    def pools(self) -> dict[sp.Symbol, list[sp.Symbol]]:
+        return max_pools(self.network)
+
+    def _ismax(self, args: list) -> sp.Expr:
+        """ismax(a): [a is the maximum of its pooling window]; ismax(a, p): of pooling unit p's window."""
+        if len(args) not in (1, 2):
+            raise ValueError("takes the unit, and the pooling unit when the unit lies in several windows: "
+                             "ismax(aF_1_1_1) or ismax(aF_1_2_2, aP_1_1_1)")
+        if not self.pools:
+            raise ValueError("the network has no max-pooling layer")
+        element = args[0]
+        if not isinstance(element, sp.Symbol) or element not in self.network.position:
+            raise ValueError("the first argument must be a unit of the network, such as aF_1_1_1")
+        if len(args) == 2:
+            pool = args[1]
+            definition = self.network.definitions.get(pool) if isinstance(pool, sp.Symbol) else None
+            if not isinstance(definition, fn.maxpool):
+                raise ValueError(f"{pool} is not a max-pooling unit (such as aP_1_1_1)")
+            if element not in definition.args:
+                return sp.S.Zero  # not in that window: never its maximum
+            return indicator(element, pool, definition)
+        pools = self.pools.get(element, [])
+        if not pools:
+            example = next(iter(self.pools))
+            raise ValueError(f"{element} is not in any max-pooling window (the windows hold units such as {example})")
+        if len(pools) > 1:
+            shown = ", ".join(str(p) for p in pools)
+            raise ValueError(f"{element} lies in the windows of {shown}: name the pooling unit, "
+                             f"ismax({element}, {pools[0]})")
+        return indicator(element, pools[0], self.network.definitions[pools[0]])
+
+    def _is_max(self, args: list) -> sp.Expr:
+        """The derivation's own form is_max(i, a_1, …, a_m), accepted when the a's are a pooling window."""
+        if len(args) < 2 or not args[0].is_Integer or not 1 <= int(args[0]) <= len(args) - 1:
+            raise ValueError("is_max(i, a_1, ..., a_m) needs an integer 1 <= i <= m; "
+                             "or write ismax(aF_1_1_1), the unit is the maximum of its window")
+        window = tuple(args[1:])
+        for pools in self.pools.values():
+            for pool in pools:
+                if self.network.definitions[pool].args == window:
+                    return fn.is_max(*args)
+        raise ValueError("its units are not a max-pooling window of the network, in order; "
+                         "write ismax(aF_1_1_1), the unit is the maximum of its window")
+
     def _activation_node(self, z: sp.Expr) -> sp.Symbol | None:
         for user in self.network.consumers.get(z, ()) if isinstance(z, sp.Symbol) else ():
             definition = self.network.definitions[user]
@@ -397,6 +534,35 @@ class ClaimVocabulary(Vocabulary):
             return fn.sigma_prime(z)
         t = sp.Dummy("t")
         return sp.diff(func(t), t).xreplace({t: z})
+
+
+def max_pools(network: Network) -> dict[sp.Symbol, list[sp.Symbol]]:
+    """Each unit of a max-pooling window ↦ the pooling units whose windows hold it."""
+    found: dict[sp.Symbol, list[sp.Symbol]] = {}
+    for node in network.order:
+        definition = network.definitions[node]
+        if isinstance(definition, fn.maxpool):
+            for element in definition.args:
+                found.setdefault(element, []).append(node)
+    return found
+
+
+class ismax(sp.Function):
+    """The max-pool indicator as a claim writes it, for printing: ismax(aF_1_1_1) or ismax(aF_1_2_2, aP_1_1_1).
+
+    Never used in a proof: the vocabulary turns it into the derivation's is_max(i, window…).
+    """
+
+    def _latex(self, printer, exp=None):
+        element = printer._print(self.args[0])
+        right = r"\max" if len(self.args) == 1 else printer._print(self.args[1])
+        head = rf"\left[{element} = {right}\right]"
+        return head if exp is None else rf"{head}^{{{exp}}}"
+
+
+def indicator(element: sp.Symbol, pool: sp.Symbol, definition: sp.Expr) -> sp.Expr:
+    """[element is the maximum of pool's window], as the derivation writes it: is_max(i, window…)."""
+    return fn.is_max(sp.Integer(definition.args.index(element) + 1), *definition.args)
 
 
 def _one(args: list) -> list:

@@ -793,8 +793,11 @@ def check_text(result) -> str:
     rows = [("claim", "verdict", "diagnosis")]
     for r in result.results:
         verdict = VERDICT_MARK[r.verdict.status]
-        if r.claim.expect is not None:
-            verdict += "" if r.expect_matched else f"  (expected {r.claim.expect}!)"
+        if r.claim.expect is not None and not r.expect_matched:
+            if r.claim.expect == r.verdict.status and r.claim.expect_diagnosis is not None:
+                verdict += f"  (expected diagnosis {r.claim.expect_diagnosis}!)"
+            else:
+                verdict += f"  (expected {r.claim.expect}!)"
         rows.append((r.claim.name, verdict, r.diagnosis.id if r.diagnosis else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [header]
@@ -808,7 +811,7 @@ def check_text(result) -> str:
         lines.append("")
         lines.append(f"{r.claim.name}: {r.verdict.status}")
         lines.append(f"  claimed:  {r.claim.text}")
-        lines.append(f"  correct:  {r.expected_text}")
+        lines.append(f"  correct:  {r.expected_latex if r.claim.syntax == 'latex' else r.expected_text}")
         if r.diagnosis:
             lines.append(f"  mistake:  {r.diagnosis.message}")
         cx = r.verdict.counterexample
@@ -818,6 +821,13 @@ def check_text(result) -> str:
             lines.append(f"  counterexample ({cx.certified_by}): {point}{more}")
             for name, text in cx.functions.items():
                 lines.append(f"    with {name} = {text}")
+            targets = [t.name for t in cf.network.targets if t.name in cx.point]
+            if r.diagnosis and r.diagnosis.id == "one-hot" and targets:
+                from fractions import Fraction
+
+                total = sum((Fraction(cx.point[t]) for t in targets), Fraction(0))
+                shown = ", ".join(f"{t}={cx.point[t]}" for t in targets)
+                lines.append(f"    there {shown}: the targets sum to {total}, not 1")
             if r.claim.kind == "identity":
                 lines.append(f"    lhs = {cx.lhs}, rhs = {cx.rhs}")
             else:
@@ -829,6 +839,7 @@ def check_text(result) -> str:
     if summary["expect_mismatches"]:
         grade += f"; {summary['expect_mismatches']} verdict(s) differ from the file's expect"
     lines.append("")
+    lines.extend(f"assuming: {assumption}" for assumption in result.assumptions)
     lines.append(grade)
     return "\n".join(lines)
 

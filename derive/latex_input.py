@@ -16,6 +16,8 @@ Grammar (spaces, `~`, `\, \; \: \! \> \quad \qquad \displaystyle` and
     script     := '{' expression '}' | one digit | one letter | one Greek command
     atom       := NUMBER | name | '(' expression ')' | '[' expression ']'
                 | '\left(' expression '\right)' | '\bigl(' ... '\bigr)' (any size)
+                | '[' expression '=' '\max' ']' | '[' expression '=' name ']'  (also with
+                  '\left[' ... '\right]': the max-pool indicator, the vocabulary's `ismax`)
                 | '{' expression '}' | '\frac' arg arg (also \dfrac, \tfrac)
                 | function | derivative | sum
     function   := ('\exp'|'\ln'|'\log'|'\tanh'|'\max'|'\min'|'\sigma') ('^' n)?
@@ -24,7 +26,7 @@ Grammar (spaces, `~`, `\, \; \: \! \> \quad \qquad \displaystyle` and
     derivative := '\frac{\partial' name '}{\partial' name '}'
                 | '\frac{\partial}{\partial' name '}' factor
                 | '\partial' name '/' '\partial' name
-    sum        := '\sum_{k=' int '}^{' int '}' product     (either script first)
+    sum        := '\sum_{k=' int '}^{' (int | name) '}' product     (either script first)
 
 `\frac12`, `x^2` and `w_1` take a single character, as TeX does, so `x^23`
 and `w_12` are refused (two numbers in a row): write `x^{23}`, `w_{12}`.
@@ -72,6 +74,12 @@ spellings in order and keeping the first it knows):
   it stands alone or in a script: `w_k` is `w_1`, `w^{2}_{1k}` with k=3 is
   `w2_1_3`; scripts and bounds may use `+` and `-` on integers (`w^{l+1}`).
   The sum repeats the product that follows it, up to the next `+` or `-`.
+* A name as the upper bound (`\sum_{k=1}^{n}`) is the whole number the
+  vocabulary gives it (a claims file's `[definitions]`, `n = "2"`), or else
+  the last k for which every name of the summand that uses k exists: the
+  summand is read for k = 1, 2, … until its names run out. If at that k some
+  of them exist and others do not, the bound is ambiguous and refused, naming
+  both; so is a summand that names nothing indexed by k.
 * `'` is only understood in `\sigma'`.
 
 Refused on purpose: `\sqrt[n]{}`, `\ln x` without brackets, second
@@ -82,7 +90,7 @@ command not listed here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import sympy as sp
@@ -177,6 +185,26 @@ def _normal(typed: str) -> str:
     return re.sub(r"([_^])\{([^{}\\])\}", r"\1\2", re.sub(r"\s+", "", typed))
 
 
+class _Absent(FormulaError):
+    """An open-bounded sum whose summand's names do not exist even for its first index."""
+
+
+@dataclass
+class _Probe:
+    """One reading of a sum's body at one value of `index`: the names read that use an open bound's index."""
+
+    index: str
+    records: list = field(default_factory=list)  # (name shown, the indices it uses, whether it exists)
+
+    @property
+    def found(self) -> list[str]:
+        return [shown for shown, uses, exists in self.records if self.index in uses and exists]
+
+    @property
+    def missing(self) -> list[str]:
+        return [shown for shown, uses, exists in self.records if self.index in uses and not exists]
+
+
 @dataclass
 class _Name:
     base: str
@@ -203,6 +231,8 @@ class _Parser:
         self.sum_terms = 0
         self.tower = 0
         self.indices: dict[str, int] = {}
+        self.index_log: list[str] = []  # sum indices read in scripts, in order (a name's use of an index)
+        self.probes: list[_Probe] = []  # open upper bounds being measured, innermost last
 
     # -- tokens ----------------------------------------------------------------------
     @property
@@ -401,6 +431,8 @@ class _Parser:
         close = _CLOSE[label[-1]]
         self.enter()
         items = [self.expression()]
+        if not args and close == "]" and self.at("="):  # Iverson's bracket: [a^F_{1,11} = \max]
+            items = [self.indicator(items[0])]
         while args and self.at(","):
             self.advance()
             items.append(self.expression())
@@ -415,6 +447,18 @@ class _Parser:
         self.advance()
         self.depth -= 1
         return items
+
+    def indicator(self, element: sp.Expr) -> sp.Expr:
+        """`[a = \\max]`: 1 where a is the maximum of its pooling window, else 0 (`[a = a^P_{1,11}]` names the window)."""
+        equals = self.advance()
+        if self.at(r"\max"):
+            self.advance()
+            args = [element]
+        elif self.token.kind in ("letters", "command") and not self.at("]"):
+            args = [element, self.expression()]
+        else:
+            raise self.error("expected \\max (as in [a^F_{1,11} = \\max]) after '='")
+        return self.call("ismax", args, Token("command", "[ = \\max]", equals.column))
 
     def fraction(self) -> sp.Expr:
         command = self.advance()
@@ -533,13 +577,15 @@ class _Parser:
         bounds: dict[str, object] = {}
         while (self.at("_") or self.at("^")) and self.token.text not in bounds:
             script = self.advance().text
-            bounds[script] = self.lower_bound() if script == "_" else self.bound(self.plain_script, "upper bound")
+            bounds[script] = self.lower_bound() if script == "_" else self.upper_bound()
         if len(bounds) != 2:
             raise self.error("expected the bounds of the sum, as in \\sum_{k=1}^{n},")
         index, first = bounds["_"]
         last = bounds["^"]
         if index in self.indices:
             raise FormulaError(f"the index {index} is already used by an outer sum", column=command.column)
+        if isinstance(last, str):
+            last = self.open_bound(index, first, last, command)
         count = last - first + 1
         if count < 1:
             raise FormulaError(f"empty sum: the upper bound {last} is below the lower bound {first}",
@@ -564,6 +610,76 @@ class _Parser:
         self.advance()
         self.expect("=")
         return token.text, self.bound(self.script_items, "lower bound")
+
+    def upper_bound(self) -> int | str:
+        """An integer, or a name: one [definitions] gives a whole number, or else an open bound (`n`)."""
+        start, column = self.pos, self.token.column
+        parts = self.plain_script()
+        if parts is not None and len(parts) == 1 and len(parts[0]) == 1 and parts[0][0][0] in ("letter", "word"):
+            text = parts[0][0][1]
+            try:
+                value = self.vocabulary.name(text)
+            except LookupError:
+                value = None
+            if isinstance(value, sp.Integer):
+                return int(value)
+            if value is not None and value.is_number:
+                raise FormulaError(f"the upper bound {text} of a sum is {value}, not a whole number", column=column)
+            return text
+        self.pos = start
+        return self.bound(self.plain_script, "upper bound")
+
+    def open_bound(self, index: str, first: int, bound: str, command: Token) -> int:
+        """The symbolic upper bound `n` of `\\sum_{k=1}^{n}`: the last k for which the summand's names exist.
+
+        The summand is read for k = first, first + 1, …; n is the last k at which every
+        name that uses k exists. Where some of them exist at n + 1 and others do not,
+        the bound is ambiguous and refused; so is a summand with no name using k.
+        """
+        body = self.pos
+        value = first
+        while True:
+            if value - first >= MAX_SUM_TERMS:
+                raise FormulaError(f"the sum up to {bound} would have more than {MAX_SUM_TERMS:,} terms",
+                                   column=command.column)
+            probe = _Probe(index)
+            self.probes.append(probe)
+            self.indices[index] = value
+            self.pos = body
+            try:
+                self.product(signed=True)
+            except FormulaError:
+                if not probe.missing:  # a real error, not a consequence of an absent name
+                    raise
+            finally:
+                self.probes.pop()
+                del self.indices[index]
+            outer = self.probes[-1] if self.probes else None
+            if outer is not None and (not probe.missing or value == first):
+                outer.records.extend(probe.records)  # what an outer bound learns from this reading
+            where = f"\\sum_{{{index}={first}}}^{{{bound}}}"
+            if probe.missing and probe.found:
+                have = ", ".join(sorted(set(probe.found)))
+                lack = ", ".join(sorted(set(probe.missing)))
+                raise FormulaError(
+                    f"{where}: the bound {bound} is ambiguous: at {index}={value} the network has {have} "
+                    f"but not {lack}; write the bound as a number or define {bound} in [definitions]",
+                    column=command.column,
+                )
+            if probe.missing:
+                break
+            if not probe.found:
+                raise FormulaError(
+                    f"{where}: no name in the summand uses {index}, so {bound} is unknown; write the bound "
+                    f"as a number or define {bound} in [definitions]",
+                    column=command.column,
+                )
+            value += 1
+        if value == first:
+            lack = ", ".join(sorted(set(probe.missing)))
+            raise _Absent(f"{where}: the network has no {lack}", column=command.column)
+        self.pos = body
+        return value - 1
 
     def bound(self, read, what: str) -> int:
         column = self.token.column
@@ -612,6 +728,7 @@ class _Parser:
 
     def item(self, token: Token) -> tuple[str, str]:
         if token.kind == "letters" and token.text in self.indices:
+            self.index_log.append(token.text)
             return ("index", str(self.indices[token.text]))
         return ("digits" if token.kind == "number" else "letter", token.text)
 
@@ -703,6 +820,7 @@ class _Parser:
     def name(self) -> tuple[sp.Expr, bool]:
         start = self.pos
         first = self.token
+        logged = len(self.index_log)
         base, kind, sub = self.name_base()
         if kind in ("run", "word") and sub is None and len(base) > 1 and self.opens_bracket():
             try:  # relu(z), \operatorname{sigmoid}(z)
@@ -746,6 +864,13 @@ class _Parser:
         name.sub = sub
         name.typed = self.source(start, self.pos)
         name.typed_without_sup = self.source(start, base_end) + (self.source(*sub_span) if sub_span else "")
+        uses = {p.index for p in self.probes} & set(self.index_log[logged:])
+        if uses:  # a name indexed by an open sum bound: whether it exists decides the bound
+            tried: list[str] = []
+            value = self.value(name, tried, [], whole=True)
+            shown = str(value) if isinstance(value, sp.Symbol) else (tried[0] if tried else name.typed)
+            self.probes[-1].records.append((shown, frozenset(uses), value is not None))
+            return (sp.Dummy("absent") if value is None else value), True
         return self.resolve(name), True
 
     def resolve(self, name: _Name) -> sp.Expr:

@@ -1,6 +1,7 @@
 """derive check: verdicts, correct formulas and diagnoses for claims, and hostile claims files."""
 
 import json
+from fractions import Fraction
 import textwrap
 import time
 from pathlib import Path
@@ -210,3 +211,129 @@ def test_malformed_claims_files(content, fragment, tmp_path, capsys):
     assert fragment in str(info.value)
     assert main(["check", str(path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------
+# Assumptions (a one-hot target), the max-pool indicator, symbolic sum bounds, the terminal table
+# ---------------------------------------------------------------------------
+
+
+def test_a_claims_file_states_the_one_hot_assumption_and_check_agrees_with_prove(tmp_path, capsys):
+    from derive import load, prove
+
+    report = prove(load("softmax-4-5-3"), ["nielsen"])
+    bp1 = [r for r in report.results if r.formula == "BP1-softmax"]
+    assert bp1 and all(r.verdict.status == "proven" for r in bp1)
+    path = tmp_path / "softmax.toml"
+    claim = '[[claim]]\nname = "delta^L_1"\nwrt = "z3_1"\nformula = "a3_1 - y1"\n'
+    path.write_text('network = "softmax-4-5-3"\nassume = { lhs = "y1 + y2 + y3", rhs = "1", text = "y is one-hot" }\n'
+                    + claim)
+    assert main(["check", str(path)]) == 0
+    assert "assuming: y is one-hot\n1/1 claims proven" in capsys.readouterr().out
+    path.write_text('network = "softmax-4-5-3"\n' + claim)
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "one-hot" in out and "the targets sum to" in out and "not 1" in out
+    assert main(["check", str(path), "--json"]) == 1
+    entry = json.loads(capsys.readouterr().out)["claims"][0]
+    assert entry["diagnosis"] == "one-hot" and entry["assumptions"] == []
+    point = entry["counterexample"]["point"]
+    assert sum(Fraction(point[y]) for y in ("y1", "y2", "y3")) != 1
+
+
+@pytest.mark.parametrize(
+    "assume, fragment",
+    [
+        ('"one-hot"', "must be { lhs"),
+        ('{ lhs = "y1 + y2 + y3" }', "must be { lhs"),
+        ('{ lhs = "y1*y2 + y3*y3", rhs = "1" }', "must be linear in its last symbol (y3)"),
+        ('{ lhs = "a3_1 + y1", rhs = "1" }', "inputs, targets, parameters and constants only, not a3_1"),
+        ('[{ lhs = "y1", rhs = "1" }, { lhs = "y1", rhs = "2" }]', "the assumptions contradict each other"),
+        ('{ lhs = "y1 + q", rhs = "1" }', "unknown name 'q'"),
+    ],
+)
+def test_malformed_assumptions(assume, fragment, tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'network = "softmax-4-5-3"\nassume = {assume}\n[[claim]]\nwrt = "z3_1"\nformula = "a3_1 - y1"\n')
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1, err
+
+
+def test_the_max_pool_indicator_needs_a_max_pool(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('network = "two-two-two"\n[[claim]]\nwrt = "w5"\nformula = "ismax(outo1)"\n')
+    assert main(["check", str(path)]) == 2
+    assert "ismax(): the network has no max-pooling layer" in capsys.readouterr().err
+
+
+def test_a_sum_up_to_n_in_a_claim(tmp_path):
+    (tmp_path / "claims.toml").write_text(
+        textwrap.dedent(
+            r"""
+            network = "two-two-two"
+            syntax = "latex"
+            [definitions]
+            m = "2"
+            [[claim]]
+            name = "the cost, n = the outputs"
+            kind = "identity"
+            lhs = "E"
+            rhs = '\frac{1}{2}\sum_{k=1}^{n} (y_k - out_{ok})^2'
+            [[claim]]
+            name = "the cost, m defined"
+            kind = "identity"
+            lhs = "E"
+            rhs = '\frac{1}{2}\sum_{k=1}^{m} (y_k - out_{ok})^2'
+            """
+        )
+    )
+    result = check(load_claims(tmp_path / "claims.toml"))
+    assert [r.verdict.status for r in result.results] == ["proven", "proven"]
+
+
+def test_the_table_names_the_expected_diagnosis_and_latex_claims_get_latex(tmp_path, capsys):
+    (tmp_path / "hw.toml").write_text(
+        textwrap.dedent(
+            r"""
+            network = "two-two-two"
+            [definitions]
+            delta_o1 = "(outo1 - y1)*outo1*(1 - outo1)"
+            [[claim]]
+            name = "refuted, another diagnosis expected"
+            wrt = "w6"
+            formula = "-delta_o1*outh2"
+            expect_diagnosis = "constant-factor"
+            [[claim]]
+            name = "latex"
+            wrt = "w5"
+            syntax = "latex"
+            formula = 'w_5 \delta_{o1} out_{h1}'
+            """
+        )
+    )
+    assert main(["check", str(tmp_path / "hw.toml")]) == 1
+    out = capsys.readouterr().out
+    assert "sign  (expected diagnosis constant-factor!)" not in out  # the mark follows the verdict
+    assert "✗ refuted  (expected diagnosis constant-factor!)  sign" in out
+    assert "(expected refuted!)" not in out
+    assert r"correct:  \delta_{o1} out_{h1}" in out
+
+
+def test_the_correct_latex_reads_back(tmp_path):
+    """Every LaTeX claim's correct formula, printed in LaTeX, parses back to a proven claim."""
+    result = check(load_claims(EXAMPLES / "two-two-two-homework.toml"))
+    latex = [r for r in result.results if r.claim.syntax == "latex" and r.claim.kind != "identity"]
+    assert latex
+    claims = {
+        "network": "two-two-two",
+        "definitions": {name: str(value) for name, value in result.claims_file.definitions.items()},
+        "claim": [
+            {"name": r.claim.name, "wrt": r.claim.wrt.name, "syntax": "latex", "formula": r.expected_latex}
+            for r in latex
+        ],
+    }
+    from derive.claims import parse_claims
+
+    back = check(parse_claims(claims, base=tmp_path))
+    assert all(r.verdict.status == "proven" for r in back.results)

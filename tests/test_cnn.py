@@ -175,3 +175,97 @@ def test_cli_prove_book_cnn(capsys):
     assert main(["prove", "book-cnn", "--formulas", "book-cnn", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["summary"] == {"proven": 120, "refuted": 0, "undecided": 0, "total": 120}
+
+
+# ---------------------------------------------------------------------------
+# Claims with the max-pool indicator
+# ---------------------------------------------------------------------------
+
+
+def _book_delta_f(k: int, i: int, j: int, indicator: str) -> str:
+    """The book's δ^F_{k,ij} in SymPy syntax, with the given indicator factor ('' to drop it)."""
+    window = f"{(i + 1) // 2}_{(j + 1) // 2}"
+    routed = " + ".join(f"deltaO_{n}*wO_{n}_{k}_{window}" for n in (1, 2, 3))
+    return f"({routed})" + (f"*{indicator}" if indicator else "") + f"*aF_{k}_{i}_{j}*(1 - aF_{k}_{i}_{j})"
+
+
+def test_the_books_conv_error_is_proven_as_a_claim_and_refuted_without_its_indicator(tmp_path, capsys):
+    claims = {
+        "network": "book-cnn",
+        "claim": [
+            {"name": "deltaF_1_11", "wrt": "zF_1_1_1", "formula": _book_delta_f(1, 1, 1, "ismax(aF_1_1_1)")},
+            {"name": "deltaF_2_23 pool named", "wrt": "zF_2_2_3",
+             "formula": _book_delta_f(2, 2, 3, "ismax(aF_2_2_3, aP_2_1_2)")},
+            {"name": "deltaF_3_44 is_max", "wrt": "zF_3_4_4",
+             "formula": _book_delta_f(3, 4, 4, "is_max(4, aF_3_3_3, aF_3_3_4, aF_3_4_3, aF_3_4_4)")},
+            {"name": "deltaF_1_23 LaTeX", "wrt": "zF_1_2_3", "syntax": "latex",
+             "formula": r"\Big(\sum_{n=1}^{3} \delta^O_n w^O_{n,1,12}\Big) [a^F_{1,23} = \max]\, \sigma^{\prime}(z^F_{1,23})"},
+            {"name": "deltaF_1_32 \\left[", "wrt": "zF_1_3_2", "syntax": "latex",
+             "formula": r"\left(\sum_{n=1}^{N} \delta^O_n w^O_{n,1,21}\right) \left[ a^F_{1,32} = \max \right] a^F_{1,32}(1 - a^F_{1,32})"},
+            {"name": "indicator dropped", "wrt": "zF_1_2_2", "formula": _book_delta_f(1, 2, 2, ""), "expect": "refuted"},
+            {"name": "indicator dropped (LaTeX)", "wrt": "zF_1_2_3", "syntax": "latex",
+             "formula": r"\Big(\sum_{n=1}^{3} \delta^O_n w^O_{n,1,12}\Big) \sigma^{\prime}(z^F_{1,23})", "expect": "refuted"},
+            {"name": "wrong window", "wrt": "zF_1_2_3", "formula": _book_delta_f(1, 2, 3, "ismax(aF_1_2_3, aP_1_1_1)"),
+             "expect": "refuted"},
+        ],
+    }
+    result = check(parse_claims(claims, base=tmp_path))
+    statuses = {r.claim.name: r.verdict.status for r in result.results}
+    assert [s for s in statuses.values()] == ["proven"] * 5 + ["refuted"] * 3, statuses
+    by_name = {r.claim.name: r for r in result.results}
+    dropped = by_name["indicator dropped"]
+    assert dropped.verdict.counterexample is not None
+    # the correct formula in the claim's names and syntax, readable back (and proven)
+    assert dropped.expected_text == "aF_1_2_2*(1 - aF_1_2_2)*(deltaO_1*wO_1_1_1_1 + deltaO_2*wO_2_1_1_1 + deltaO_3*wO_3_1_1_1)*ismax(aF_1_2_2)"
+    latex = by_name["indicator dropped (LaTeX)"].expected_latex
+    assert r"\left[a^{F}_{1,23} = \max\right]" in latex and r"\delta^{O}_{1}" in latex, latex
+    assert "deltaO_1" in by_name["wrong window"].expected_text
+    back = {
+        "network": "book-cnn",
+        "claim": [
+            {"name": "text", "wrt": "zF_1_2_2", "formula": dropped.expected_text},
+            {"name": "latex", "wrt": "zF_1_2_3", "syntax": "latex", "formula": latex},
+        ],
+    }
+    assert [r.verdict.status for r in check(parse_claims(back, base=tmp_path)).results] == ["proven", "proven"]
+    assert result.assumptions == ["where no pooling window has a tie"]
+    path = tmp_path / "cnn.toml"
+    path.write_text('network = "book-cnn"\n[[claim]]\nname = "dropped"\nwrt = "zF_1_1_1"\n'
+                    f'formula = "{_book_delta_f(1, 1, 1, "")}"\n')
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "correct:  aF_1_1_1*(1 - aF_1_1_1)*(deltaO_1*" in out and "*ismax(aF_1_1_1)" in out and "D(C" not in out
+    assert "assuming: where no pooling window has a tie" in out
+
+
+def test_overlapping_windows_need_the_pool_unit_named(tmp_path, capsys):
+    spec = tmp_path / "overlap.toml"
+    spec.write_text(
+        '[network]\nname = "overlap"\ninput = [3, 3]\ncost = "quadratic"\n'
+        '[[layer]]\ntype = "conv"\nfilters = 1\nkernel = 1\nactivation = "sigmoid"\n'
+        '[[layer]]\ntype = "maxpool"\nsize = 2\nstride = 1\n'
+        '[[layer]]\ntype = "dense"\nunits = 1\nactivation = "sigmoid"\n'
+    )
+
+    def claims(indicator: str) -> dict:
+        routed = " + ".join(f"wO_1_1_{i}_{j}*ismax(aF_1_2_2, aP_1_{i}_{j})" for i in (1, 2) for j in (1, 2))
+        return {"network": "overlap.toml", "claim": [{"name": "dC/daF_1_2_2", "wrt": "aF_1_2_2",
+                                                      "formula": f"deltaO_1*({routed}){indicator}"}]}
+
+    assert check(parse_claims(claims(""), base=tmp_path)).results[0].verdict.status == "proven"
+    path = tmp_path / "claims.toml"
+    path.write_text('network = "overlap.toml"\n[[claim]]\nwrt = "aF_1_2_2"\nformula = "deltaO_1*wO_1_1_1_1*ismax(aF_1_2_2)"\n')
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "aF_1_2_2 lies in the windows of aP_1_1_1, aP_1_1_2, aP_1_2_1, aP_1_2_2: name the pooling unit" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    for formula, message in [
+        ("ismax(x_1_1)", "x_1_1 is not in any max-pooling window"),
+        ("ismax(aF_1_1_1, aF_1_2_2)", "aF_1_2_2 is not a max-pooling unit"),
+        ("ismax(2)", "the first argument must be a unit of the network"),
+        ("is_max(1, aF_1_1_1, aF_1_2_2)", "not a max-pooling window of the network"),
+    ]:
+        path.write_text(f'network = "overlap.toml"\n[[claim]]\nwrt = "aF_1_2_2"\nformula = "{formula}"\n')
+        assert main(["check", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err

@@ -187,7 +187,7 @@ def test_builder_errors_have_a_column():
         (r"x_1 / (x_2 - x_2)", 7, "division by zero"),
         (r"\exp x_1", 6, r"expected '(' after \exp but found 'x'"),
         (r"\sqrt[3]{x_1}", 6, r"\sqrt[n]{...} is not supported"),
-        (r"\sum_{k=1}^{n} x_k", 12, "the upper bound of a sum must be an integer"),
+        (r"\sum_{k=1}^{n-1} x_k", 12, "the upper bound of a sum must be an integer"),
         (r"\sum_{k=1.5}^{3} x_k", 9, "the lower bound of a sum must be an integer"),
         (r"\sum_{k} x_k", 8, "expected '=' but found '}'"),
         (r"\sum x_k", 6, r"expected the bounds of the sum"),
@@ -292,3 +292,89 @@ def test_never_executes_or_delegates_parsing():
             module = getattr(node, "module", None) or ""
             names = [alias.name for alias in node.names]
             assert "parsing" not in module and not any("parsing" in n for n in names)
+
+
+# ---------------------------------------------------------------------------
+# A symbolic upper bound, and the max-pool indicator
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (r"\sum_{k=1}^{n} x_k", x1 + x2 + x3),  # x_1, x_2, x_3 exist, x_4 does not
+        (r"\frac{1}{2}\sum_{k=1}^{n} (y_k - out_{ok})^2", ((y1 - outo1) ** 2 + (S["y2"] - S["outo2"]) ** 2) / 2),
+        (r"\sum_{k=1}^{N} x_k", x1 + x2 + x3),  # any name the vocabulary does not know
+        (r"\sum_{k=2}^{n} x_k \cdot 2", 2 * x2 + 2 * x3),
+    ],
+)
+def test_a_symbolic_upper_bound_counts_the_units_the_names_exist_for(text, expected):
+    assert sp.expand(parse(text) - expected) == 0
+
+
+def test_nested_symbolic_bounds_and_absent_names_inside_derivatives():
+    v = {f"v{i}{h}": sp.Symbol(f"v{i}{h}", real=True) for i in (1, 2) for h in (1, 2, 3)}
+    vocabulary = Vocabulary({**{k: s for k, s in S.items() if k != "x3"}, **v})
+    assert parse_latex(r"\sum_{i=1}^{d}\sum_{h=1}^{q} v_{ih} x_i", vocabulary) == sp.expand(
+        sum(v[f"v{i}{h}"] * S[f"x{i}"] for i in (1, 2) for h in (1, 2, 3))
+    )
+    with pytest.raises(FormulaError, match="ambiguous: at i=3 the network has x3 but not v31"):
+        parse_latex(r"\sum_{i=1}^{d}\sum_{h=1}^{q} v_{ih} x_i", Vocabulary({**S, **v}))
+    # w6, w7, w8 exist and w9 does not: D(E, <absent>) ends the sum instead of failing it
+    assert parse(r"\sum_{k=1}^{n} \frac{\partial E}{\partial w_{k+5}}") == D(E, S["w6"]) + D(E, S["w7"]) + D(E, S["w8"])
+
+
+def test_a_symbolic_upper_bound_can_be_a_defined_integer():
+    vocabulary = Vocabulary({**S, "n": sp.Integer(2)})
+    assert parse_latex(r"\sum_{k=1}^{n} x_k", vocabulary) == x1 + x2
+    half = Vocabulary({**S, "n": sp.Rational(1, 2)})
+    with pytest.raises(FormulaError, match="upper bound n of a sum is 1/2, not a whole number"):
+        parse_latex(r"\sum_{k=1}^{n} x_k", half)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (r"\sum_{k=1}^{n} w_k x_k", "the bound n is ambiguous: at k=4 the network has w4 but not x4"),
+        (r"\sum_{k=1}^{n} 2", "no name in the summand uses k, so n is unknown"),
+        (r"\sum_{k=5}^{n} x_k", "the network has no x5"),
+    ],
+)
+def test_a_symbolic_upper_bound_is_refused_when_ambiguous(text, message):
+    with pytest.raises(FormulaError, match=message):
+        parse(text)
+
+
+def _indicator(args):
+    return sp.Function("ismax")(*args)
+
+
+POOL = Vocabulary({**S, "aP": sp.Symbol("aP", real=True)}, extra_functions={"ismax": _indicator})
+
+
+@pytest.mark.parametrize(
+    "text, args",
+    [
+        (r"[x_1 = \max]", (x1,)),
+        (r"\left[ x_1 = \max \right]", (x1,)),
+        (r"\bigl[x_1 = \max\bigr]", (x1,)),
+        (r"[x_1 = aP]", (x1, sp.Symbol("aP", real=True))),
+    ],
+)
+def test_the_iverson_bracket_is_the_max_pool_indicator(text, args):
+    assert parse_latex(text + r" x_2", POOL) == sp.Function("ismax")(*args) * x2
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (r"[x_1 = 2]", r"expected \\max \(as in \[a\^F_\{1,11\} = \\max\]\) after '='"),
+        (r"[x_1 = \max", r"expected '\]' to close '\['"),
+        (r"(x_1 = \max)", r"expected '\)' to close '\('"),
+    ],
+)
+def test_the_iverson_bracket_refusals(text, message):
+    with pytest.raises(FormulaError, match=message):
+        parse_latex(text, POOL)
+    with pytest.raises(FormulaError, match="unknown function 'ismax'"):
+        parse(r"[x_1 = \max]")
