@@ -880,7 +880,10 @@ class _linear(sp.Function):
 
 
 class _row(sp.Function):
-    """_row(G, i): sum i of the _linear group G."""
+    """_row(G, i): row i of a _linear group or a pack G (printed as G[i])."""
+
+    def _numpycode(self, printer):
+        return f"{printer._print(self.args[0])}[{int(self.args[1])}]"
 
 
 def _numpy_linear(k, n, *arguments):
@@ -943,6 +946,226 @@ def _linear_forms(replacements: list[tuple], batch: set[sp.Symbol]) -> list[tupl
     return result
 
 
+PACKABLE = (sp.Add, sp.Mul, sp.Pow, fn.sigmoid, fn.relu, sp.tanh, sp.exp, sp.log, sp.Heaviside, sp.Abs)
+
+
+def _packs(replacements: list[tuple], batch: list[sp.Symbol], scalars: list[sp.Symbol], theta, matrix) -> tuple[list[tuple], dict]:
+    """Statements that compute the same formula of different operands, at the same depth of the
+    graph (the units of one layer: σ(z_j), a_j(1 − a_j)·Σ…), evaluated together as one formula of
+    stacked (units × batch) arrays: one array operation per layer instead of one per unit.
+
+    A statement's formula is its expression with each operand (a symbol, or a row of a packed
+    or _linear group) replaced by a placeholder in order of appearance; equal formulas evaluate
+    each member exactly, whatever the order. Per placeholder, the members' operands are passed
+    once if they are all the same, as a column if they are constants (parameters), as the packed
+    array itself if they are its rows in order, and stacked otherwise. Returns the rewritten
+    statements and the functions they call."""
+    varying, level, member_of = set(batch), {}, {}
+    for symbol, value in replacements:
+        if value.free_symbols & varying or value.atoms(_linear):
+            varying.add(symbol)
+            level[symbol] = 1 + max((level.get(s, 0) for s in value.free_symbols if s in varying), default=0)
+
+    def operands(value):
+        found, walk = [], sp.preorder_traversal(value)
+        for node in walk:
+            if node.is_Symbol or isinstance(node, _row):
+                if isinstance(node, _row):
+                    walk.skip()
+                if node not in found:
+                    found.append(node)
+        return found
+
+    groups: dict[tuple, list] = {}
+    for index, (symbol, value) in enumerate(replacements):
+        if symbol not in varying or value.atoms(_linear) or any(not isinstance(f, PACKABLE) for f in value.atoms(sp.Function) if not isinstance(f, _row)):
+            continue
+        leaves = operands(value)
+        holders = [sp.Symbol(f"_h{j}", real=True) for j in range(len(leaves))]
+        template = value.xreplace(dict(zip(leaves, holders)))
+        groups.setdefault((level[symbol], template), []).append((index, symbol, leaves))
+    result, namespace = list(replacements), {}
+    rewrite_at: dict[int, list] = {}
+    drop = set()
+    for number, ((_, template), members) in enumerate(groups.items()):
+        if len(members) < 2:
+            continue
+        operands, ok = _Operands(scalars, batch), True
+        for j in range(len(members[0][2])):
+            column = [m[2][j] for m in members]
+            if all(c == column[0] for c in column):
+                operands.add("same", [column[0]])
+            elif not any(c.free_symbols & varying for c in column):
+                operands.add("column", column)
+            elif not all(c.free_symbols & varying for c in column):
+                ok = False
+                break
+            elif (whole := _whole(column, member_of)) is not None:
+                operands.add("matrix", [whole])
+            else:
+                operands.add("rows", column)
+        if not ok or all(mode == "same" for mode, _ in operands.parts):
+            continue
+        holders = [sp.Symbol(f"_h{j}", real=True) for j in range(len(operands.parts))]
+        name = f"_pack{number}"
+        namespace[name] = _pack_function(name, template, operands)
+        packed = sp.Symbol(f"_p{number}", real=True)
+        first = members[0][0]
+        rewrite_at.setdefault(first, []).append((packed, sp.Function(name)(theta, matrix, *operands.arguments)))
+        for i, (index, symbol, _) in enumerate(members):
+            member_of[symbol] = (packed, i)
+            drop.add(index)
+            rewrite_at.setdefault(index, []).append((symbol, _row(packed, i)))
+    # each _linear group as a function of its own, its parameters gathered by one index
+    for index, (symbol, value) in enumerate(replacements):
+        if isinstance(value, _linear):
+            k, n, *arguments = value.args
+            k, n = int(k), int(n)
+            operands = _Operands(scalars, batch)
+            operands.add("rows", arguments[:n])
+            operands.add("column", arguments[n : n + k * n])
+            operands.add("column", arguments[n + k * n :])
+            name = f"_linear{index}"
+            namespace[name] = _linear_function(name, k, n, operands)
+            rewrite_at.setdefault(index, []).append((symbol, sp.Function(name)(theta, matrix, *operands.arguments)))
+            drop.add(index)
+    if not namespace:
+        return replacements, {}
+    result = []
+    for index, statement in enumerate(replacements):
+        if index in drop:
+            result += rewrite_at[index]
+        else:
+            result += rewrite_at.get(index, [])
+            result.append(statement)
+    return _in_dependency_order(result), namespace
+
+
+def _in_dependency_order(statements: list[tuple]) -> list[tuple]:
+    """The statements reordered so that each comes after those it uses (stable otherwise)."""
+    defined_by = {symbol for symbol, _ in statements}
+    done, ordered, pending = set(), [], list(statements)
+    while pending:
+        for i, (symbol, value) in enumerate(pending):
+            if all(s in done for s in value.free_symbols if s in defined_by):
+                ordered.append((symbol, value))
+                done.add(symbol)
+                del pending[i]
+                break
+        else:
+            raise KernelError("packing the free-form kernel made a cycle")  # cannot happen: levels order them
+    return ordered
+
+
+def _whole(column: list, member_of: dict):
+    """The packed or _linear group whose rows, in order, are `column`; None if there is none."""
+    if all(isinstance(c, _row) for c in column):
+        group = column[0].args[0]
+        if all(c.args[0] == group and int(c.args[1]) == i for i, c in enumerate(column)):
+            return group
+        return None
+    places = [member_of.get(c) for c in column]
+    if all(p is not None for p in places) and all(p[0] == places[0][0] and p[1] == i for i, p in enumerate(places)):
+        return places[0][0]
+    return None
+
+
+class _Operands:
+    """How the stacked operands of a pack or _linear group are assembled at run time.
+
+    Each part is ("same" | "matrix", 1 argument passed), ("theta", indices into the parameter
+    vector: no argument), ("batch", indices into the batch matrix: no argument), or ("column" |
+    "rows", k arguments stacked). Parameters and batch rows are gathered by one fancy index
+    each, not stacked from k Python values."""
+
+    def __init__(self, scalars: list[sp.Symbol], batch: list[sp.Symbol]):
+        self.scalar_index = {s: i for i, s in enumerate(scalars)}
+        self.batch_index = {s: i for i, s in enumerate(batch)}
+        self.parts: list[tuple] = []
+        self.arguments: list[sp.Expr] = []
+
+    def add(self, mode: str, column: list[sp.Expr]) -> None:
+        if mode == "column" and all(c in self.scalar_index for c in column):
+            self.parts.append(("theta", np.array([self.scalar_index[c] for c in column], dtype=np.intp)))
+        elif mode == "rows" and all(c in self.batch_index for c in column):
+            self.parts.append(("batch", np.array([self.batch_index[c] for c in column], dtype=np.intp)))
+        else:
+            self.parts.append((mode, len(column)))
+            self.arguments += column
+
+    def assemble(self, theta, batch, arguments) -> list:
+        values, at = [], 0
+        for mode, extra in self.parts:
+            if mode == "theta":
+                values.append(theta[extra])
+            elif mode == "batch":
+                values.append(batch[extra])
+            elif mode in ("same", "matrix"):
+                values.append(arguments[at])
+                at += 1
+            elif mode == "column":
+                values.append(np.array(arguments[at : at + extra], dtype=batch.dtype))
+                at += extra
+            else:
+                values.append(np.array(arguments[at : at + extra]))
+                at += extra
+        return values
+
+
+def _operand_lines(operands: _Operands, namespace: dict, name: str) -> tuple[list[str], list[str]]:
+    """Source lines binding _h0, _h1, … to the assembled operands; the names of the arguments they take."""
+    lines, parameters, at = [], [], 0
+    for j, (mode, extra) in enumerate(operands.parts):
+        if mode in ("theta", "batch"):
+            namespace[f"{name}_i{j}"] = extra
+            source = "_theta" if mode == "theta" else "_batch"
+            lines.append(f"_h{j} = {source}[{name}_i{j}]")
+        elif mode in ("same", "matrix"):
+            lines.append(f"_h{j} = _a{at}")
+            parameters.append(f"_a{at}")
+            at += 1
+        else:
+            taken = [f"_a{at + i}" for i in range(extra)]
+            parameters += taken
+            at += extra
+            dtype = ", dtype=_batch.dtype" if mode == "column" else ""
+            lines.append(f"_h{j} = numpy.array(({', '.join(taken)},){dtype})")
+    return lines, parameters
+
+
+_PRINTER_SETTINGS = {"allow_unknown_functions": True, "fully_qualified_modules": False, "inline": True}
+
+
+def _generated(name: str, lines: list[str], parameters: list[str], namespace: dict) -> Callable:
+    """Python source made of our own names only (_theta, _batch, _a…, _h…), compiled in `namespace`."""
+    source = f"def {name}(_theta, _batch, {', '.join(parameters)}):\n" + "".join(f"    {line}\n" for line in lines)
+    namespace.update({k: getattr(np, k) for k in dir(np) if not k.startswith("_")})
+    namespace.update(NUMPY_FUNCTIONS, numpy=np)
+    exec(compile(source, f"<derive {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+def _pack_function(name: str, template: sp.Expr, operands: _Operands) -> Callable:
+    """The pack's formula on its stacked operands, generated as straight-line source."""
+    from sympy.printing.numpy import NumPyPrinter
+
+    namespace: dict = {}
+    lines, parameters = _operand_lines(operands, namespace, name)
+    for j, (mode, _) in enumerate(operands.parts):
+        if mode in ("theta", "column"):  # one value per member: a column against the batch
+            lines.append(f"_h{j} = _h{j}[:, None]")
+    lines.append(f"return {NumPyPrinter(_PRINTER_SETTINGS).doprint(template)}")
+    return _generated(name, lines, parameters, namespace)
+
+
+def _linear_function(name: str, k: int, n: int, operands: _Operands) -> Callable:
+    namespace: dict = {}
+    lines, parameters = _operand_lines(operands, namespace, name)
+    lines += ["_h3 = _h1.reshape(" + f"{k}, {n}" + ").astype(_h0.dtype, copy=False) @ _h0",
+              "_h3 += _h2.astype(_h0.dtype, copy=False)[:, None]", "return _h3"]
+    return _generated(name, lines, parameters, namespace)
+
+
 class _BatchMeans:
     """The batch means of several expressions, all the reductions done by one matrix product.
 
@@ -960,7 +1183,9 @@ class _BatchMeans:
         self.ones = sp.Symbol("_ones", real=True)  # an array of m ones: the L of a term with one batch factor
         replacements, reduced = sp.cse(expressions, symbols=sp.numbered_symbols("_c"), list=True)
         replacements = _linear_forms(replacements, set(batch))
-        varying = {*batch, self.ones}
+        self.theta, self.matrix = sp.Symbol("_theta", real=True), sp.Symbol("_batch", real=True)
+        replacements, packs = _packs(replacements, list(batch), list(scalars), self.theta, self.matrix)
+        varying = {*batch, self.ones, self.matrix}
         rank = {s: -1 for s in batch}
         rank[self.ones] = -2
         for index, (symbol, value) in enumerate(replacements):
@@ -995,20 +1220,35 @@ class _BatchMeans:
         self.owners = None if np.array_equal(owners, np.arange(self.outputs)) else owners
         numeric = all(c.is_Number for c in coefficients)
         self.coefficients = np.array([float(c) for c in coefficients]) if numeric else None
+        # small graphs: gather, weigh and sum the terms by one matrix-vector product
+        self.summation = None
+        if numeric and self.outputs * self.lefts * self.rights <= 100_000:
+            self.summation = np.zeros((self.outputs, self.lefts * self.rights))
+            np.add.at(self.summation, (owners, self.pairs), self.coefficients)
         self.constants = [i for i, c in enumerate(constants) if c != 0]
         rows = [*lefts, *rights, *([] if numeric else coefficients), *(constants[i] for i in self.constants)]
         self.function = sp.lambdify(
-            [*batch, self.ones, *scalars], rows, modules=[LINEAR_FUNCTIONS, NUMPY_FUNCTIONS, "numpy"],
+            [self.theta, self.matrix, *batch, self.ones, *scalars], rows,
+            modules=[packs, LINEAR_FUNCTIONS, NUMPY_FUNCTIONS, "numpy"],
             cse=lambda exprs: (replacements, exprs),
         )
 
     @_quiet
-    def __call__(self, batch_values, ones, scalar_values) -> np.ndarray:
-        """The mean of every expression over the batch (float64)."""
-        rows = self.function(*batch_values, ones, *scalar_values)
+    def __call__(self, theta, batch_matrix, ones, scalar_values) -> np.ndarray:
+        """The mean of every expression over the batch (float64).
+
+        theta: the constants and parameters as an array, scalar_values the same as floats;
+        batch_matrix: one row per batch symbol (inputs, then targets)."""
+        rows = self.function(theta, batch_matrix, *batch_matrix, ones, *scalar_values)
         p, q = self.lefts, self.rights
         products = (np.array(rows[:p]) @ np.array(rows[p : p + q]).T).ravel()
         at = p + q
+        if self.summation is not None:
+            means = self.summation @ products
+            means *= 1.0 / len(ones)
+            for index, value in zip(self.constants, rows[at:]):
+                means[index] += value
+            return means
         if self.coefficients is None:
             coefficients = np.array(rows[at : at + len(self.pairs)], dtype=np.float64)
             at += len(self.pairs)
@@ -1089,7 +1329,8 @@ class FreeFormKernel(Kernel):
                 return float(result[0]), np.array(result[1:], dtype=self.dtype)
             except (ArithmeticError, ValueError):  # 1/0, exp(1000), log(0): numpy's inf and nan below instead
                 pass
-        means = self._means([*x.T, *y.T], self._ones(m), [*constants, *params.tolist()])
+        theta = np.concatenate((constants, params)) if constants else params
+        means = self._means(theta, np.concatenate((x.T, y.T)), self._ones(m), [*constants, *params.tolist()])
         return float(means[0]), means[1:].astype(self.dtype)
 
     def predict(self, params, x):

@@ -250,3 +250,14 @@ def test_pool_routing_comes_from_the_derivations_local_partials(name, monkeypatc
     for block in kernel.blocks:
         below = block.name.endswith("F")  # the conv layer's WF, bF; above the pool: WO, bO
         assert np.allclose(views3[block.name], (3 if below else 1) * views[block.name], rtol=1e-12, atol=1e-15), block.name
+
+
+def test_free_form_kernel_finds_the_layers_matrix_form():
+    """12-3-2 as a free-form graph: the hidden layer's 36 products become one matrix product, and each
+    layer's units one packed array formula, not one array operation per unit."""
+    import inspect
+
+    kernel = compile_kernel(load("book-12-3-2"), backend="free-form")
+    source = inspect.getsource(kernel._means.function)
+    assert source.count("_linear") == 1 and source.count("_pack") >= 4
+    assert "sigmoid" not in source  # every σ is evaluated inside a pack, over all units of a layer at once
