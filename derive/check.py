@@ -39,7 +39,10 @@ DIAGNOSES = {
 }
 
 NO_TIE = "where no pooling window has a tie"
-DIAGNOSIS_SECONDS = 30.0
+# A diagnosis proves corrected claims one after another; all of them together get at
+# most DIAGNOSIS_BUDGETS times the prover's per-identity budget (--budget), so the
+# budget bounds a refuted claim's whole time: 30 s at the default budget of 5 s.
+DIAGNOSIS_BUDGETS = 6
 MAX_CANDIDATES = 400
 MAX_PATHS = 64
 SCREEN_POINTS = 2
@@ -208,7 +211,17 @@ def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover) -> sp.Expr:
         if not expandable:
             break
         expr = expr.xreplace(expandable)
-    return _under_assumption(expr.xreplace(named), claim.assume)
+    return _under_assumption(expr.xreplace(named), claim.assume).xreplace(_named_nodes(cf, claim))
+
+
+def _named_nodes(cf: ClaimsFile, claim: Claim) -> dict[sp.Symbol, sp.Symbol]:
+    """Nodes that a definition of the file names (h1 = "sigmoid(w1*x1 + w2*x2 + b1)" is outh1) ↦ that name."""
+    named: dict[sp.Symbol, sp.Symbol] = {}
+    for name in [*claim.definitions_used, *(n for n in cf.definitions if n not in claim.definitions_used)]:
+        value = cf.definitions[name]
+        if isinstance(value, sp.Symbol) and value in cf.network.definitions:
+            named.setdefault(value, sp.Symbol(name, real=True))
+    return named
 
 
 def _under_assumption(expr: sp.Expr, assume) -> sp.Expr:
@@ -333,7 +346,7 @@ class _Candidate:
 
 
 def diagnose(cf: ClaimsFile, claim: Claim, prover: Prover) -> Diagnosis | None:
-    deadline = time.perf_counter() + DIAGNOSIS_SECONDS
+    deadline = time.perf_counter() + DIAGNOSIS_BUDGETS * prover.budget
     screen = _Screen(cf, prover, claim)
     tried = 0
     for candidate in _candidates(cf, claim, screen):
@@ -345,7 +358,7 @@ def diagnose(cf: ClaimsFile, claim: Claim, prover: Prover) -> Diagnosis | None:
         assume = candidate.assume if candidate.assume is not None else claim.assume
         if assume is claim.assume and not screen.agrees(lhs, rhs):
             continue
-        if prover.decide(lhs, rhs, assume).status == "proven":
+        if prover.decide(lhs, rhs, assume, deadline=deadline).status == "proven":
             return Diagnosis(candidate.id, candidate.message, candidate.corrected)
     return None
 

@@ -418,12 +418,19 @@ class ClaimVocabulary(Vocabulary):
         return found
 
     def parse(self, text: str, syntax: str, latex_names: Mapping[str, str], where: str) -> sp.Expr:
+        """A formula, with every subexpression that equals a node's definition folded into the node."""
         try:
             if syntax == "latex":
-                return parse_latex(text, self, latex_names)
-            return parse_formula(text, self)
+                parsed = parse_latex(text, self, latex_names)
+            else:
+                parsed = parse_formula(text, self)
         except FormulaError as exc:
             raise exc.located(where) from None
+        return self.folder(parsed)
+
+    @cached_property
+    def folder(self) -> "NodeFolder":
+        return NodeFolder(self.network)
 
     # -- functions -------------------------------------------------------------------
     def _derivative(self, args: list) -> sp.Expr:
@@ -534,6 +541,103 @@ class ClaimVocabulary(Vocabulary):
             return fn.sigma_prime(z)
         t = sp.Dummy("t")
         return sp.diff(func(t), t).xreplace({t: z})
+
+
+class NodeFolder:
+    """Folds a formula's subexpressions that equal a node's definition back into the node, bottom-up.
+
+    `sigmoid(w1*x1 + w2*x2 + b1)` becomes `outh1`: first `w1*x1 + w2*x2 + b1` is
+    the definition of `neth1`, then `sigmoid(neth1)` that of `outh1`. A sum
+    holding a definition's terms (all scaled by one number) among others keeps
+    the others: `w1*x1 + w2*x2 + b1 + 1` is `neth1 + 1`, `-w1*x1 - w2*x2 - b1`
+    is `-neth1`. `1/(1 + exp(-x))` is read as `sigmoid(x)`. It is substitution
+    of equals, so a claim's verdict cannot change, and a claim written out in
+    the leaves meets the derivation's node symbols before any algebra.
+    """
+
+    MAX_NODES = 20_000  # the formula's size up to which it is folded (parsing bounds it already)
+
+    def __init__(self, network: Network):
+        self.exact: dict[sp.Expr, sp.Symbol] = {}
+        self.sums: list[tuple[sp.Symbol, tuple[sp.Expr, ...]]] = []
+        self.by_term: dict[sp.Expr, list[int]] = {}  # a sum's first term (without its number) ↦ its sums
+        for node in network.order:
+            definition = network.definitions[node]
+            if definition.is_Atom:
+                continue
+            self.exact.setdefault(definition, node)
+            if definition.is_Add:
+                index = len(self.sums)
+                self.sums.append((node, definition.args))
+                self.by_term.setdefault(definition.args[0].as_coeff_Mul()[1], []).append(index)
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        if not self.exact or expr.is_Atom or _count(expr, self.MAX_NODES) >= self.MAX_NODES:
+            return expr
+        cache: dict[sp.Expr, sp.Expr] = {}
+
+        def visit(e: sp.Expr) -> sp.Expr:
+            if e.is_Atom:
+                return e
+            found = cache.get(e)
+            if found is not None:
+                return found
+            args = tuple(visit(a) for a in e.args)
+            rebuilt = e.func(*args) if args != e.args else e
+            sigmoid = self._sigmoid(rebuilt)
+            if sigmoid is not rebuilt:  # its argument is new: fold it
+                (argument,) = sigmoid.args
+                argument = self._fold_sum(argument) if argument.is_Add else argument
+                rebuilt = fn.sigmoid(self.exact.get(argument, argument))
+            if rebuilt.is_Add:
+                rebuilt = self._fold_sum(rebuilt)
+            rebuilt = self.exact.get(rebuilt, rebuilt)
+            cache[e] = rebuilt
+            return rebuilt
+
+        return visit(expr)
+
+    @staticmethod
+    def _sigmoid(e: sp.Expr) -> sp.Expr:
+        """1/(1 + exp(−x)) ↦ sigmoid(x)."""
+        if e.is_Pow and e.exp == -1 and e.base.is_Add and len(e.base.args) == 2:
+            one, other = sorted(e.base.args, key=lambda a: a != 1)
+            if one == 1 and isinstance(other, sp.exp):
+                return fn.sigmoid(sp.expand(-other.args[0]) if other.args[0].is_Add else -other.args[0])
+        return e
+
+    def _fold_sum(self, e: sp.Expr) -> sp.Expr:
+        while True:
+            terms = list(e.args)
+            present = set(terms)
+            for term in terms:
+                coefficient, rest = term.as_coeff_Mul()
+                for index in self.by_term.get(rest, ()):
+                    node, parts = self.sums[index]
+                    scale = coefficient / parts[0].as_coeff_Mul()[0]
+                    scaled = [scale * p for p in parts]
+                    if len(scaled) <= len(terms) and all(p in present for p in scaled):
+                        remaining = list(terms)
+                        for p in scaled:
+                            remaining.remove(p)
+                        folded = self.exact.get(sp.Add(*parts), node)
+                        e = sp.Add(*remaining, scale * folded)
+                        break
+                else:
+                    continue
+                break
+            else:
+                return e
+            if not e.is_Add:
+                return e
+
+
+def _count(expr: sp.Expr, limit: int) -> int:
+    count, stack = 0, [expr]
+    while stack and count < limit:
+        count += 1
+        stack.extend(stack.pop().args)
+    return count
 
 
 def max_pools(network: Network) -> dict[sp.Symbol, list[sp.Symbol]]:

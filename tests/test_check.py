@@ -1,12 +1,13 @@
 """derive check: verdicts, correct formulas and diagnoses for claims, and hostile claims files."""
 
 import json
-from fractions import Fraction
 import textwrap
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+import sympy as sp
 
 from derive.check import DIAGNOSES, check
 from derive.claims import load_claims
@@ -337,3 +338,72 @@ def test_the_correct_latex_reads_back(tmp_path):
 
     back = check(parse_claims(claims, base=tmp_path))
     assert all(r.verdict.status == "proven" for r in back.results)
+
+
+# ---------------------------------------------------------------------------
+# Folding written-out node definitions back into the nodes
+# ---------------------------------------------------------------------------
+
+WRITTEN_OUT = """
+network = "two-two-two"
+[definitions]
+h1 = "sigmoid(w1*x1 + w2*x2 + b1)"
+h2 = "1/(1 + exp(-(w3*x1 + w4*x2 + b1)))"
+o1 = "sigmoid(w5*h1 + w6*h2 + b2)"
+o2 = "sigmoid(b2 + w8*h2 + w7*h1)"
+[[claim]]
+name = "dE/dw1"
+wrt = "w1"
+formula = "(w5*(o1 - y1)*o1*(1 - o1) + w7*(o2 - y2)*o2*(1 - o2))*h1*(1 - h1)*x1"
+[[claim]]
+name = "dE/dw3 in LaTeX"
+wrt = "w3"
+syntax = "latex"
+formula = '\\left(w_6 (o_1 - y_1) o_1 (1 - o_1) + w_8 (o_2 - y_2) o_2 (1 - o_2)\\right) h_2 (1 - h_2) x_1'
+[[claim]]
+name = "dE/dw1, wrong weight"
+wrt = "w1"
+formula = "(w5*(o1 - y1)*o1*(1 - o1) + w8*(o2 - y2)*o2*(1 - o2))*h1*(1 - h1)*x1"
+"""
+
+
+def test_written_out_claims_are_folded_into_the_nodes_and_proven_fast(tmp_path):
+    (tmp_path / "claims.toml").write_text(WRITTEN_OUT)
+    start = time.perf_counter()
+    result = check(load_claims(tmp_path / "claims.toml"))  # the default 5 s budget
+    assert [r.verdict.status for r in result.results] == ["proven", "proven", "refuted"]
+    assert all(r.verdict.seconds < 1 for r in result.results[:2]), [r.verdict.seconds for r in result.results]
+    wrong = result.results[2]
+    assert wrong.diagnosis.id == "wrong-weight"
+    # the correct formula in the file's own names
+    assert wrong.expected_text == "h1*x1*(1 - h1)*(o1*w5*(1 - o1)*(o1 - y1) + o2*w7*(1 - o2)*(o2 - y2))"
+    assert time.perf_counter() - start < 10
+
+
+def test_the_folder_substitutes_equals_only():
+    from derive import load
+    from derive.claims import NodeFolder
+    from derive.parser import Vocabulary, parse_formula
+
+    network = load("two-two-two")
+    fold = NodeFolder(network)
+    s = network.by_name
+    vocabulary = Vocabulary(dict(s))
+
+    def folded(text):
+        return fold(parse_formula(text, vocabulary))
+
+    assert folded("w1*x1 + w2*x2 + b1") == s["neth1"]
+    assert folded("b1 + w2*x2 + w1*x1 + 1") == s["neth1"] + 1
+    assert folded("-w1*x1 - w2*x2 - b1") == -s["neth1"]
+    assert folded("2*w1*x1 + 2*w2*x2 + 2*b1 + x1") == 2 * s["neth1"] + s["x1"]
+    assert folded("sigmoid(w1*x1 + w2*x2 + b1)") == s["outh1"]
+    assert folded("1/(1 + exp(-w1*x1 - w2*x2 - b1))") == s["outh1"]
+    assert folded("sigmoid(w5*sigmoid(w1*x1 + w2*x2 + b1) + w6*sigmoid(w3*x1 + w4*x2 + b1) + b2)") == s["outo1"]
+    assert folded("(y1 - outo1)**2/2 + (y2 - outo2)**2/2") == s["E"]
+    assert folded("w1*x1 + w2*x2") == s["w1"] * s["x1"] + s["w2"] * s["x2"]  # not a definition: unchanged
+    assert folded("tanh(w1*x1 + w2*x2 + b1)") == sp.tanh(s["neth1"])
+    for text in ("w1*x1 + w2*x2 + b1 + 1", "1/(1 + exp(-w1*x1 - w2*x2 - b1))", "sigmoid(w3*x1 + w4*x2 + b1)*x1 + 3"):
+        original = parse_formula(text, vocabulary)
+        difference = (network.substituted(fold(original)) - original).rewrite(sp.exp)
+        assert sp.simplify(difference) == 0
