@@ -6,11 +6,24 @@ where a transcendental function appears, interval arithmetic (mpmath's, at a
 few hundred bits) gives an enclosure, and two values differ for certain when
 their enclosures are disjoint. The approximate context (mpmath at 50 digits)
 serves display: the `[values]` point of a spec, the numbers of a report.
+
+Formulas come from users, so every step is bounded. An exact value may hold
+at most MAX_EXACT_BITS bits (beyond, `ExactTooLarge`, a kind of `NotExact`:
+the caller falls back to intervals, whose numbers have a fixed precision).
+An interval's bounds stay within 2^±MAGNITUDE_BITS: a larger bound raises
+`TooLarge` (a kind of `Indeterminate`: the point is skipped), a smaller
+nonzero one is widened to 0 or ±2^-MAGNITUDE_BITS, which keeps the
+enclosure sound and every quotient of two values within a double's range.
+exp of an argument above EXP_LIMIT and integer powers beyond MAX_POWER raise
+`TooLarge` before anything is computed, so no single operation takes long;
+an `Evaluator` with a `deadline` raises `OutOfTime` once it has passed, so
+no evaluation as a whole does either.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from fractions import Fraction
 from typing import Callable, Mapping
 
@@ -21,12 +34,37 @@ from mpmath.ctx_iv import MPIntervalContext
 from . import functions as fn
 
 
+MAX_EXACT_BITS = 1 << 16  # numerator and denominator together: one operation stays under ~10 ms
+MAGNITUDE_BITS = 500  # interval bounds within 2^±500; a quotient of two stays within a double
+APPROXIMATE_MAGNITUDE_BITS = 1000  # display values stay within a double
+EXP_LIMIT = 346  # exp(346) < 2^500
+APPROXIMATE_EXP_LIMIT = 690  # exp(690) < 2^1000
+MAX_POWER = 1 << 16  # |n| in x**n; a formula's own powers are far smaller (the parser allows 64 per level)
+DEADLINE_STRIDE = 64  # operations between two looks at the clock
+
+
 class NotExact(Exception):
     """The exact context met a function whose value is not rational (exp, log, …)."""
 
 
+class ExactTooLarge(NotExact):
+    """An exact value would exceed MAX_EXACT_BITS: evaluate in intervals instead."""
+
+
 class Indeterminate(Exception):
     """A branch (max, step) or a domain (log, sqrt, 1/x) cannot be decided at this point."""
+
+
+class TooLarge(Indeterminate):
+    """A value is too large to evaluate (beyond the magnitude limits of this module)."""
+
+
+class OutOfTime(Exception):
+    """An Evaluator's deadline passed: the caller's time budget is spent."""
+
+
+NOT_REAL = "not a real number (the square root of a negative number)"
+UNDEFINED = "undefined (a division by zero, log(0) or an infinity)"
 
 
 class ExactArithmetic:
@@ -50,7 +88,17 @@ class ExactArithmetic:
             raise NotExact("fractional power")
         if base == 0 and exponent < 0:
             raise Indeterminate("division by zero")
+        n = abs(int(exponent))
+        if n > MAX_POWER:
+            raise TooLarge(f"a power with exponent {n} is too large to evaluate")
+        if n * _bits(base) > MAX_EXACT_BITS:
+            raise ExactTooLarge("an exact power too large to evaluate")
         return base ** int(exponent)
+
+    def check(self, x):
+        if isinstance(x, Fraction) and _bits(x) > MAX_EXACT_BITS:
+            raise ExactTooLarge("an exact value too large to evaluate")
+        return x
 
     def exp(self, x):
         if x == 0:
@@ -106,20 +154,59 @@ class IntervalArithmetic:
 
     def power(self, base, exponent: Fraction):
         if exponent.denominator == 1:
-            if int(exponent) < 0:
-                return self.inverse(base) ** (-int(exponent))
-            return base ** int(exponent)
+            n = int(exponent)
+            if abs(n) > MAX_POWER:
+                raise TooLarge(f"a power with exponent {abs(n)} is too large to evaluate")
+            if n < 0:
+                base, n = self.inverse(base), -n
+            high = max(_magnitude(base._mpi_[0]), _magnitude(base._mpi_[1]))
+            if high > 0 and (high - 1) * n > MAGNITUDE_BITS:
+                raise TooLarge(f"a value above 2^{MAGNITUDE_BITS} (a power)")
+            return self.check(base**n)
         if base.a <= 0:
             raise Indeterminate("fractional power of a number that may be ≤ 0")
-        return self.ctx.exp(self.ctx.log(base) * self.lift(exponent))
+        return self.exp(self.ctx.log(base) * self.lift(exponent))
 
     def exp(self, x):
-        return self.ctx.exp(x)
+        low, high = x._mpi_
+        if _above(high, EXP_LIMIT):
+            raise TooLarge(f"exp of a number above {EXP_LIMIT}")
+        if _above(_negated(high), EXP_LIMIT):  # exp(x) < exp(-EXP_LIMIT): within [0, 2^-MAGNITUDE_BITS]
+            return self.ctx.mpf([0, self._tiny])
+        if _above(_negated(low), EXP_LIMIT):
+            return self.ctx.mpf([0, self.ctx.exp(self.ctx.mpf(x.b)).b])
+        return self.check(self.ctx.exp(x))
 
     def log(self, x):
         if x.a <= 0:
             raise Indeterminate("log of a number that may be ≤ 0")
         return self.ctx.log(x)
+
+    @property
+    def _tiny(self):
+        return self.ctx.ldexp(self.ctx.mpf(1), -MAGNITUDE_BITS).b
+
+    def check(self, x):
+        """x itself, or x widened outwards where a bound is tiny; TooLarge where one is huge."""
+        low, high = x._mpi_
+        widen = False
+        for bound in (low, high):
+            if not bound[1]:  # zero, or an infinity / nan (a zero mantissa with a nonzero exponent)
+                if bound[2]:
+                    raise TooLarge("a value too large to evaluate (an infinity)")
+                continue
+            m = bound[2] + bound[3]
+            if m > MAGNITUDE_BITS + 1:
+                raise TooLarge(f"a value above 2^{MAGNITUDE_BITS} in magnitude")
+            if m < -MAGNITUDE_BITS:
+                widen = True
+        if not widen:
+            return x
+        tiny = self._tiny
+        a, b = x.a, x.b
+        lo = a if _magnitude(low) >= -MAGNITUDE_BITS else (0 if not low[0] else -tiny)
+        hi = b if _magnitude(high) >= -MAGNITUDE_BITS else (tiny if not high[0] else 0)
+        return self.ctx.mpf([lo, hi])
 
     def sign(self, x) -> int:
         if x.a > 0:
@@ -140,7 +227,7 @@ class IntervalArithmetic:
     def inverse(self, x):
         if x.a <= 0 <= x.b:
             raise Indeterminate("division by a number that may be 0")
-        return 1 / x
+        return self.check(1 / x)
 
 
 class ApproximateArithmetic:
@@ -169,13 +256,32 @@ class ApproximateArithmetic:
         if exponent.denominator == 1:
             if base == 0 and exponent < 0:
                 raise Indeterminate("division by zero")
-            return base ** int(exponent)
+            n = int(exponent)
+            if abs(n) > MAX_POWER:
+                raise TooLarge(f"a power with exponent {abs(n)} is too large to evaluate")
+            if base == 0:
+                return base**n
+            if abs(_magnitude(base._mpf_) - 1) * abs(n) > 2 * APPROXIMATE_MAGNITUDE_BITS:
+                raise TooLarge(f"a value beyond 2^±{APPROXIMATE_MAGNITUDE_BITS} (a power)")
+            return self.check(base**n)
         if base < 0:
             raise Indeterminate("fractional power of a negative number")
-        return base ** self.lift(exponent)
+        return self.exp(self.ctx.log(base) * self.lift(exponent)) if base else base
 
     def exp(self, x):
+        if x > APPROXIMATE_EXP_LIMIT:
+            raise TooLarge(f"exp of a number above {APPROXIMATE_EXP_LIMIT}")
+        if x < -APPROXIMATE_EXP_LIMIT:
+            return self.ctx.zero  # below 2^-1000: 0 for display
         return self.ctx.exp(x)
+
+    def check(self, x):
+        mpf = getattr(x, "_mpf_", None)
+        if mpf is not None and mpf[1] and mpf[2] + mpf[3] > APPROXIMATE_MAGNITUDE_BITS + 1:
+            raise TooLarge(f"a value above 2^{APPROXIMATE_MAGNITUDE_BITS} in magnitude")
+        if mpf is not None and not mpf[1] and mpf[2]:
+            raise TooLarge("a value too large to evaluate (an infinity)")
+        return x
 
     def log(self, x):
         if x <= 0:
@@ -191,7 +297,31 @@ class ApproximateArithmetic:
     def inverse(self, x):
         if x == 0:
             raise Indeterminate("division by zero")
-        return 1 / x
+        return self.check(1 / x)
+
+
+def _bits(x: Fraction) -> int:
+    return x.numerator.bit_length() + x.denominator.bit_length()
+
+
+def _magnitude(bound) -> int:
+    """log2 of an mpf bound's magnitude, rounded up (0 for zero)."""
+    return bound[2] + bound[3] if bound[1] else 0
+
+
+def _above(bound, limit: int) -> bool:
+    """Whether an mpf bound (a raw tuple) exceeds `limit` > 0."""
+    sign, mantissa, exponent, bits = bound
+    if sign or not mantissa:
+        return bool(not mantissa and exponent and not sign)  # +inf is above anything
+    return exponent + bits > limit.bit_length() + 1 or (mantissa << exponent if exponent >= 0 else mantissa >> -exponent) >= limit
+
+
+def _negated(bound):
+    sign, mantissa, exponent, bits = bound
+    if not mantissa and not exponent:
+        return bound
+    return (1 - sign, mantissa, exponent, bits)
 
 
 Arithmetic = ExactArithmetic | IntervalArithmetic | ApproximateArithmetic
@@ -226,8 +356,19 @@ class Evaluator:
         self.known: dict[sp.Basic, object] = {}
         for symbol, value in leaves.items():
             self.known[symbol] = arithmetic.lift(Fraction(value))
+        # A time.perf_counter() value after which evaluation raises OutOfTime (None: no limit).
+        self.deadline: float | None = None
+        self._countdown = DEADLINE_STRIDE
+        self._check = getattr(arithmetic, "check", None) or (lambda x: x)
+
+    def _tick(self) -> None:
+        self._countdown = DEADLINE_STRIDE
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise OutOfTime("the time budget ran out during evaluation")
 
     def __call__(self, expr: sp.Expr):
+        if self.deadline is not None:
+            self._tick()
         self._resolve(expr)
         return self._eval(expr)
 
@@ -255,8 +396,13 @@ class Evaluator:
         known = self.known.get(expr)
         if known is not None:
             return known
+        self._countdown -= 1
+        if self._countdown <= 0:
+            self._tick()
         arith = self.arith
         if expr.is_Number:
+            if not expr.is_finite:  # zoo, oo, nan: what SymPy makes of 1/0 and log(0)
+                raise Indeterminate(UNDEFINED)
             return arith.number(expr)
         if expr.is_Symbol:
             raise KeyError(f"no value for {expr}")
@@ -264,15 +410,20 @@ class Evaluator:
             return arith.constant("E")
         if expr is sp.pi:
             return arith.constant("pi")
+        if expr is sp.I:
+            raise Indeterminate(NOT_REAL)
+        if expr is sp.zoo or expr is sp.nan:
+            raise Indeterminate(UNDEFINED)
+        check = self._check
         if expr.is_Add:
             total = self._eval(expr.args[0])
             for arg in expr.args[1:]:
-                total = total + self._eval(arg)
+                total = check(total + self._eval(arg))
             return total
         if expr.is_Mul:
             product = self._eval(expr.args[0])
             for arg in expr.args[1:]:
-                product = product * self._eval(arg)
+                product = check(product * self._eval(arg))
             return product
         if expr.is_Pow:
             base, exponent = expr.args
@@ -281,22 +432,34 @@ class Evaluator:
             return arith.exp(arith.log(self._eval(base)) * self._eval(exponent))
         func = type(expr)
         if func in self.substitutes:
-            return self.substitutes[func](arith, self._eval, expr.args)
+            return check(self.substitutes[func](arith, self._eval, expr.args))
         handler = _FUNCTIONS.get(func)
         if handler is None:
             raise Indeterminate(f"cannot evaluate {func.__name__}")
-        return handler(self, arith, expr.args)
+        return check(handler(self, arith, expr.args))
 
 
 def _sigmoid(ev, arith, args):
     x = ev._eval(args[0])
+    if arith.name != "exact" and _negative(x):  # e^x / (1 + e^x): no overflow for x ≪ 0
+        e = arith.exp(x)
+        return e * arith.inverse(1 + e)
     return arith.inverse(1 + arith.exp(-x))
 
 
 def _tanh(ev, arith, args):
     x = ev._eval(args[0])
+    if arith.name != "exact" and not _negative(x):  # tanh(x) = −tanh(−x): exp of a negative number
+        e2 = arith.exp(-2 * x)
+        return (1 - e2) * arith.inverse(1 + e2)
     e2 = arith.exp(2 * x)
     return (e2 - 1) * arith.inverse(e2 + 1)
+
+
+def _negative(x) -> bool:
+    """Whether a value (an interval: its midpoint) is below 0."""
+    mid = getattr(x, "mid", None)
+    return (mid if mid is not None else x) < 0
 
 
 def _heaviside(ev, arith, args):
@@ -324,7 +487,11 @@ def _relu(ev, arith, args):
 
 def _softmax(ev, arith, args):
     i, *zs = args
-    exps = [arith.exp(ev._eval(z)) for z in zs]
+    values = [ev._eval(z) for z in zs]
+    if arith.name != "exact":  # e^(z_i − m) / Σ e^(z_k − m) with m a number near the largest z: no overflow
+        shift = max((getattr(v, "b", v) for v in values))
+        values = [v - shift for v in values]
+    exps = [arith.exp(v) for v in values]
     total = exps[0]
     for e in exps[1:]:
         total = total + e

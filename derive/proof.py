@@ -17,17 +17,24 @@ Verdicts, and what each one means:
   replaced by polynomials with rational coefficients), or with disjoint
   interval enclosures (sigmoid, tanh, exp, log).
 * `undecided`: neither within the time budget; the verdict says at how many
-  random points the sides agreed: evidence, never a proof.
+  random points the sides agreed: evidence, never a proof. Where no point
+  could be evaluated (a side undefined there, or too large), it says why.
 
-Anything that may take long (cancelling large expressions, `simplify`) runs
-in a child process that is killed at the deadline.
+The budget bounds the whole decision, not only the algebra: anything that
+may take long (cancelling large expressions, `simplify`) runs in a child
+process that is killed at the deadline; the in-process steps are bounded by
+size (an expression whose expansion could be large goes to the child), and
+numeric evaluation stops at the deadline (see numeric.py for the bounds on
+each single operation).
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal, Mapping
@@ -36,12 +43,16 @@ import sympy as sp
 
 from . import functions as fn
 from .derivation import Derivations
+from .errors import InputError
 from .numeric import (
+    NOT_REAL,
+    UNDEFINED,
     ExactArithmetic,
     Evaluator,
     Indeterminate,
     IntervalArithmetic,
     NotExact,
+    OutOfTime,
     to_float,
 )
 
@@ -50,6 +61,8 @@ Status = Literal["proven", "refuted", "undecided"]
 DEFAULT_BUDGET = 5.0
 STRUCTURAL_STEPS = 60
 IN_PROCESS_SIZE = 400  # expressions up to this many nodes are cancelled without a child process
+IN_PROCESS_TERMS = 2_000  # … and only when expanding them makes at most this many terms
+EVIDENCE_SHARE = 0.1  # of the budget, kept for the evidence points after the algebra
 PROBE_POINTS = 3
 EVIDENCE_POINTS = 12
 
@@ -191,8 +204,11 @@ class Prover:
         rhs: sp.Expr,
         assume: Mapping[sp.Symbol, sp.Expr] | None = None,
         assumption_text: tuple[str, ...] = (),
+        deadline: float | None = None,
     ) -> Verdict:
+        """Decide lhs = rhs within the budget (and before `deadline`, a time.perf_counter() value, if given)."""
         start = time.perf_counter()
+        limit = start + self.budget if deadline is None else min(start + self.budget, deadline)
         assume = dict(assume or {})
 
         def verdict(status: Status, method: str, **extra) -> Verdict:
@@ -202,24 +218,37 @@ class Prover:
         if proof:
             return verdict("proven", proof)
 
-        counterexample, agreed = self.search(lhs, rhs, assume, self.probe_points)
-        if counterexample:
-            return verdict("refuted", "counterexample", counterexample=counterexample)
+        undefined = _undefined_everywhere(lhs, rhs, assume)
+        if undefined:
+            return verdict("undecided", f"{undefined}: the sides cannot be compared at any point")
 
-        remaining = self.budget - (time.perf_counter() - start)
-        proof = self._algebraic(lhs, rhs, assume, remaining)
+        probe = self._search(lhs, rhs, assume, self.probe_points, limit)
+        if probe.counterexample:
+            return verdict("refuted", "counterexample", counterexample=probe.counterexample)
+
+        reserve = EVIDENCE_SHARE * (limit - start)
+        proof = self._algebraic(lhs, rhs, assume, limit - reserve - time.perf_counter())
         if proof and proof.startswith("proven"):
             return verdict("proven", proof.removeprefix("proven: "))
 
-        counterexample, more = self.search(lhs, rhs, assume, self.evidence_points)
-        if counterexample:
-            return verdict("refuted", "counterexample", counterexample=counterexample)
+        evidence = self._search(lhs, rhs, assume, self.evidence_points, limit)
+        if evidence.counterexample:
+            return verdict("refuted", "counterexample", counterexample=evidence.counterexample)
         why = proof or "no symbolic simplification reached zero"
-        return verdict(
-            "undecided",
-            f"{why}; the sides agreed at {agreed + more} random points (evidence, not a proof)",
-            agreeing_points=agreed + more,
-        )
+        agreed = probe.agreed + evidence.agreed
+        skipped = probe.skipped + evidence.skipped
+        tried = agreed + sum(skipped.values())
+        if agreed == 0 and skipped:
+            reason, _ = skipped.most_common(1)[0]
+            evidence_text = f"the sides could not be evaluated at any of the {tried} random points tried: {reason}"
+        elif agreed == 0 and (probe.timed_out or evidence.timed_out):
+            evidence_text = f"the budget of {self.budget:g} s ran out before the sides were evaluated at any point"
+        else:
+            evidence_text = f"the sides agreed at {agreed} random points (evidence, not a proof)"
+            if skipped:
+                reason, _ = skipped.most_common(1)[0]
+                evidence_text += f"; {tried - agreed} other points could not be evaluated ({reason})"
+        return verdict("undecided", f"{why}; {evidence_text}", agreeing_points=agreed)
 
     # -- step 1: canonical forms, expanding the chain rule one level at a time ---------
     def _structural(self, lhs, rhs, assume) -> str | None:
@@ -240,7 +269,11 @@ class Prover:
         difference = lhs - rhs
         if difference == 0:
             return _levels("the difference is 0 in canonical form", level)
-        if _size(difference, IN_PROCESS_SIZE) < IN_PROCESS_SIZE and not self._adjoints_in(difference):
+        if (
+            _size(difference, IN_PROCESS_SIZE) < IN_PROCESS_SIZE
+            and not self._adjoints_in(difference)
+            and _expanded_terms(difference.xreplace(assume) if assume else difference) <= IN_PROCESS_TERMS
+        ):
             if _cancels(difference, assume):
                 return _levels("cancel() reduced the difference to 0", level)
         return None
@@ -267,7 +300,7 @@ class Prover:
     # -- step 2: full algebra, in a child process with a deadline ---------------------
     def _algebraic(self, lhs, rhs, assume, budget: float) -> str | None:
         if budget <= 0:
-            return f"budget of {self.budget:g} s spent"
+            return f"the budget of {self.budget:g} s was spent before the algebra"
         context = multiprocessing.get_context("fork")
         receive, send = context.Pipe(duplex=False)
         child = context.Process(target=_algebra_child, args=(self, lhs, rhs, assume, send), daemon=True)
@@ -308,36 +341,50 @@ class Prover:
             yield level, sides[0] - sides[1]
 
     # -- counterexamples ------------------------------------------------------------
-    def search(self, lhs, rhs, assume, points: int) -> tuple[Counterexample | None, int]:
+    def search(self, lhs, rhs, assume, points: int, deadline: float | None = None) -> tuple[Counterexample | None, int]:
         """Look for a point where the sides differ for certain; count the points where they agree.
 
         Without an assumption the points come from a pool shared by every
         identity this prover decides: each point's node and derivative values
         are computed once, so many instances (or many points) cost little more
-        than one.
+        than one. The search ends at `deadline` (default: one budget from now).
         """
-        agreed = 0
+        if deadline is None:
+            deadline = time.perf_counter() + self.budget
+        found = self._search(lhs, rhs, assume, points, deadline)
+        return found.counterexample, found.agreed
+
+    def _search(self, lhs, rhs, assume, points: int, deadline: float) -> "_Found":
+        found = _Found()
         attempts = 0
         extras = [
             x for x in (lhs.free_symbols | rhs.free_symbols)
             if x not in self.network.position and self.derivations.definition(x) is None
         ]
-        while agreed < points and attempts < 4 * points:
+        while found.agreed < points and attempts < 4 * points:
+            if time.perf_counter() > deadline:
+                found.timed_out = True
+                break
             attempts += 1
             try:
                 if assume:
-                    counterexample, agrees = self._compare_fresh(lhs, rhs, assume, attempts)
+                    counterexample, agrees = self._compare_fresh(lhs, rhs, assume, attempts, deadline)
                 else:
                     point = self._pooled(attempts - 1)
                     for x in extras:
                         point.add(x, self._random_value(x))
-                    counterexample, agrees = self._compare_pooled(lhs, rhs, point)
-            except (Indeterminate, ZeroDivisionError, OverflowError, ValueError):
+                    counterexample, agrees = self._compare_pooled(lhs, rhs, point, deadline)
+            except OutOfTime:
+                found.timed_out = True
+                break
+            except (Indeterminate, NotExact, ZeroDivisionError, OverflowError, ValueError) as exc:
+                found.skipped[_skip_reason(exc)] += 1
                 continue
             if counterexample:
-                return counterexample, agreed
-            agreed += agrees
-        return None, agreed
+                found.counterexample = counterexample
+                return found
+            found.agreed += agrees
+        return found
 
     def _sigma_for(self, attempt: int) -> Polynomial:
         return SIGMA_STAND_INS[0] if attempt <= 2 else SIGMA_STAND_INS[attempt % len(SIGMA_STAND_INS)]
@@ -348,20 +395,21 @@ class Prover:
             self._pool.append(_Point(values, self._sigma_for(len(self._pool) + 1), self.derivations.definition))
         return self._pool[index]
 
-    def _compare_pooled(self, lhs, rhs, point: "_Point"):
-        left, right, certified, differ = point.compare(lhs, rhs)
+    def _compare_pooled(self, lhs, rhs, point: "_Point", deadline: float | None = None):
+        left, right, certified, differ = point.compare(lhs, rhs, deadline)
         if not differ:
             return None, 1
         return self._counterexample(lhs, rhs, point.values, point.sigma, left, right, certified), 0
 
-    def _compare_fresh(self, lhs, rhs, assume, attempt: int):
+    def _compare_fresh(self, lhs, rhs, assume, attempt: int, deadline: float | None = None):
         leaves = self._leaves_needed(lhs, rhs, assume)
         values = {x: self._random_value(x) for x in leaves if x not in assume}
         solve = Evaluator(ExactArithmetic(), values, lambda x: None)
+        solve.deadline = deadline
         for x, value in assume.items():
             values[x] = solve(value)
         point = _Point(values, self._sigma_for(attempt), self.derivations.definition)
-        left, right, certified, differ = point.compare(lhs, rhs)
+        left, right, certified, differ = point.compare(lhs, rhs, deadline)
         if not differ:
             return None, 1
         return self._counterexample(lhs, rhs, values, point.sigma, left, right, certified), 0
@@ -446,17 +494,108 @@ class _Point:
             self.exact.known[symbol] = value
             self.interval.known[symbol] = self.interval_arithmetic.lift(value)
 
-    def compare(self, lhs, rhs):
-        """(left, right, how they are certified, whether they differ for certain)."""
+    def compare(self, lhs, rhs, deadline: float | None = None):
+        """(left, right, how they are certified, whether they differ for certain).
+
+        Raises Indeterminate where a side is undefined (or too large) at this
+        point, OutOfTime once `deadline` has passed.
+        """
+        self.exact.deadline = self.interval.deadline = deadline
         try:
             left, right = self.exact(lhs), self.exact(rhs)
             return left, right, "exact rational arithmetic", left != right
-        except NotExact:
+        except NotExact:  # a transcendental function, or an exact value too large: intervals
             pass
         left, right = self.interval(lhs), self.interval(rhs)
         difference = left - right
         certified = f"interval arithmetic ({self.interval_arithmetic.ctx.prec} bits)"
         return left, right, certified, bool(difference.a > 0 or difference.b < 0)
+
+
+@dataclass
+class _Found:
+    """What one counterexample search found."""
+
+    counterexample: Counterexample | None = None
+    agreed: int = 0
+    skipped: Counter = field(default_factory=Counter)  # why points could not be evaluated ↦ how many
+    timed_out: bool = False
+
+
+def _skip_reason(exc: BaseException) -> str:
+    if isinstance(exc, ZeroDivisionError):
+        return "division by zero"
+    if isinstance(exc, OverflowError):
+        return "a value too large to evaluate"
+    if isinstance(exc, NotExact):
+        return "an assumption's value is not rational"
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    return text
+
+
+_NON_REAL_ATOMS = (
+    (sp.I, f"contains I = sqrt(-1): {NOT_REAL}"),
+    (sp.zoo, f"contains zoo, complex infinity: {UNDEFINED}"),
+    (sp.nan, "contains nan, an undefined value such as 0/0"),
+    (sp.oo, "contains an infinity"),
+    (-sp.oo, "contains an infinity"),
+)
+
+
+def _undefined_everywhere(lhs, rhs, assume) -> str | None:
+    """Why the identity has no real value at any point (a side holds I, zoo, nan or oo), or None."""
+    sides = [("the left side", lhs), ("the right side", rhs)]
+    sides += [(f"the assumption on {x}", v) for x, v in assume.items()]
+    for which, expr in sides:
+        if not isinstance(expr, sp.Basic):
+            continue
+        for atom, why in _NON_REAL_ATOMS:
+            if expr.has(atom):
+                return f"{which} {why}"
+    return None
+
+
+def _expanded_terms(expr: sp.Expr, cap: int = IN_PROCESS_TERMS) -> int:
+    """An upper bound, counting no further than cap + 1, on the work `expand` does on expr: the terms it makes.
+
+    A power of a sum with n terms to the k has at most C(n+k-1, k) terms
+    (the monomials of degree k); products multiply, sums add, and the
+    arguments of functions (exp, σ, …) are expanded too.
+    """
+    over = cap + 1
+    memo: dict[sp.Basic, int] = {}
+    inner = 0  # terms made inside function arguments
+
+    def terms(e) -> int:
+        nonlocal inner
+        if not e.args:
+            return 1
+        found = memo.get(e)
+        if found is not None:
+            return found
+        if e.is_Add:
+            n = min(over, sum(terms(a) for a in e.args))
+        elif e.is_Mul:
+            n = 1
+            for a in e.args:
+                n = min(over, n * terms(a))
+        elif e.is_Pow:
+            base, exponent = e.args
+            t = terms(base)
+            if exponent.is_Integer and t > 1:
+                k = abs(int(exponent))
+                n = over if k > 4 * over else min(over, math.comb(t + k - 1, k))
+            else:
+                n = t
+                inner = min(over, inner + terms(exponent))
+        else:
+            n = 1
+            for a in e.args:
+                inner = min(over, inner + terms(a))
+        memo[e] = n
+        return n
+
+    return min(over, terms(expr) + inner)
 
 
 def _algebra_child(prover: Prover, lhs, rhs, assume, send) -> None:
@@ -549,9 +688,20 @@ def _exact_text(value) -> str:
 
 def _value_text(value) -> str:
     if isinstance(value, Fraction):
-        if value.denominator == 1 or len(str(value)) <= 24:
+        if value.denominator == 1 and value.numerator.bit_length() <= 1000 or len(str(value)) <= 24:
             return str(value)
-        return f"{float(value):.15g}"
+        try:
+            return f"{float(value):.15g}"
+        except OverflowError:  # beyond a double: a decimal exponent of our own
+            digits = len(str(abs(value.numerator))) - len(str(value.denominator))
+            return f"{'-' if value < 0 else ''}about 10^{digits}"
+    low, high = getattr(value, "a", None), getattr(value, "b", None)
+    if low is not None and high is not None:
+        mid = to_float(value)
+        width = float(high - low)
+        if not width <= 1e-12 * abs(mid):  # a wide enclosure (a value widened to a bound): show both ends
+            return f"within [{float(low.mid):.6g}, {float(high.mid):.6g}]"
+        return f"{mid:.15g}"
     return f"{to_float(value):.15g}"
 
 
@@ -634,6 +784,52 @@ class ProofReport:
         return r"$\begin{array}{llrl}" + body + r"\end{array}$"
 
 
+MAX_INSTANCES = 200_000  # of all formulas together: 784-30-10 has 23,910 Nielsen instances
+
+
+def _count_instances(instantiator, formula_set, formula, network, cap: int) -> int:
+    """How many instances `formula` has on `network`, or an InputError once they exceed `cap`.
+
+    Walks the index ranges without instantiating anything and gives up after
+    `cap` steps, so a range such as 2..10**9 costs no more than a small one.
+    """
+    where = f"formula set '{formula_set.id}', formula '{formula.id}'"
+    ranges_text = ", ".join(f"{symbol} = {lo}..{hi}" for symbol, lo, hi in formula.ranges)
+
+    def too_many() -> InputError:
+        return InputError(
+            f"too many instances on the network '{network.name}': more than {MAX_INSTANCES:,}, the limit "
+            f"for all formulas together; narrow its ranges ({ranges_text})",
+            where=where,
+        )
+
+    steps = 0
+
+    def walk(ranges, env) -> int:
+        nonlocal steps
+        if not ranges:
+            return 1
+        (symbol, lo, hi), rest = ranges[0], ranges[1:]
+        try:
+            first, last = instantiator.integer(lo, env), instantiator.integer(hi, env)
+        except LookupError as exc:
+            shown = ", ".join(f"{k}={v}" for k, v in env.items())
+            raise InputError(f"at {shown or 'its first index'}: {exc.args[0] if exc.args else exc}", where=where) from None
+        if last - first + 1 > cap:
+            raise too_many()
+        found = 0
+        for value in range(first, last + 1):
+            steps += 1
+            if steps > cap:
+                raise too_many()
+            env[symbol] = value
+            found += walk(rest, env)
+        env.pop(symbol, None)
+        return found
+
+    return walk(formula.ranges, {})
+
+
 def prove(
     network,
     sets,
@@ -651,7 +847,9 @@ def prove(
     instantiator = Instantiator(network, derivations)
     prover = Prover(derivations, budget=budget, seed=seed)
     work = [(s, f) for s in sets for f in s.applicable(network)]
-    total = sum(instantiator.count(f) for _, f in work)
+    total = 0
+    for formula_set, formula in work:
+        total += _count_instances(instantiator, formula_set, formula, network, MAX_INSTANCES - total)
     bar = progress(total) if progress else None
     results = []
     for formula_set, formula in work:

@@ -149,6 +149,15 @@ def test_undecided_within_budget_reports_evidence_not_proof():
     lhs, rhs = sp.expand(total**8), total**8  # true, but too big to settle in 1 ms
     verdict = Prover(derivations, budget=0.001).decide(lhs, rhs)
     assert verdict.status == "undecided"
+    assert "budget of 0.001 s" in verdict.method
+    assert verdict.seconds < 5  # the budget bounds the evaluation of points too
+
+    class NoAlgebra(Prover):  # as if the algebra ran out of time: the points are the only evidence
+        def _algebraic(self, lhs, rhs, assume, budget):
+            return f"undecided within the budget of {self.budget:g} s"
+
+    verdict = NoAlgebra(derivations, budget=20).decide(lhs, rhs)
+    assert verdict.status == "undecided"
     assert verdict.agreeing_points >= 10
     assert "evidence, not a proof" in verdict.method
     assert Prover(derivations, budget=20).decide(lhs, rhs).status == "proven"
