@@ -16,6 +16,15 @@ A set is a TOML file (see `formulas/` for the shipped ones):
     rhs = "sum(w[l+1, k, j]*delta[l+1, k], k, 1, size[l+1]) * sigma_prime(z[l, j])"
     assume = { lhs = "...", rhs = "...", text = "..." }   # optional, e.g. one-hot targets
 
+A set may also declare, at its top:
+
+    free = ["eta"]                      # symbols that are no name of the network (a learning
+                                        # rate): a formula holds for every value of them
+    [roles]                             # names its formulas use, and the role each must have:
+    E = "cost"                          # input, target, parameter, constant, node or cost; a
+    neto1 = "node"                      # formula applies to a network where each name it uses
+    w5 = "parameter"                    # exists with its role (with its `when`, if any)
+
 Template language (the whitelist parser, plus indexing):
   `w[l,j,k] b[l,j] z[l,j] a[l,j] x[k] y[j] t[j]` name the network's symbols
   (`a[1, k]` is the input x_k, `t` is the book's name for the target y);
@@ -24,7 +33,10 @@ Template language (the whitelist parser, plus indexing):
   `L` is the number of layers, `size[l]` the units of layer l;
   `sigma_prime(z[l, j])` is the derivative of the activation of that unit's layer
   and `sigma(z[l, j])` the activation itself; `sum(body, k, lo, hi)` a finite sum;
-  any other name is the network's own symbol of that name (free-form sets).
+  any other name is the network's own symbol of that name (free-form sets);
+  in a network without index families (free-form, Zhou's threshold networks)
+  `v[i, h]` is the name `v1_2` or else `v12`, `gamma[h]` is `gamma2`; in Zhou's
+  d-q-l networks `d`, `q` and `l` are the layer sizes.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ from .parser import Vocabulary, parse_formula
 
 SCALARS = ("C", "C0", "lmbda", "n")
 ALIASES = {"t": "y"}
+ROLES = ("input", "target", "parameter", "constant", "node", "cost")
 
 
 class _D(sp.Function):
@@ -84,6 +97,8 @@ class Formula:
     rhs_text: str
     assume: tuple[sp.Expr, sp.Expr, str] | None = None
     note: str = ""  # a condition stated with every verdict, e.g. "where no pooling window has a tie"
+    roles: Mapping[str, str] = field(default_factory=dict)  # names it uses ↦ the role each must have
+    free: frozenset[str] = frozenset()  # symbols that are no name of the network (a rate η)
 
     def applies_to(self, network: Network) -> bool:
         for key, wanted in self.when.items():
@@ -91,7 +106,18 @@ class Formula:
             options = wanted if isinstance(wanted, list) else [wanted]
             if have not in options:
                 return False
+        for name, role in self.roles.items():
+            found = network.by_name.get(name)
+            if found is None or found.name != name or _role(network, found) != role:
+                return False
         return True
+
+
+def _role(network: Network, s: sp.Symbol) -> str | None:
+    try:
+        return network.role(s)
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -157,6 +183,12 @@ def parse_set(data: Mapping, *, where: str, path: str = "") -> FormulaSet:
     entries = data.get("formula")
     if not isinstance(entries, list) or not entries:
         raise InputError("at least one [[formula]] is required", where=where)
+    roles = data.get("roles", {})
+    if not isinstance(roles, dict) or not all(r in ROLES for r in roles.values()):
+        raise InputError(f"[roles] must map names to one of {', '.join(ROLES)}", where=where)
+    free = data.get("free", [])
+    if not isinstance(free, list) or not all(isinstance(f, str) and f.isidentifier() for f in free):
+        raise InputError("'free' must be a list of names, such as [\"eta\"]", where=where)
     formulas = []
     seen = set()
     for number, entry in enumerate(entries, start=1):
@@ -169,7 +201,7 @@ def parse_set(data: Mapping, *, where: str, path: str = "") -> FormulaSet:
         if fid in seen:
             raise InputError(f"formula id '{fid}' is used twice", where=here)
         seen.add(fid)
-        formulas.append(_parse_formula_entry(data["id"], entry, here))
+        formulas.append(_parse_formula_entry(data["id"], entry, here, roles, frozenset(free)))
     return FormulaSet(
         id=data["id"],
         title=data["title"],
@@ -180,7 +212,8 @@ def parse_set(data: Mapping, *, where: str, path: str = "") -> FormulaSet:
     )
 
 
-def _parse_formula_entry(set_id: str, entry: Mapping, where: str) -> Formula:
+def _parse_formula_entry(set_id: str, entry: Mapping, where: str, roles: Mapping[str, str] = {},
+                         free: frozenset[str] = frozenset()) -> Formula:
     ranges_raw = entry.get("for", {})
     if not isinstance(ranges_raw, dict):
         raise InputError("'for' must be a table such as { j = \"1..size[L]\" }", where=where)
@@ -212,6 +245,9 @@ def _parse_formula_entry(set_id: str, entry: Mapping, where: str) -> Formula:
     when = entry.get("when", {})
     if not isinstance(when, dict):
         raise InputError("'when' must be a table", where=where)
+    used = set()
+    for side in (sides["lhs"], sides["rhs"], *(assume[:2] if assume else ())):
+        used |= {s.name for s in side.free_symbols}
     return Formula(
         set_id=set_id,
         id=entry["id"],
@@ -226,6 +262,8 @@ def _parse_formula_entry(set_id: str, entry: Mapping, where: str) -> Formula:
         rhs_text=entry["rhs"],
         assume=assume,
         note=str(entry.get("note", "")),
+        roles={name: role for name, role in roles.items() if name in used},
+        free=frozenset(free) & used,
     )
 
 
@@ -305,8 +343,12 @@ class Instantiator:
         if self.L is not None:
             self.integers["L"] = self.L
         self.zero_outside = set(facts.get("zero_outside", ()))
+        if facts.get("kind") == "threshold" and len(self.sizes) == 3:  # Zhou's d-q-l
+            self.integers.update(zip(("d", "q", "l"), self.sizes))
+        self.free: frozenset[str] = frozenset()
 
     def instances(self, formula: Formula) -> Iterator[Instance]:
+        self.free = formula.free
         for env in self._environments(formula.ranges, {}):
             try:
                 lhs = self.expr(formula.lhs, env)
@@ -422,6 +464,8 @@ class Instantiator:
         env.pop(index, None)
 
     def name(self, name: str) -> sp.Expr:
+        if name in self.free:
+            return sp.Symbol(name, real=True)
         if name in SCALARS and name in self.network.families:
             return self.network.families[name][()]
         if name in self.integers:
@@ -435,10 +479,17 @@ class Instantiator:
         if family.startswith("delta"):  # delta[l, j], deltaF[k, i, j]: ∂C/∂z of that family
             z = self.indexed("z" + family.removeprefix("delta"), indices)
             return self.derivations.cost.adjoint(z)
+        table = self.network.families.get(ALIASES.get(family, family))
+        if table is None:  # a network without index families: v[1, 2] is v1_2 or v12
+            names = ["_".join(str(i) for i in indices)]
+            if all(0 <= i < 10 for i in indices) and len(indices) > 1:
+                names.append("".join(str(i) for i in indices))
+            for name in names:
+                found = self.network.by_name.get(family + name)
+                if found is not None:
+                    return found
+            raise LookupError(f"the network has no indexed family '{family}' (nor a name {family + names[-1]})")
         family = ALIASES.get(family, family)
-        table = self.network.families.get(family)
-        if table is None:
-            raise LookupError(f"the network has no indexed family '{family}'")
         found = table.get(indices)
         if found is None:
             if family in self.zero_outside:  # zero padding: outside the image is 0
