@@ -7,8 +7,9 @@
     >>> report.summary()
     {'proven': 12, 'refuted': 0, 'undecided': 0, 'total': 12}
 
-Networks are SymPy objects: build one with `derive.layered([12, 3, 2])` or
-`derive.free_form({...equations...}, cost="E", inputs=[...], targets=[...])`.
+Networks are SymPy objects: build one with `derive.layered([12, 3, 2])`,
+`derive.free_form({...equations...}, cost="E", inputs=[...], targets=[...])` or
+`derive.convolutional([6, 6], [{"type": "conv", ...}, {"type": "maxpool", "size": 2}, ...])`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ __version__ = "0.1.0"
 from .derivation import Derivations, Derived
 from .errors import DeriveError, FormulaError, InputError
 from .formulas import FormulaSet, builtin_sets, load_set
-from .network import Network, free_form, layered
+from .network import Network, convolutional, free_form, layered
 from .proof import ProofReport, Prover, Verdict
 from .proof import prove as _prove
 from .spec import builtin_names, load, parse_spec
@@ -59,6 +60,7 @@ __all__ = [
     "Verdict",
     "builtin_names",
     "builtin_sets",
+    "convolutional",
     "derive",
     "free_form",
     "layered",

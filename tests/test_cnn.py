@@ -269,3 +269,11 @@ def test_overlapping_windows_need_the_pool_unit_named(tmp_path, capsys):
         assert main(["check", str(path)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
+
+
+def test_convolutional_is_part_of_the_package_api():
+    import derive
+
+    assert "convolutional" in derive.__all__
+    net = derive.convolutional([6, 6], BOOK_LAYERS, "quadratic", name="book-cnn")
+    assert len(net.parameters) == 69 and derive.prove(net, ["book-cnn"]).all_proven
