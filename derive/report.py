@@ -296,6 +296,7 @@ DIAGNOSIS_TITLES_ZH = {
     "wrong-unit": "用了另一个单元的量",
     "shared-parameter": "共享参数只算了一次",
     "missing-path": "漏掉一条路径",
+    "one-hot": "只在目标为 one-hot 时成立",
 }
 CERTIFIED_ZH = {"exact rational arithmetic": "精确有理数运算", "interval arithmetic (256 bits)": "区间运算（256 位）"}
 
