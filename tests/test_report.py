@@ -370,3 +370,11 @@ def test_refutations_carry_their_counterexamples(tmp_path):
     assert text.count("Counterexample (certified by exact rational arithmetic)") == min(len(refuted), 40)
     first = refuted[0].verdict.counterexample
     assert first.lhs[:12] in text.replace("−", "-")  # the left side's value, as the prover computed it
+
+
+def test_every_label_and_diagnosis_has_a_chinese_text():
+    from derive.check import DIAGNOSES
+    from derive.report import DIAGNOSIS_TITLES_ZH, LABELS
+
+    assert set(LABELS["zh"]) == set(LABELS["en"])
+    assert set(DIAGNOSIS_TITLES_ZH) == set(DIAGNOSES)
