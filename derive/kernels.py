@@ -13,9 +13,20 @@ over examples. Where the numbers come from:
   δ^L, taken from the derived closed form of ∂C/∂z^L and reduced exactly by
   `cancel` (a − y for cross-entropy with sigmoid outputs, a·Σy − y for softmax
   with log-likelihood), so the saturating quotients never reach floating point.
+  A pooling layer's forward formula and its routing factors (the max mask,
+  1/|window|, a/aP) are the pool unit's definition and local partials,
+  lambdified over the window's elements.
 * Free-form networks lambdify the loss and every gradient together, common
-  subexpressions eliminated once (`cse`), vectorised over the batch; at
-  batch 1 a `math`-module scalar kernel avoids numpy's per-call overhead.
+  subexpressions eliminated once (`cse`), vectorised over the batch: weighted
+  sums sharing their operands become one matrix product, statements applying
+  one formula to a layer's units one formula of (units × batch) arrays, and
+  the batch means of all gradients one matrix product of stacked factors
+  (see _BatchMeans). At batch 1 a `math`-module scalar kernel avoids numpy's
+  per-call overhead.
+
+Large intermediate arrays live in buffers kept between calls (allocating them
+afresh each step costs page faults), so a kernel is not re-entrant: use one
+per thread.
 
 Symbols are renamed to fixed identifiers (`_s0`, `_s1`, …) before `lambdify`,
 which execs the source it generates: a user's symbol name never reaches it.
