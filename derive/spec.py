@@ -51,6 +51,7 @@ Errors name the file and the key: `two.toml: [equations] neth1, column 7: ...`.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -104,11 +105,59 @@ def parse_spec(text: str, *, where: str = "<spec>", source: str | None = None) -
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"TOML syntax error: {exc}", where=where) from None
+        raise toml_error(exc, text, where) from None
     try:
         return from_dict(data, source=source)
     except InputError as exc:
         raise exc.located(where) from None
+
+
+_AT_LINE = re.compile(r"\(at line (\d+), column \d+\)$")
+_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+
+
+def toml_error(exc: tomllib.TOMLDecodeError, text: str, where: str) -> InputError:
+    """A TOML syntax error as one line; a key given twice is named, with its table and both lines.
+
+    tomllib says only "Cannot overwrite a value (at line 9, column 16)"; the
+    key, its table and where it was first given are read off the text.
+    """
+    message = str(exc)
+    if not message.startswith("Cannot overwrite a value"):
+        return InputError(f"TOML syntax error: {message}", where=where)
+    lines = text.splitlines()
+    match = _AT_LINE.search(message)
+    if match:
+        number = int(match.group(1))
+    else:  # "at end of document": the last line that holds something
+        number = max((i for i, line in enumerate(lines, start=1) if line.strip()), default=0)
+    key_match = _KEY.match(lines[number - 1]) if 0 < number <= len(lines) else None
+    if key_match is None:
+        return InputError(f"TOML syntax error: {message}", where=where)
+    key = _normal_key(key_match.group(1))
+    table, start = None, 0
+    for i in range(number - 1, 0, -1):
+        header = _HEADER.match(lines[i - 1])
+        if header:
+            table = f"{header.group(1)}{header.group(2)}{']' * len(header.group(1))}"
+            start = i
+            break
+    first = next(
+        (i for i in range(start + 1, number) if (m := _KEY.match(lines[i - 1])) and _normal_key(m.group(1)) == key),
+        None,
+    )
+    place = f"{table} {key}" if table else key
+    if first:
+        text = f"given twice (lines {first} and {number}); a key may appear only once in a table"
+    else:
+        text = f"line {number} overwrites a value given before; a key may appear only once in a table"
+    return InputError(text, where=f"{where}: {place}")
+
+
+def _normal_key(text: str) -> str:
+    parts = [p.strip().strip("\"'") for p in re.split(r"\.(?=(?:[^\"']|\"[^\"]*\"|'[^']*')*$)", text)]
+    return ".".join(parts)
 
 
 def from_dict(data: Mapping, *, source: str | None = None) -> Network:

@@ -79,7 +79,9 @@ BAD = [
     (('neth2 = "w3*x1 + w4*x2 + b1"', 'neth2 = "w3*x1 + w4*outo1 + b1"'), "[equations] neth2, column 12: cycle: neth2 → outo1 → neto1 → outh2 → neth2"),
     (('neto1 = "w5*outh1 + w6*outh2 + b2"', 'neto1 = "w5*outh1 + w6*outo2 + b2"'), "[equations] neto1, column 15: 'outo2' is used before its equation"),
     (('E = "(y1', 'E = "E + (y1'), "[equations] E, column 1: 'E' refers to itself (a cycle)"),
-    (('outh2 = "sigmoid(neth2)"', 'outh1 = "sigmoid(neth2)"'), "TOML syntax error"),
+    (('outh2 = "sigmoid(neth2)"', 'outh1 = "sigmoid(neth2)"'), "two.toml: [equations] outh1: given twice (lines 11 and 12)"),
+    (('cost = "E"', 'cost = "E"\ncost = "F"'), "two.toml: [network] cost: given twice (lines 6 and 7)"),
+    (("x2 = 0.10", "x2 = 0.10\nx1 = 1"), "two.toml: [values] x1: given twice"),
     (('targets = ["y1", "y2"]', 'targets = ["y1", "x1"]'), "'x1' is declared twice"),
     (('"b1", "b2"]', '"b1", "b2", "w9"]'), "[network] parameters: parameter 'w9' is declared but the cost 'E' does not depend on it"),
     (('cost = "E"', 'cost = "F"'), "[network] cost: the cost 'F' is not one of the equations"),
@@ -127,6 +129,14 @@ def test_bad_layered_specs(spec, message, tmp_path):
         load(path)
     assert message in str(info.value)
     assert str(path) in str(info.value)
+
+
+def test_a_key_given_twice_on_the_last_line_is_named(tmp_path):
+    path = tmp_path / "net.toml"
+    path.write_text("[network]\nlayers = [3, 2]\n'layers' = [2, 2]")  # no newline: tomllib says "at end of document"
+    with pytest.raises(InputError) as info:
+        load(path)
+    assert f"{path}: [network] layers: given twice (lines 2 and 3)" in str(info.value)
 
 
 def test_unknown_spec_name_lists_the_builtins():
