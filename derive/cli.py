@@ -352,15 +352,21 @@ def run_derive(args) -> int:
         more = " …" if len(network.missing_values) > 8 else ""
         print(f"derive: note: [values] has no number for {missing}{more}; "
               "quantities that depend on them are not evaluated", file=sys.stderr)
-    with progress_bar(len(network.parameters) + len(network.order), "deriving") as bar:
+    # One bar for the derivation and the writing out, which takes longer: every
+    # closed form is printed (twice for --json: SymPy text and LaTeX).
+    steps = len(network.parameters) + len(network.order)
+    with progress_bar(steps + len(network.inputs) + steps, "deriving") as bar:
         derived = Derived(network, progress=bar.wrap)
+        if args.json:
+            data = derived.to_dict(progress=bar.wrap)
+        elif args.latex:
+            text = derive_latex(derived, progress=bar.wrap)
+        else:
+            text = derive_text(derived, progress=bar.wrap)
     if args.json:
-        emit_json(derived.to_dict())
-        return EXIT_OK
-    if args.latex:
-        print(derive_latex(derived))
-        return EXIT_OK
-    print(derive_text(derived))
+        emit_json(data)
+    else:
+        print(text)
     return EXIT_OK
 
 
@@ -697,7 +703,7 @@ def formula_sets(requested: list[str] | None):
 # ---------------------------------------------------------------------------
 
 
-def derive_text(derived) -> str:
+def derive_text(derived, progress=iter) -> str:
     network, d = derived.network, derived.derivation
     values = derived.values() or {}
     cost = network.cost.name
@@ -712,27 +718,30 @@ def derive_text(derived) -> str:
         "",
         f"Recurrences (each node's derivative from the nodes it feeds, nearest the cost first):",
     ]
-    for n in backward:
-        lines.append(f"  {d.adjoint(n)} = {d.definition(n)}")
+    recurrences, closed = [], []
+    text = derived.derivations.text  # str(), with shared sums printed once
+    for n in progress(backward):
+        recurrences.append(f"  {d.adjoint(n)} = {text(d.definition(n))}")
+        closed.append(f"  {d.adjoint(n)} = {text(d.closed_form(n))}{shown(d.adjoint(n))}")
+    lines += recurrences
     lines += ["", "Node derivatives in closed form:"]
-    for n in backward:
-        lines.append(f"  {d.adjoint(n)} = {d.closed_form(n)}{shown(d.adjoint(n))}")
+    lines += closed
     lines += ["", "Gradients:"]
-    for p in derived.parameters:
+    for p in progress(derived.parameters):
         head = f"  {d.adjoint(p)} = "
-        lines.append(f"{head}{d.definition(p)}")
-        lines.append(f"{'':<{len(head) - 2}}= {d.closed_form(p)}{shown(d.adjoint(p))}")
+        lines.append(f"{head}{text(d.definition(p))}")
+        lines.append(f"{'':<{len(head) - 2}}= {text(d.closed_form(p))}{shown(d.adjoint(p))}")
     if network.cost in values:
         lines += ["", f"Loss at [values]: {cost} = {values[network.cost]:.10g}"]
     return "\n".join(lines)
 
 
-def derive_latex(derived) -> str:
+def derive_latex(derived, progress=iter) -> str:
     d, latex = derived.derivation, derived.derivations.latex
     lines = [r"\begin{align*}"]
-    for n in reversed(derived.nodes):
+    for n in progress(list(reversed(derived.nodes))):
         lines.append(rf"  {latex(d.adjoint(n))} &= {latex(d.definition(n))} \\")
-    for p in derived.parameters:
+    for p in progress(derived.parameters):
         lines.append(rf"  {latex(d.adjoint(p))} &= {latex(d.definition(p))} = {latex(d.closed_form(p))} \\")
     lines[-1] = lines[-1].removesuffix(r" \\")
     lines.append(r"\end{align*}")

@@ -167,6 +167,13 @@ class Derivations:
         self.network = network
         self._by_of: dict[sp.Symbol, Derivation] = {}
         self._adjoints: dict[sp.Symbol, tuple[Derivation, sp.Symbol]] = {}
+        # LaTeX names, kept up to date as adjoints appear (each named once, so
+        # printing n entries costs O(n), not O(n²)): adjoints only, and the
+        # network's names with them, which one reused printer reads.
+        self._latex_adjoints: dict[sp.Symbol, str] = {}
+        self._latex_all: dict[sp.Symbol, str] = dict(network.latex_names)
+        self._latex_pending: list[sp.Symbol] = []
+        self._printer = None
 
     def of(self, quantity: sp.Symbol | None = None) -> Derivation:
         quantity = self.network.cost if quantity is None else quantity
@@ -182,6 +189,7 @@ class Derivations:
 
     def _register(self, adjoint: sp.Symbol, derivation: Derivation, wrt: sp.Symbol) -> None:
         self._adjoints[adjoint] = (derivation, wrt)
+        self._latex_pending.append(adjoint)
 
     def adjoint_info(self, s: sp.Symbol) -> tuple[Derivation, sp.Symbol] | None:
         return self._adjoints.get(s)
@@ -209,21 +217,78 @@ class Derivations:
 
     def latex_names(self) -> dict[sp.Symbol, str]:
         """LaTeX for every adjoint symbol so far: δ^l_j for a layered net's z, ∂C/∂v otherwise."""
+        self._name_pending()
+        return dict(self._latex_adjoints)
+
+    def _name_pending(self) -> None:
+        """Name the adjoints registered since the last call (each once)."""
+        if not self._latex_pending:
+            return
         network = self.network
-        z_index = {s: idx for idx, s in network.families.get("z", {}).items()}
-        names = {}
-        for s, (derivation, wrt) in self._adjoints.items():
+        z_index = self.__dict__.get("_z_index")
+        if z_index is None:
+            z_index = self.__dict__["_z_index"] = {s: idx for idx, s in network.families.get("z", {}).items()}
+        known = network.latex_names
+
+        def symbol(s: sp.Symbol) -> str:
+            return known.get(s) or sp.latex(s)
+
+        pending, self._latex_pending = self._latex_pending, []
+        for s in pending:
+            derivation, wrt = self._adjoints[s]
             if derivation.of == network.cost and wrt in z_index:
                 l, j = z_index[wrt]
-                names[s] = rf"\delta^{{{l}}}_{{{j}}}"
+                name = rf"\delta^{{{l}}}_{{{j}}}"
             else:
-                top = network.latex(derivation.of)
-                bottom = network.latex(wrt)
-                names[s] = rf"\frac{{\partial {top}}}{{\partial {bottom}}}"
-        return names
+                name = rf"\frac{{\partial {symbol(derivation.of)}}}{{\partial {symbol(wrt)}}}"
+            self._latex_adjoints[s] = name
+            self._latex_all[s] = name
 
     def latex(self, expr: sp.Expr) -> str:
-        return self.network.latex(expr, self.latex_names())
+        """expr in LaTeX with the network's names and the adjoints' (one printer, reused)."""
+        self._name_pending()
+        if self._printer is None:
+            from sympy.printing.latex import LatexPrinter
+
+            # the printer keeps a reference to the dict, so names added later are seen
+            self._printer = _memoizing(LatexPrinter)({"symbol_names": self._latex_all})
+        return self._printer.doprint(expr)
+
+    def text(self, expr: sp.Expr) -> str:
+        """str(expr), with the sums that closed forms share printed once."""
+        printer = self.__dict__.get("_text_printer")
+        if printer is None:
+            from sympy.printing.str import StrPrinter
+
+            printer = self.__dict__["_text_printer"] = _memoizing(StrPrinter)()
+        return printer.doprint(expr)
+
+
+def _memoizing(printer_class):
+    """A printer class that prints each sum once and then reuses the text.
+
+    Closed forms share their sums (every weight into unit j repeats δ_j's sum
+    over the next layer), and sorting a sum's terms is most of the cost of
+    printing it. A sum's own text does not depend on where it appears (the
+    caller adds any brackets), so it is kept, except when a caller passes
+    print options (such as an exponent folded into a function's name).
+    """
+
+    class Memoizing(printer_class):
+        def __init__(self, settings=None):
+            super().__init__(settings)
+            self._sums: dict[sp.Expr, str] = {}
+
+        def _print(self, expr, **kwargs):
+            if kwargs or not isinstance(expr, sp.Add):
+                return super()._print(expr, **kwargs)
+            found = self._sums.get(expr)
+            if found is None:
+                found = self._sums[expr] = super()._print(expr)
+            return found
+
+    Memoizing.__name__ = f"Memoizing{printer_class.__name__}"
+    return Memoizing
 
 
 class Derived:
@@ -270,26 +335,28 @@ class Derived:
                 continue  # a leaf it needs has no value, or the point is outside its domain
         return values
 
-    def to_dict(self) -> dict:
+    def to_dict(self, progress: Callable[[Iterable], Iterable] = iter) -> dict:
+        """The JSON of `derive derive --json`; `progress` wraps the loops over parameters and nodes."""
         network, d = self.network, self.derivation
         values = self.values() or {}
-        latex = self.derivations.latex
+        latex, text = self.derivations.latex, self.derivations.text
 
         def entry(expr: sp.Expr, value_of: sp.Symbol | None = None) -> dict:
-            item = {"expr": str(expr), "latex": latex(expr)}
+            item = {"expr": text(expr), "latex": latex(expr)}
             if value_of is not None and value_of in values:
                 item["value"] = values[value_of]
             return item
 
         gradients = {}
-        for p in self.parameters:
+        for p in progress(self.parameters):
             item = entry(d.closed_form(p), d.adjoint(p))
-            item["chain"] = str(d.definition(p))
+            item["chain"] = text(d.definition(p))
             gradients[p.name] = item
-        errors = {n.name: entry(d.closed_form(n), d.adjoint(n)) for n in self.nodes}
-        recurrences = {}
-        for n in self.nodes:
-            item = entry(d.definition(n))
+        errors, recurrences = {}, {}
+        for n in progress(self.nodes):
+            errors[n.name] = entry(d.closed_form(n), d.adjoint(n))
+            # the recurrence is another expression for the same ∂C/∂n: the same value
+            item = entry(d.definition(n), d.adjoint(n))
             item["terms"] = [
                 {"via": t.consumer.name, "adjoint": str(t.adjoint), "factor": str(t.partial)} for t in d.terms(n)
             ]

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from derive import load
 from derive.cli import main
 
 from conftest import DATA
@@ -70,6 +71,53 @@ def test_derive_json_shape_and_values(capsys):
     assert set(data["errors"]) == {"neth1", "neth2", "outh1", "outh2", "neto1", "neto2", "outo1", "outo2"}
     assert data["recurrences"]["outh1"]["expr"] == "D(E, neto1)*w5 + D(E, neto2)*w7"
     assert abs(data["loss"] - 0.298371109) < 1e-9
+    # a recurrence is ∂E/∂node written through the next δs: the same value as the node's error
+    for name, recurrence in data["recurrences"].items():
+        assert recurrence["value"] == data["errors"][name]["value"]
+
+
+def test_derive_json_without_values_has_no_value(capsys):
+    code, out, _ = run(capsys, "derive", "generic-2-3-2", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["loss"] is None
+    assert not any("value" in entry for table in ("gradients", "errors", "recurrences") for entry in data[table].values())
+
+
+@pytest.mark.parametrize("form", ["--json", "--latex", None])
+def test_derive_progress_bar_covers_the_writing_out(form, monkeypatch, capsys):
+    import derive.cli as cli
+
+    events = []
+
+    class Recorder:
+        def __init__(self, total, description):
+            events.append(("total", total))
+
+        def wrap(self, items):
+            for item in items:
+                yield item
+                events.append("tick")
+
+        def update(self, n=1):
+            events.append("tick")
+
+        def close(self):
+            events.append("close")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.close()
+
+    monkeypatch.setattr(cli, "progress_bar", Recorder)
+    code, out, _ = run(capsys, "derive", "generic-2-3-2", *([form] if form else []))
+    assert code == 0 and out
+    (_, total), *rest = events
+    network = load("generic-2-3-2")
+    nodes, parameters = len(network.order) - 1, len(network.parameters)  # every node but the cost
+    derivation, writing = nodes + parameters + len(network.inputs), nodes + parameters
+    assert rest[-1] == "close" and rest.count("tick") == derivation + writing <= total
 
 
 def test_derive_text_and_latex(capsys):

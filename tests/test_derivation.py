@@ -167,3 +167,28 @@ def test_fast_product_is_sympys_product():
                 assert ours == theirs and hash(ours) == hash(theirs) and ours.args == theirs.args
                 assert ours - theirs == 0
     assert product(sp.S.One, symbols[0]) is symbols[0]
+
+
+def test_latex_names_are_made_once_and_kept_up_to_date():
+    """Printing n entries names each adjoint once (linear), and adjoints made later get names too."""
+    network = layered([3, 4, 2], activation="sigmoid", cost="quadratic", name="names")
+    derivations = Derivations(network)
+    cost = derivations.cost
+    z = network.families["z"][(2, 1)]
+    assert derivations.latex(cost.adjoint(z)) == r"\delta^{2}_{1}"
+    a = network.families["a"][(2, 1)]
+    assert derivations.latex(cost.adjoint(a)) == rf"\frac{{\partial {network.latex(network.cost)}}}{{\partial {network.latex(a)}}}"
+    names = derivations.latex_names()
+    assert set(names) == {cost.adjoint(z), cost.adjoint(a)}
+    names.clear()  # a copy: the derivations' own names are untouched
+    assert derivations.latex(cost.adjoint(z)) == r"\delta^{2}_{1}"
+    calls = []
+    original = network.latex
+    network_latex = lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs)  # noqa: E731
+    object.__setattr__(network, "latex", network_latex)
+    try:
+        for p in network.parameters:
+            derivations.latex(cost.definition(p))
+    finally:
+        object.__delattr__(network, "latex")
+    assert not calls  # the network's names are read from its table, not printed per entry
