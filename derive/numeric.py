@@ -37,7 +37,7 @@ from . import functions as fn
 MAX_EXACT_BITS = 1 << 16  # numerator and denominator together: one operation stays under ~10 ms
 MAGNITUDE_BITS = 500  # interval bounds within 2^±500; a quotient of two stays within a double
 APPROXIMATE_MAGNITUDE_BITS = 1000  # display values stay within a double
-EXP_LIMIT = 346  # exp(346) < 2^500
+EXP_LIMIT = 347  # e^-347 < 2^-500 (so [0, 2^-500] encloses exp below -347) and e^347 < 2^501
 APPROXIMATE_EXP_LIMIT = 690  # exp(690) < 2^1000
 MAX_POWER = 1 << 16  # |n| in x**n; a formula's own powers are far smaller (the parser allows 64 per level)
 DEADLINE_STRIDE = 64  # operations between two looks at the clock
@@ -266,7 +266,13 @@ class ApproximateArithmetic:
             return self.check(base**n)
         if base < 0:
             raise Indeterminate("fractional power of a negative number")
-        return self.exp(self.ctx.log(base) * self.lift(exponent)) if base else base
+        if base == 0:
+            if exponent < 0:
+                raise Indeterminate("division by zero")
+            return base
+        if abs(float(exponent) * _magnitude(base._mpf_)) > 2 * APPROXIMATE_MAGNITUDE_BITS:
+            raise TooLarge(f"a value beyond 2^±{APPROXIMATE_MAGNITUDE_BITS} (a power)")
+        return self.check(base ** self.lift(exponent))
 
     def exp(self, x):
         if x > APPROXIMATE_EXP_LIMIT:

@@ -158,6 +158,18 @@ def test_tiny_interval_bounds_widen_soundly():
     assert float(evaluate(arithmetic, fn.softmax(1, w, 2 * w), 1000).b) < 1e-100
 
 
+@pytest.mark.parametrize("x", ["-1000", "-400", "-347.5", "-347", "-346.9", "-346.5", "-300", "300", "346.9"])
+def test_exp_enclosures_near_the_limits_hold_the_true_value(x):
+    import mpmath
+
+    arithmetic = IntervalArithmetic()
+    value = Fraction(x)
+    enclosure = evaluate(arithmetic, sp.exp(w), value)
+    with mpmath.workdps(400):
+        true = mpmath.exp(mpmath.mpf(value.numerator) / value.denominator)
+        assert mpmath.mpf(enclosure.a) <= true <= mpmath.mpf(enclosure.b)
+
+
 def test_values_without_a_real_meaning_are_indeterminate():
     for expr in (sp.sqrt(-1) * w, sp.log(0) * w, sp.nan * w):
         for arithmetic in (ExactArithmetic(), IntervalArithmetic(), ApproximateArithmetic()):
