@@ -269,12 +269,8 @@ class Prover:
         difference = lhs - rhs
         if difference == 0:
             return _levels("the difference is 0 in canonical form", level)
-        if (
-            _size(difference, IN_PROCESS_SIZE) < IN_PROCESS_SIZE
-            and not self._adjoints_in(difference)
-            and _expanded_terms(difference.xreplace(assume) if assume else difference) <= IN_PROCESS_TERMS
-        ):
-            if _cancels(difference, assume):
+        if _size(difference, IN_PROCESS_SIZE) < IN_PROCESS_SIZE and not self._adjoints_in(difference):
+            if _cancels(difference, assume, limit=IN_PROCESS_TERMS):
                 return _levels("cancel() reduced the difference to 0", level)
         return None
 
@@ -556,15 +552,22 @@ def _undefined_everywhere(lhs, rhs, assume) -> str | None:
 
 
 def _expanded_terms(expr: sp.Expr, cap: int = IN_PROCESS_TERMS) -> int:
-    """An upper bound, counting no further than cap + 1, on the work `expand` does on expr: the terms it makes.
+    """An upper bound, counting no further than cap + 1, on the terms `expand` and `together` make of expr.
 
     A power of a sum with n terms to the k has at most C(n+k-1, k) terms
-    (the monomials of degree k); products multiply, sums add, and the
-    arguments of functions (exp, σ, …) are expanded too.
+    (the monomials of degree k); products multiply; a sum over a common
+    denominator multiplies its numerators by every other term's denominator;
+    the arguments of functions (exp, σ, …) are expanded too.
     """
     over = cap + 1
     memo: dict[sp.Basic, int] = {}
-    inner = 0  # terms made inside function arguments
+    inner = 0  # terms made inside function arguments and non-integer powers
+
+    def power_terms(base, k: int) -> int:
+        t = terms(base)
+        if t <= 1:
+            return 1
+        return over if k > 4 * over else min(over, math.comb(t + k - 1, k))
 
     def terms(e) -> int:
         nonlocal inner
@@ -574,20 +577,27 @@ def _expanded_terms(expr: sp.Expr, cap: int = IN_PROCESS_TERMS) -> int:
         if found is not None:
             return found
         if e.is_Add:
-            n = min(over, sum(terms(a) for a in e.args))
+            numerators, denominators = 0, {}
+            for term in e.args:
+                numerator = 1
+                for factor in sp.Mul.make_args(term):
+                    if factor.is_Pow and factor.exp.is_Integer and factor.exp < 0:
+                        denominators[factor] = terms(factor)
+                    else:
+                        numerator = min(over, numerator * terms(factor))
+                numerators = min(over, numerators + numerator)
+            n = numerators
+            for count in denominators.values():
+                n = min(over, n * count)
         elif e.is_Mul:
             n = 1
             for a in e.args:
                 n = min(over, n * terms(a))
+        elif e.is_Pow and e.exp.is_Integer:
+            n = power_terms(e.base, abs(int(e.exp)))
         elif e.is_Pow:
-            base, exponent = e.args
-            t = terms(base)
-            if exponent.is_Integer and t > 1:
-                k = abs(int(exponent))
-                n = over if k > 4 * over else min(over, math.comb(t + k - 1, k))
-            else:
-                n = t
-                inner = min(over, inner + terms(exponent))
+            n = 1
+            inner = min(over, inner + terms(e.base) + terms(e.exp))
         else:
             n = 1
             for a in e.args:
@@ -616,12 +626,23 @@ def _algebra_child(prover: Prover, lhs, rhs, assume, send) -> None:
         send.close()
 
 
-def _cancels(difference: sp.Expr, assume: Mapping) -> bool:
+def _cancels(difference: sp.Expr, assume: Mapping, limit: int | None = None) -> bool:
+    """Whether expand or cancel reduces the difference to 0.
+
+    With a `limit` (in the main process, without a deadline), False without
+    trying when expanding or bringing it over a common denominator could
+    make more than `limit` terms: the child process, which has a deadline,
+    tries it then.
+    """
     if assume:
         difference = difference.xreplace(assume)
     if difference == 0:
         return True
+    if limit is not None and _expanded_terms(difference, limit) > limit:  # before exp arguments are expanded
+        return False
     normal = _exp_generators(difference)
+    if limit is not None and _expanded_terms(normal, limit) > limit:  # σ, tanh as fractions of generators
+        return False
     # A polynomial difference is zero exactly when it expands to 0, and expand is
     # far cheaper than together() on large sums; rational ones need cancel().
     if sp.expand(normal) == 0:

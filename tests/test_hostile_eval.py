@@ -78,6 +78,19 @@ def test_hostile_formulas_get_a_clean_verdict_fast(tmp_path, capsys, formula):
     assert seconds < 10  # the point is that it does not hang (it takes about a second)
 
 
+def test_a_common_denominator_too_large_to_form_in_process_is_left_to_the_child(tmp_path, capsys):
+    fractions = " + ".join(f"1/(w1 + w2 + w3 + w4 + w5 + x1 + x2 + {k})" for k in range(1, 21))
+    path = tmp_path / "together.toml"
+    path.write_text(
+        'network = "two-two-two"\n[[claim]]\nname = "together"\nkind = "identity"\n'
+        f'lhs = "{fractions}"\nrhs = "w1"\n'
+    )
+    code, out, err, seconds = check_json(capsys, str(path))
+    assert code == 1, err
+    assert json.loads(out)["claims"][0]["verdict"] == "refuted"
+    assert seconds < 10  # together() in the main process took minutes
+
+
 def test_the_latex_tower_gets_a_clean_verdict_fast(tmp_path, capsys):
     tower = "w_5"
     for _ in range(7):
