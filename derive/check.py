@@ -20,6 +20,7 @@ import sympy as sp
 
 from . import functions as fn
 from .claims import Claim, ClaimsFile, ismax, max_pools
+from .network import NO_TIE
 from .numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact
 from .proof import DEFAULT_BUDGET, SUBSTITUTES, Prover, Verdict
 
@@ -38,7 +39,6 @@ DIAGNOSES = {
     "one-hot": "holds only for one-hot targets (entries summing to 1), which the file does not assume",
 }
 
-NO_TIE = "where no pooling window has a tie"
 # A diagnosis proves corrected claims one after another; all of them together get at
 # most DIAGNOSIS_BUDGETS times the prover's per-identity budget (--budget), so the
 # budget bounds a refuted claim's whole time: 30 s at the default budget of 5 s.

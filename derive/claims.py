@@ -50,7 +50,7 @@ from .errors import FormulaError, InputError
 from .latex_input import parse_latex
 from .network import NAME, Network, symbol
 from .parser import Vocabulary, parse_formula
-from .spec import load
+from .spec import load, toml_error
 
 KINDS = ("gradient", "update", "identity")
 SYNTAXES = ("sympy", "latex")
@@ -110,7 +110,7 @@ def load_claims(path: str | Path) -> ClaimsFile:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"TOML syntax error: {exc}", where=where) from None
+        raise toml_error(exc, text, where) from None
     try:
         return parse_claims(data, base=path.parent, path=where)
     except InputError as exc:

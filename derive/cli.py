@@ -733,6 +733,7 @@ def derive_text(derived, progress=iter) -> str:
         lines.append(f"{'':<{len(head) - 2}}= {text(d.closed_form(p))}{shown(d.adjoint(p))}")
     if network.cost in values:
         lines += ["", f"Loss at [values]: {cost} = {values[network.cost]:.10g}"]
+    lines += [f"assuming: {a}" for a in network.assumptions]
     return "\n".join(lines)
 
 

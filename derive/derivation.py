@@ -370,6 +370,7 @@ class Derived:
             "errors": errors,
             "recurrences": recurrences,
             "loss": values.get(network.cost),
+            "assumptions": list(network.assumptions),
         }
 
     def _repr_latex_(self) -> str:

@@ -168,11 +168,14 @@ def load_set(path: str | Path) -> FormulaSet:
     path = Path(path)
     where = path.name
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the formula set: {exc}", where=where) from None
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"TOML syntax error: {exc}", where=where) from None
+        from .spec import toml_error  # spec imports the network module, which imports this one's callers
+
+        raise toml_error(exc, text, where) from None
     return parse_set(data, where=where, path=str(path))
 
 

@@ -29,6 +29,7 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({*fn.FORMULA_FUNCTIONS, "D", "Derivative", "sum"})
 
 COSTS = ("quadratic", "cross_entropy", "log_likelihood", "generic")
+NO_TIE = "where no pooling window has a tie"
 REGULARIZATIONS = ("none", "l2")
 
 
@@ -117,6 +118,13 @@ class Network:
                     seen.add(used)
                     stack.append(used)
         return frozenset(seen)
+
+    @cached_property
+    def assumptions(self) -> tuple[str, ...]:
+        """Conditions every derivative of this network holds under: max has none at a tie."""
+        if any(isinstance(d, fn.maxpool) for d in self.definitions.values()):
+            return (NO_TIE,)
+        return ()
 
     def role(self, s: sp.Symbol) -> str:
         if s in self.definitions:

@@ -833,6 +833,7 @@ def network_context(
     report = prove(network, sets, derivations=derivations, budget=budget, seed=seed, progress=progress) if sets else None
     context["proofs"] = proof_section(report, math, t) if report is not None else None
     context["values"] = values_section(network, derivations, math)
+    context["assumptions"] = list(network.assumptions)
     return context
 
 
@@ -877,6 +878,7 @@ def claims_context(result, *, lang: str = "en") -> dict:
         "grade": result.grade,
         "passed": result.passed,
         "unparsed": [{"name": name, "message": message} for name, message in cf.errors],
+        "assumptions": result.assumptions,
     }
     return context
 

@@ -277,3 +277,12 @@ def test_convolutional_is_part_of_the_package_api():
     assert "convolutional" in derive.__all__
     net = derive.convolutional([6, 6], BOOK_LAYERS, "quadratic", name="book-cnn")
     assert len(net.parameters) == 69 and derive.prove(net, ["book-cnn"]).all_proven
+
+
+def test_derive_states_the_tie_condition_where_max_pooling_is_derived(capsys):
+    from derive.cli import main
+
+    assert main(["derive", "book-cnn"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("assuming: where no pooling window has a tie")
+    assert main(["derive", "two-two-two"]) == 0
+    assert "assuming" not in capsys.readouterr().out
