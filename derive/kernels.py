@@ -1127,6 +1127,8 @@ def _operand_lines(operands: _Operands, namespace: dict, name: str) -> tuple[lis
     """Source lines binding _h0, _h1, … to the assembled operands; the names of the arguments they take."""
     lines, parameters, at = [], [], 0
     for j, (mode, extra) in enumerate(operands.parts):
+        if mode == "gathered":  # bound by the caller
+            continue
         if mode in ("theta", "batch"):
             namespace[f"{name}_i{j}"] = extra
             source = "_theta" if mode == "theta" else "_batch"
@@ -1161,7 +1163,16 @@ def _pack_function(name: str, template: sp.Expr, operands: _Operands) -> Callabl
     from sympy.printing.numpy import NumPyPrinter
 
     namespace: dict = {}
+    theta = [j for j, (mode, _) in enumerate(operands.parts) if mode == "theta"]
+    if len(theta) > 1:  # all parameter columns by one index: (columns, members, 1), each column a view
+        members = len(operands.parts[theta[0]][1])
+        namespace[f"{name}_theta"] = np.concatenate([operands.parts[j][1] for j in theta])
+        operands.parts = [("gathered", None) if mode == "theta" else (mode, extra) for mode, extra in operands.parts]
     lines, parameters = _operand_lines(operands, namespace, name)
+    if len(theta) > 1:
+        lines.insert(0, f"_t = _theta[{name}_theta].reshape({len(theta)}, {members}, 1)")
+        for column, j in enumerate(theta):
+            lines.append(f"_h{j} = _t[{column}]")
     for j, (mode, _) in enumerate(operands.parts):
         if mode in ("theta", "column"):  # one value per member: a column against the batch
             lines.append(f"_h{j} = _h{j}[:, None]")
