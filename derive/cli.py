@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="extend",
         help="formula sets to prove: built-in ids (see `derive list`) or .toml files (default: every built-in set)",
     )
-    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity (default 5)")
+    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity: search, algebra and evidence together (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_prove, command="prove")
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="claims files (.toml)")
-    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity (default 5)")
+    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity: search, algebra and evidence together (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
     p.add_argument("--json", action="store_true", help="print JSON: one object per file (a list under 'files' for several)")
     p.set_defaults(run=run_check, command="check")
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", metavar="FILE", help="your own Jinja template, with the context of reports/README.md")
     p.add_argument("--formulas", metavar="SET", nargs="+", action="extend",
                    help="formula sets to prove (default: every built-in set that applies)")
-    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity (default 5)")
+    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity: search, algebra and evidence together (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
     p.set_defaults(run=run_report, command="report")
