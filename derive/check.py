@@ -177,7 +177,9 @@ def check(claims_file: ClaimsFile, *, budget: float = DEFAULT_BUDGET, seed: int 
     results = []
     for claim in progress(claims_file.claims) if progress else claims_file.claims:
         verdict = prover.decide(claim.lhs, claim.rhs, claim.assume, claim.assumptions)
-        expected = expected_formula(claims_file, claim, prover)
+        # naming the correct formula's parts by the file's definitions is bounded like a diagnosis
+        expected = expected_formula(claims_file, claim, prover,
+                                    deadline=time.perf_counter() + DIAGNOSIS_BUDGETS * budget)
         diagnosis = None
         if verdict.status == "refuted":
             diagnosis = diagnose(claims_file, claim, prover)
@@ -191,7 +193,7 @@ def check(claims_file: ClaimsFile, *, budget: float = DEFAULT_BUDGET, seed: int 
 # ---------------------------------------------------------------------------
 
 
-def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover) -> sp.Expr:
+def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover, deadline: float | None = None) -> sp.Expr:
     """What the claim's right side should be, through the δs and definitions the claim uses.
 
     The target's chain rule is expanded one level at a time, stopping at the
@@ -200,7 +202,7 @@ def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover) -> sp.Expr:
     """
     derivations = cf.derivations
     keep = {s for s in claim.rhs.free_symbols if derivations.adjoint_info(s) is not None} | set(claim.mentioned)
-    named = _named_adjoints(cf, claim, prover)
+    named = _named_adjoints(cf, claim, prover, deadline)
     expr = claim.target
     for _ in range(200):
         expandable = {
@@ -245,8 +247,10 @@ def _under_assumption(expr: sp.Expr, assume) -> sp.Expr:
     return best
 
 
-def _named_adjoints(cf: ClaimsFile, claim: Claim, prover: Prover) -> dict[sp.Symbol, sp.Expr]:
-    """Derivative symbols equal to a definition of the file: D(E, neto1) ↦ delta_o1."""
+def _named_adjoints(
+    cf: ClaimsFile, claim: Claim, prover: Prover, deadline: float | None = None
+) -> dict[sp.Symbol, sp.Expr]:
+    """Derivative symbols equal to a definition of the file: D(E, neto1) ↦ delta_o1 (as many as time allows)."""
     derivation = cf.derivations.of(claim.of) if claim.of is not None else cf.derivations.cost
     named = {}
     nodes = derivation.nodes()
@@ -260,8 +264,10 @@ def _named_adjoints(cf: ClaimsFile, claim: Claim, prover: Prover) -> dict[sp.Sym
             adjoint = derivation.adjoint(node)
             if adjoint in named:
                 continue
+            if deadline is not None and time.perf_counter() > deadline:
+                return named
             for sign in (1, -1):  # Zhou's g_j and e_h are negated δs
-                if _quick_equal(prover, adjoint, sign * value, claim.assume):
+                if _quick_equal(prover, adjoint, sign * value, claim.assume, deadline):
                     named[adjoint] = sign * sp.Symbol(name, real=True)
                     break
             if adjoint in named:
@@ -269,11 +275,11 @@ def _named_adjoints(cf: ClaimsFile, claim: Claim, prover: Prover) -> dict[sp.Sym
     return named
 
 
-def _quick_equal(prover: Prover, a: sp.Expr, b: sp.Expr, assume=None) -> bool:
-    counterexample, agreed = prover.search(a, b, assume or {}, 1)
+def _quick_equal(prover: Prover, a: sp.Expr, b: sp.Expr, assume=None, deadline: float | None = None) -> bool:
+    counterexample, agreed = prover.search(a, b, assume or {}, 1, deadline)
     if counterexample is not None or agreed == 0:
         return False
-    return prover.decide(a, b, assume).status == "proven"
+    return prover.decide(a, b, assume, deadline=deadline).status == "proven"
 
 
 def render(cf: ClaimsFile, claim: Claim, expr: sp.Expr) -> tuple[str, str]:
