@@ -1265,7 +1265,7 @@ class _BatchMeans:
         batch_matrix: one row per batch symbol (inputs, then targets)."""
         rows = self.function(theta, batch_matrix, *batch_matrix, ones, *scalar_values)
         p, q = self.lefts, self.rights
-        products = (np.array(rows[:p]) @ np.array(rows[p : p + q]).T).ravel()
+        products = (np.array(rows[:p]) @ np.array(rows[p : p + q]).T).ravel() if p else np.zeros(0)
         at = p + q
         if self.summation is not None:
             means = self.summation @ products

@@ -261,3 +261,15 @@ def test_free_form_kernel_finds_the_layers_matrix_form():
     source = inspect.getsource(kernel._means.function)
     assert source.count("_linear") == 1 and source.count("_pack") >= 4
     assert "sigmoid" not in source  # every σ is evaluated inside a pack, over all units of a layer at once
+
+
+def test_free_form_cost_that_ignores_the_data():
+    """No gradient term varies over the batch: the means are the expressions themselves."""
+    from derive import free_form
+
+    network = free_form({"C": "w**2 + 3*b"}, cost="C", inputs=["x"], targets=["y"])
+    kernel = compile_kernel(network)
+    params = kernel.from_values({s: {"w": 0.5, "b": 2.0}[s.name] for s in network.parameters})
+    for m in (1, 4):
+        loss, grad = kernel.value_and_grad(params, np.ones((m, 1)), np.ones((m, 1)))
+        assert loss == 6.25 and kernel.to_values(grad) == {s: {"w": 1.0, "b": 3.0}[s.name] for s in network.parameters}
