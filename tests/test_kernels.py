@@ -273,3 +273,36 @@ def test_free_form_cost_that_ignores_the_data():
     for m in (1, 4):
         loss, grad = kernel.value_and_grad(params, np.ones((m, 1)), np.ones((m, 1)))
         assert loss == 6.25 and kernel.to_values(grad) == {s: {"w": 1.0, "b": 3.0}[s.name] for s in network.parameters}
+
+
+def _unit_by_unit_net():
+    """A 4-3-2 tanh/sigmoid network written unit by unit, and a relu net with a shared weight and an exp/log cost."""
+    eq = {}
+    for j in range(1, 4):
+        eq[f"z{j}"] = " + ".join(f"w{j}{k}*x{k}" for k in range(1, 5)) + f" + b{j}"
+        eq[f"h{j}"] = f"tanh(z{j})"
+    for o in range(1, 3):
+        eq[f"u{o}"] = " + ".join(f"v{o}{j}*h{j}" for j in range(1, 4)) + f" + c{o}"
+        eq[f"o{o}"] = f"sigmoid(u{o})"
+    eq["C"] = "(y1 - o1)**2/2 + (y2 - o2)**2/2"
+    shared = {"a1": "relu(w*x1 + v*x2 + b)", "a2": "relu(w*x2 + v*x1 + b)", "a3": "relu(w*x1 - v*x2 + c)",
+              "s": "exp(p*a1) + exp(p*a2) + exp(q*a3)", "C": "log(s) - y1*p*a1 - y2*p*a2"}
+    return [(eq, ["x1", "x2", "x3", "x4"]), (shared, ["x1", "x2"])]
+
+
+@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 1e-5)])
+def test_free_form_batch_kernel_equals_the_mean_of_single_examples(index, dtype, tolerance):
+    """The batched kernel (matrix products, packed units) against the batch-1 math kernel, example by example."""
+    from derive import free_form
+
+    equations, inputs = _unit_by_unit_net()[index]
+    kernel = compile_kernel(free_form(equations, cost="C", inputs=inputs, targets=["y1", "y2"]), dtype=dtype)
+    params = kernel.init(3)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((7, len(inputs))), rng.uniform(0, 1, (7, 2))
+    loss, grad = kernel.value_and_grad(params, x, y)
+    single = [kernel.value_and_grad(params, x[i : i + 1], y[i : i + 1]) for i in range(7)]
+    expected = np.mean([g for _, g in single], axis=0)
+    assert abs(loss - np.mean([v for v, _ in single])) <= tolerance * max(1.0, abs(loss))
+    assert np.abs(grad - expected).max() <= tolerance * np.abs(expected).max()
