@@ -23,7 +23,7 @@ tex:
 	    && fc-list | grep -q "Noto Serif CJK SC" && fc-list | grep -q "DejaVu Sans"; then \
 	  echo "TeX: latexmk, XeLaTeX, xeCJK, pgfplots and the fonts are installed"; \
 	else \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends $(TEX_PACKAGES); \
 	fi
 
