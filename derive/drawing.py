@@ -79,8 +79,12 @@ def _column_slots(count: int) -> list[int | None]:
     return [0, 1, 2, None, count - 2, count - 1]
 
 
-def _place_column(drawing: Drawing, x: float, members: list, label_of, id_of, style: str = "unit") -> dict:
-    """Units of one column, centred on y = 0; returns member ↦ unit id for the drawn ones."""
+def _place_column(drawing: Drawing, x: float, members: list, label_of, id_of, style="unit") -> dict:
+    """Units of one column, centred on y = 0; returns member ↦ unit id for the drawn ones.
+
+    `style`: one TikZ style for every unit, or a function of the member.
+    """
+    style_of = style if callable(style) else (lambda member: style)
     slots = _column_slots(len(members))
     top = (len(slots) - 1) * ROW_GAP / 2
     placed = {}
@@ -92,7 +96,8 @@ def _place_column(drawing: Drawing, x: float, members: list, label_of, id_of, st
             continue
         member = members[index]
         unit_id = id_of(member)
-        drawing.units.append({"id": unit_id, "x": x, "y": y, "label": label_of(member), "style": style, "note": None})
+        drawing.units.append({"id": unit_id, "x": x, "y": y, "label": label_of(member), "style": style_of(member),
+                              "note": None})
         placed[member] = unit_id
     drawing.height = max(drawing.height, 2 * top + ROW_GAP)
     return placed
@@ -151,21 +156,11 @@ def _graph(network: Network, math) -> Drawing:
     ids = {}
     for column_index, column in enumerate(sorted(by_column)):
         x = column_index * COLUMN_GAP
-        style_of = {s: "input" if s in network.inputs else ("cost" if s == network.cost else "unit") for s in by_column[column]}
-        placed = {}
-        slots = _column_slots(len(by_column[column]))
-        top = (len(slots) - 1) * ROW_GAP / 2
-        for row, index in enumerate(slots):
-            y = top - row * ROW_GAP
-            if index is None:
-                drawing.units.append({"id": f"dots{len(drawing.units)}", "x": x, "y": y, "label": Tex(r"\vdots"),
-                                      "style": "dots", "note": None})
-                continue
-            s = by_column[column][index]
-            placed[s] = _tikz_id(s.name)
-            drawing.units.append({"id": placed[s], "x": x, "y": y, "label": math(s), "style": style_of[s], "note": None})
-        drawing.height = max(drawing.height, 2 * top + ROW_GAP)
-        ids.update(placed)
+        ids_here = _place_column(
+            drawing, x, by_column[column], math, lambda s: _tikz_id(s.name),
+            lambda s: "input" if s in network.inputs else ("cost" if s == network.cost else "unit"),
+        )
+        ids.update(ids_here)
         drawing.width = x + 1.0
     edges = []
     for node in network.order:

@@ -378,3 +378,22 @@ def test_every_label_and_diagnosis_has_a_chinese_text():
 
     assert set(LABELS["zh"]) == set(LABELS["en"])
     assert set(DIAGNOSIS_TITLES_ZH) == set(DIAGNOSES)
+
+
+def test_the_drawing_labels_edges_with_their_weights_and_notes_shared_biases():
+    from derive import Derivations
+    from derive.drawing import draw
+    from derive.report import MathWriter
+
+    network = load("two-two-two")
+    drawing = draw(network, MathWriter(Derivations(network)))
+    labels = {e["label"] for e in drawing["edges"] if e["label"]}
+    assert {f"w_{{{i}}}" for i in range(1, 9)} <= labels and r"\sigma" in labels
+    notes = {u["id"]: u["note"] for u in drawing["units"] if u["note"]}
+    assert notes == {"nneth1": "b_{1}", "nneth2": "b_{1}", "nneto1": "b_{2}", "nneto2": "b_{2}"}
+    columns = sorted({u["x"] for u in drawing["units"]})
+    assert len(columns) == 6  # x, net_h, out_h, net_o, out_o, E: one column per depth
+    # a layered network too large to label: columns elided, no labels
+    big = draw(load("digits-64-30-10"), MathWriter(Derivations(load("digits-64-30-10"))))
+    assert not any(e["label"] for e in big["edges"])
+    assert sum(u["style"] == "dots" for u in big["units"]) == 3  # 64 inputs, 30 hidden, 10 outputs elided
