@@ -709,7 +709,7 @@ def derive_text(derived, progress=iter) -> str:
         f"{network.name}: derivatives of {cost} with respect to {len(derived.parameters)} parameters "
         f"through {len(backward)} intermediate nodes; D({cost}, v) means ∂{cost}/∂v",
         "",
-        f"Recurrences (each node's derivative from the nodes it feeds, nearest the cost first):",
+        "Recurrences (each node's derivative from the nodes it feeds, nearest the cost first):",
     ]
     recurrences, closed = [], []
     text = derived.derivations.text  # str(), with shared sums printed once

@@ -72,6 +72,10 @@ def draw(network: Network, math: Callable[[sp.Expr], Tex]) -> dict:
     return _graph(network, math).as_dict()
 
 
+def _unit(unit_id: str, x: float, y: float, label: Tex, style: str) -> dict:
+    return {"id": unit_id, "x": x, "y": y, "label": label, "style": style, "note": None}
+
+
 def _column_slots(count: int) -> list[int | None]:
     """Which members of a column are drawn: all, or the first and last few with None for the elision."""
     if count <= MAX_SHOWN:
@@ -91,13 +95,11 @@ def _place_column(drawing: Drawing, x: float, members: list, label_of, id_of, st
     for row, index in enumerate(slots):
         y = top - row * ROW_GAP
         if index is None:
-            drawing.units.append({"id": f"dots{len(drawing.units)}", "x": x, "y": y, "label": Tex(r"\vdots"),
-                                  "style": "dots", "note": None})
+            drawing.units.append(_unit(f"dots{len(drawing.units)}", x, y, Tex(r"\vdots"), "dots"))
             continue
         member = members[index]
         unit_id = id_of(member)
-        drawing.units.append({"id": unit_id, "x": x, "y": y, "label": label_of(member), "style": style_of(member),
-                              "note": None})
+        drawing.units.append(_unit(unit_id, x, y, label_of(member), style_of(member)))
         placed[member] = unit_id
     drawing.height = max(drawing.height, 2 * top + ROW_GAP)
     return placed
@@ -107,28 +109,25 @@ def _layered(network: Network, math) -> Drawing:
     facts, families = network.facts, network.families
     sizes = facts["sizes"]
     drawing = Drawing("graph")
-    columns: list[dict] = []
+    members_of: list[list[sp.Symbol]] = []  # layer l's units, x for the input layer
+    columns: list[dict] = []  # the drawn ones: unit ↦ TikZ id
     for l, size in enumerate(sizes, start=1):
-        if l == 1:
-            members = [families["x"][(k,)] for k in range(1, size + 1)]
-        else:
-            members = [families["a"][(l, j)] for j in range(1, size + 1)]
+        members = [families["x"][(k,)] if l == 1 else families["a"][(l, k)] for k in range(1, size + 1)]
         x = (l - 1) * COLUMN_GAP
-        placed = _place_column(drawing, x, members, math, lambda s: _tikz_id(s.name),
-                               "input" if l == 1 else "unit")
-        columns.append(placed)
+        members_of.append(members)
+        columns.append(_place_column(drawing, x, members, math, lambda s: _tikz_id(s.name),
+                                     "input" if l == 1 else "unit"))
         activation = "" if l == 1 else facts["activations"][l - 2]
         drawing.captions.append({"x": x, "text": Tex(rf"$l={l}$"), "sub": activation or "input"})
     x_cost = len(sizes) * COLUMN_GAP
     cost_id = _tikz_id(network.cost.name)
-    drawing.units.append({"id": cost_id, "x": x_cost, "y": 0.0, "label": math(network.cost), "style": "cost", "note": None})
+    drawing.units.append(_unit(cost_id, x_cost, 0.0, math(network.cost), "cost"))
     edge_count = sum(sizes[i] * sizes[i + 1] for i in range(len(sizes) - 1))
     labelled = edge_count <= MAX_LABELLED_EDGES
     for l in range(2, len(sizes) + 1):
         below, here = columns[l - 2], columns[l - 1]
-        inputs = [families["x"][(k,)] for k in range(1, sizes[0] + 1)] if l == 2 else \
-            [families["a"][(l - 1, k)] for k in range(1, sizes[l - 2] + 1)]
-        for j_index, a in enumerate([families["a"][(l, j)] for j in range(1, sizes[l - 1] + 1)], start=1):
+        inputs = members_of[l - 2]
+        for j_index, a in enumerate(members_of[l - 1], start=1):
             if a not in here:
                 continue
             for k_index, source in enumerate(inputs, start=1):
@@ -248,10 +247,8 @@ def _cnn(network: Network, math) -> Drawing:
             left, right = x, x + width + offset * (count - 1)
         else:
             units = shape[0]
-            members = list(range(units))
-            placed = _place_column(drawing, x + 0.3, members, lambda j: Tex(rf"{name}_{{{j + 1}}}"),
-                                   lambda j, name=name: _tikz_id(f"{name}{j}"))
-            del placed
+            _place_column(drawing, x + 0.3, list(range(units)), lambda j: Tex(rf"{name}_{{{j + 1}}}"),
+                          lambda j, name=name: _tikz_id(f"{name}{j}"))
             left, right = x, x + 0.6
             drawing.captions.append({"x": x + 0.3, "text": Tex(rf"${name}$"), "sub": f"{units} units"})
         if previous_right is not None:
@@ -260,7 +257,7 @@ def _cnn(network: Network, math) -> Drawing:
         x = right + 2.2
     cost_x = previous_right + 1.4
     drawing.arrows.append({"x1": previous_right + 0.15, "x2": cost_x - 0.35, "y": 0.0, "label": Tex("")})
-    drawing.units.append({"id": "cost", "x": cost_x, "y": 0.0, "label": math(network.cost), "style": "cost", "note": None})
+    drawing.units.append(_unit("cost", cost_x, 0.0, math(network.cost), "cost"))
     drawing.width = cost_x + 0.8
     drawing.height = max(drawing.height, max((b["height"] + b["offset"] * b["count"] for b in drawing.blocks), default=0))
     return drawing

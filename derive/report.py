@@ -331,23 +331,17 @@ class Labels:
 
 
 class MathWriter:
-    """SymPy expressions as LaTeX in a network's own notation, long sums split into lines."""
+    """SymPy expressions as LaTeX in a network's own notation, long sums split into lines.
 
-    def __init__(self, derivations: Derivations, extra_names: Mapping[sp.Symbol, str] | None = None):
+    Printing is the derivations' own (`Derivations.latex`): the network's names,
+    the adjoints' names as they appear, each shared sum printed once.
+    """
+
+    def __init__(self, derivations: Derivations):
         self.derivations = derivations
-        names = dict(derivations.network.latex_names)
-        names.update(derivations.latex_names())
-        names.update(extra_names or {})
-        self.names = names
-
-    def refresh(self) -> None:
-        """Pick up adjoint symbols created since (the prover makes them on demand)."""
-        self.names.update(self.derivations.latex_names())
 
     def __call__(self, expr: sp.Expr) -> Tex:
-        if any(s not in self.names for s in expr.free_symbols):
-            self.refresh()
-        return Tex(sp.latex(expr, symbol_names=self.names))
+        return Tex(self.derivations.latex(expr))
 
     def lines(self, expr: sp.Expr, width: int = LINE_WIDTH) -> list[Tex]:
         """The expression as displayed lines of at most about `width` visible characters."""
@@ -383,14 +377,16 @@ class MathWriter:
             return tokens
         if expr.is_Mul:
             factors = list(expr.as_ordered_factors())
-            long_sums = [f for f in factors if f.is_Add and visible_length(self(f)) > width // 2]
-            if long_sums:
-                big = max(long_sums, key=lambda f: visible_length(self(f)))
-                rest = sp.Mul(*[f for f in factors if f is not big], evaluate=False) if len(factors) > 1 else sp.S.One
-                head = "" if rest == 1 else (r"-" if rest == -1 else self(rest))
+            sizes = {f: visible_length(self(f)) for f in factors if f.is_Add}
+            big = max(sizes, key=sizes.get, default=None)
+            if big is not None and sizes[big] > width // 2:
+                # the longest sum in brackets that open on the first line and close on the last
+                rest = sp.Mul(*[f for f in factors if f is not big], evaluate=False)
+                head = "" if rest == 1 else ("-" if rest == -1 else self(rest))
                 inner = self._tokens(big, width)
-                return [f"{head} \\Big({inner[0]}", *inner[1:-1], *([inner[-1] + r" \Big)"] if len(inner) > 1 else [])] \
-                    if len(inner) > 1 else [f"{head} \\Big({inner[0]} \\Big)"]
+                inner[0] = f"{head} \\Big({inner[0]}"
+                inner[-1] = inner[-1] + r" \Big)"
+                return inner
         return [whole]
 
 
@@ -492,18 +488,15 @@ def network_section(network: Network, math: MathWriter, t: Labels) -> dict:
     """The network as declared: counts, equations (one per family for large ones), layers, drawing."""
     equations = []
     if network.kind in ("layered", "cnn"):
-        shown_families: dict[str, int] = {}
         family_of = {s: name for name, members in network.families.items() for s in members.values()}
+        by_family: dict[str, dict] = {}
         for node in network.order:
             family = family_of.get(node, node.name)
-            shown_families[family] = shown_families.get(family, 0) + 1
-            if shown_families[family] == 1:
-                equations.append({"lhs": math(node), "rhs": math.lines(network.definitions[node]), "more": 0})
-                equations[-1]["family"] = family
+            if family in by_family:
+                by_family[family]["more"] += 1
             else:
-                for eq in equations:
-                    if eq.get("family") == family:
-                        eq["more"] += 1
+                by_family[family] = {"lhs": math(node), "rhs": math.lines(network.definitions[node]), "more": 0}
+        equations = list(by_family.values())
         for eq in equations:
             eq["more_text"] = t("and_more", count=eq["more"]) if eq["more"] else ""
     else:
@@ -564,15 +557,13 @@ def _activation_of(network: Network, label: str) -> str:
     if definition is None:
         return ""
     if isinstance(definition, sp.Function):
-        return {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "sigma": "sigma", "softmax": "softmax"}.get(
-            type(definition).__name__, type(definition).__name__)
+        return type(definition).__name__
     return "identity" if definition.is_Symbol else ""
 
 
 def derivation_section(network: Network, derivations: Derivations, math: MathWriter) -> dict:
     d = derivations.cost
     d.derive_all()
-    math.refresh()
     nodes = list(reversed(d.nodes()))
     recurrences = [
         {"lhs": math(d.adjoint(n)), "rhs": math.lines(d.definition(n))} for n in nodes[:MAX_LISTED]
@@ -595,50 +586,53 @@ def derivation_section(network: Network, derivations: Derivations, math: MathWri
     }
 
 
-def _evaluator(network: Network, derivations: Derivations, digits: int = 50):
+def _evaluator(network: Network, derivations: Derivations):
+    """Every symbol at the spec's [values] point in 60-digit arithmetic (None without [values])."""
     from .numeric import ApproximateArithmetic, Evaluator
 
     if network.values is None:
         return None
-    return Evaluator(ApproximateArithmetic(digits), network.values, derivations.definition)
+    return Evaluator(ApproximateArithmetic(FD_DIGITS), network.values, derivations.definition)
 
 
-def _value(evaluate, expr) -> float | None:
-    from .numeric import Indeterminate, to_float
+def _at(evaluate, expr):
+    """expr's value (an mpmath number), or None where it has none: no [values], a leaf without a
+    number, or a point outside its domain."""
+    from .numeric import Indeterminate
 
     if evaluate is None:
         return None
     try:
-        return to_float(evaluate(expr))
+        return evaluate(expr)
     except (KeyError, Indeterminate, ZeroDivisionError, TypeError, ValueError):
         return None
 
 
-def explain_section(network: Network, derivations: Derivations, math: MathWriter, name: str, t: Labels) -> dict:
+def explain_section(
+    network: Network, derivations: Derivations, math: MathWriter, name: str, t: Labels, evaluate=None
+) -> dict:
     """∂C/∂θ for one parameter (or node), path by path, each factor with its number."""
     target = network.by_name.get(name)
     d = derivations.cost
     if target is None or (target not in d.ancestors):
         known = ", ".join(p.name for p in network.parameters[:12])
         raise InputError(f"--explain: '{name}' is not a parameter or node the cost depends on (parameters: {known}, …)")
-    evaluate = _evaluator(network, derivations)
     paths = _paths(network, d, target, MAX_PATHS + 1)
-    math.refresh()
     result = {
         "target": math(d.adjoint(target)),
         "target_name": name,
         "intro": t("explain_intro", target=Tex(f"${math(d.adjoint(target))}$")),
-        "value": number(_value(evaluate, d.adjoint(target))),
+        "value": number(_at(evaluate, d.adjoint(target))),
         "closed": math.lines(d.closed_form(target)),
     }
     if len(paths) <= MAX_PATHS:
         rows = []
         for path in paths:
             factors = []
-            product_value: float | None = 1.0
+            product_value = 1
             for upper, lower in zip(path, path[1:]):
                 partial = network.local_partials(upper)[lower]
-                value = _value(evaluate, partial)
+                value = _at(evaluate, partial)
                 product_value = None if value is None or product_value is None else product_value * value
                 factors.append({
                     "symbol": Tex(rf"\frac{{\partial {math(upper)}}}{{\partial {math(lower)}}}"),
@@ -656,7 +650,7 @@ def explain_section(network: Network, derivations: Derivations, math: MathWriter
             steps.append({
                 "lhs": math(d.adjoint(n)),
                 "rhs": math.lines(d.definition(n)),
-                "value": number(_value(evaluate, d.adjoint(n))),
+                "value": number(_at(evaluate, d.adjoint(n))),
             })
         count = _count_paths(network, d, target)
         result.update(mode="nodes", steps=steps, path_count=count, note=t("explain_nodes", paths=count))
@@ -685,12 +679,13 @@ def _count_paths(network: Network, d, start: sp.Symbol) -> int:
         if node == d.of or node not in d.ancestors:
             continue
         counts[node] = sum(counts.get(u, 0) for u in network.consumers.get(node, ()))
-    return sum(counts.get(u, 0) for u in network.consumers.get(start, ())) if start not in counts else counts[start]
+    if start in counts:
+        return counts[start]
+    return sum(counts.get(u, 0) for u in network.consumers.get(start, ()))  # a leaf: through the nodes it feeds
 
 
 def proof_section(report, math: MathWriter, t: Labels) -> dict:
     sources = {s.id: s for s in report.sets}
-    math.refresh()
     families = []
     for row in report.families():
         s = sources.get(row["set"])
@@ -749,20 +744,19 @@ def counterexample_context(cx, t: Labels, identity: bool = True) -> dict | None:
     }
 
 
-def values_section(network: Network, derivations: Derivations, math: MathWriter) -> dict | None:
+def values_section(network: Network, derivations: Derivations, math: MathWriter, evaluate) -> dict | None:
     """Every node and gradient at the spec's [values] point, with a finite-difference check."""
-    evaluate = _evaluator(network, derivations, digits=FD_DIGITS)
     if evaluate is None:
         return None
     d = derivations.cost
     nodes = []
     for n in network.order:
-        value = _value(evaluate, n)
+        value = _at(evaluate, n)
         if value is not None:
             nodes.append({"name": math(n), "value": number(value)})
     gradients = []
     for p in d.parameters()[:FD_LIMIT]:
-        value = _exact_value(evaluate, d.adjoint(p))
+        value = _at(evaluate, d.adjoint(p))
         fd = _finite_difference(network, p)
         relative = None
         if value is not None and fd is not None:
@@ -771,23 +765,13 @@ def values_section(network: Network, derivations: Derivations, math: MathWriter)
                           "fd": number(fd), "relative": number(relative, 2)})
     if not nodes and not gradients:
         return None
-    return {"nodes": nodes, "gradients": gradients, "loss": number(_value(evaluate, network.cost)),
+    return {"nodes": nodes, "gradients": gradients, "loss": number(_at(evaluate, network.cost)),
             "omitted": max(0, len(d.parameters()) - FD_LIMIT)}
-
-
-def _exact_value(evaluate, expr):
-    """The evaluator's own number (an mpmath value at its precision), or None."""
-    from .numeric import Indeterminate
-
-    try:
-        return evaluate(expr)
-    except (KeyError, Indeterminate, ZeroDivisionError, TypeError, ValueError):
-        return None
 
 
 def _finite_difference(network: Network, parameter: sp.Symbol):
     """(C(θ + h) − C(θ − h)) / 2h at the [values] point, evaluated forward only in 60 digits."""
-    from .numeric import ApproximateArithmetic, Evaluator, Indeterminate
+    from .numeric import ApproximateArithmetic, Evaluator
 
     values = network.values or {}
     if parameter not in values:
@@ -796,11 +780,10 @@ def _finite_difference(network: Network, parameter: sp.Symbol):
     for sign in (1, -1):
         point = dict(values)
         point[parameter] = values[parameter] + sign * FD_STEP
-        evaluate = Evaluator(ApproximateArithmetic(FD_DIGITS), point, network.definitions.get)
-        try:
-            results.append(evaluate(network.cost))
-        except (KeyError, Indeterminate, ZeroDivisionError, TypeError, ValueError):
+        value = _at(Evaluator(ApproximateArithmetic(FD_DIGITS), point, network.definitions.get), network.cost)
+        if value is None:
             return None
+        results.append(value)
     return (results[0] - results[1]) / 2 * FD_STEP.denominator / FD_STEP.numerator
 
 
@@ -828,11 +811,12 @@ def network_context(
     math = MathWriter(derivations)
     context["network"] = network_section(network, math, t)
     context["derivation"] = derivation_section(network, derivations, math)
-    context["explain"] = explain_section(network, derivations, math, explain, t) if explain else None
+    evaluate = _evaluator(network, derivations)  # one evaluator: each node is computed once for both sections
+    context["explain"] = explain_section(network, derivations, math, explain, t, evaluate) if explain else None
     sets = [s for s in (builtin_sets().values() if formulas is None else formulas) if s.applicable(network)]
     report = prove(network, sets, derivations=derivations, budget=budget, seed=seed, progress=progress) if sets else None
     context["proofs"] = proof_section(report, math, t) if report is not None else None
-    context["values"] = values_section(network, derivations, math)
+    context["values"] = values_section(network, derivations, math, evaluate)
     context["assumptions"] = list(network.assumptions)
     return context
 

@@ -34,9 +34,6 @@ class Tex(str):
 
     __slots__ = ()
 
-    def __add__(self, other):
-        return Tex(str.__add__(self, other)) if isinstance(other, Tex) else str.__add__(self, other)
-
 
 _TEXT_ESCAPES = {
     "\\": r"\textbackslash{}",
