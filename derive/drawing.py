@@ -166,7 +166,7 @@ def _graph(network: Network, math) -> Drawing:
         if node not in ids:
             continue
         definition = network.definitions[node]
-        used = [u for u in sorted(definition.free_symbols, key=lambda s: network.position[s]) if u not in hidden]
+        used = [u for u in sorted(definition.free_symbols, key=lambda s: (network.position[s], s.name)) if u not in hidden]
         labelled_parameters = set()
         for u in used:
             if u not in ids:
