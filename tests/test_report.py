@@ -402,7 +402,7 @@ def test_the_drawing_labels_edges_with_their_weights_and_notes_shared_biases():
 def test_the_tex_is_the_same_whatever_the_hash_seed(tmp_path):
     """Sets of symbols iterate in hash order; nothing in a report may depend on it."""
     texts = []
-    for seed in ("1", "2"):
+    for seed in ("1", "3"):  # two seeds whose set orders differ on this network
         output = tmp_path / f"z{seed}.tex"
         subprocess.run([sys.executable, "-m", "derive", "report", "zhou-2-2-2", "-o", str(output)],
                        env={**os.environ, "PYTHONHASHSEED": seed}, check=True, capture_output=True)
