@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 
 import sympy as sp
 
+from .limits import MAX_PRINTED_SIZE
 from .network import Network, product
 
 
@@ -89,6 +90,15 @@ class Derivation:
             found = sp.Add(*[product(t.adjoint, t.partial) for t in self.terms(v)])
             self._definitions[v] = found
         return found
+
+    def small_closed_form(self, v: sp.Symbol, limit: int) -> sp.Expr | None:
+        """The closed form of D(of, v) if it unfolds to at most `limit` leaves as a tree, else None.
+
+        For callers that walk it as a tree (substitution, evaluation, the
+        prover): a deep network's closed forms grow exponentially that way.
+        """
+        form = self.closed_form(v)
+        return form if tree_size(form, self.__dict__.setdefault("_tree_sizes", {})) <= limit else None
 
     def closed_form(self, v: sp.Symbol) -> sp.Expr:
         """D(of, v) with every adjoint expanded: an expression in node and leaf symbols."""
@@ -244,8 +254,19 @@ class Derivations:
             self._latex_adjoints[s] = name
             self._latex_all[s] = name
 
+    def printed_size(self, expr: sp.Expr) -> int:
+        """How many symbols and numbers `expr` prints as (see `tree_size`), sizes kept between calls."""
+        return tree_size(expr, self.__dict__.setdefault("_printed_sizes", {}))
+
+    def _omitted(self, expr: sp.Expr) -> int | None:
+        size = self.printed_size(expr)
+        return size if size > MAX_PRINTED_SIZE else None
+
     def latex(self, expr: sp.Expr) -> str:
         """expr in LaTeX with the network's names and the adjoints' (one printer, reused)."""
+        size = self._omitted(expr)
+        if size is not None:
+            return rf"\text{{(omitted: {size:.3g} symbols long)}}"
         self._name_pending()
         if self._printer is None:
             from sympy.printing.latex import LatexPrinter
@@ -256,12 +277,58 @@ class Derivations:
 
     def text(self, expr: sp.Expr) -> str:
         """str(expr), with the sums that closed forms share printed once."""
+        size = self._omitted(expr)
+        if size is not None:
+            return f"(omitted: {size:.3g} symbols long)"
         printer = self.__dict__.get("_text_printer")
         if printer is None:
             from sympy.printing.str import StrPrinter
 
             printer = self.__dict__["_text_printer"] = _memoizing(StrPrinter)()
         return printer.doprint(expr)
+
+
+def tree_size(expr: sp.Expr, sizes: dict | None = None) -> int:
+    """The leaves of `expr` as a tree (what printing or a plain traversal unfolds), counted through its graph.
+
+    A closed form is a graph that shares its sums, and a tree walk unfolds it:
+    in a deep network the tree doubles with every layer of width 2 (50 layers:
+    2^49 terms). Counted once per distinct subexpression, the size costs as
+    much as the graph, not as the tree.
+    """
+    sizes = {} if sizes is None else sizes
+    stack = [expr]
+    while stack:
+        node = stack[-1]
+        if node in sizes:
+            stack.pop()
+            continue
+        if not node.args:
+            sizes[node] = 1
+            stack.pop()
+            continue
+        missing = [a for a in node.args if a not in sizes]
+        if missing:
+            stack.extend(missing)
+            continue
+        sizes[node] = sum(sizes[a] for a in node.args)
+        stack.pop()
+    return sizes[expr]
+
+
+def graph_free_symbols(expr: sp.Expr) -> set[sp.Symbol]:
+    """`expr.free_symbols`, walking each distinct subexpression once (SymPy's walks the unfolded tree)."""
+    seen, found, stack = set(), set(), [expr]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.is_Symbol:
+            found.add(node)
+        else:
+            stack.extend(node.args)
+    return found
 
 
 def _memoizing(printer_class):

@@ -22,8 +22,10 @@ import sympy as sp
 
 from . import functions as fn
 from .errors import FormulaError, InputError
+from .limits import MAX_CONNECTIONS, MAX_EQUATIONS, MAX_INPUT_VALUES, MAX_LAYERS, MAX_PARAMETERS
 from .parser import Vocabulary, parse_formula, tokenize
 from .tex import math_or_text
+from .texnames import symbol_latex
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({*fn.FORMULA_FUNCTIONS, "D", "Derivative", "sum"})
@@ -264,6 +266,19 @@ def _partials(expr: sp.Expr) -> dict[sp.Symbol, sp.Expr]:
 # ---------------------------------------------------------------------------
 
 
+def check_size(layers: int, parameters: int, connections: int, *, where: str, levels: str = "layers") -> None:
+    """Refuse a network beyond the limits of derive.limits, naming the limit (before it is built)."""
+    for count, limit, what in (
+        (layers, MAX_LAYERS, levels),
+        (parameters, MAX_PARAMETERS, "parameters"),
+        (connections, MAX_CONNECTIONS, "connections (weights times their sources, pooling windows' members)"),
+    ):
+        if count > limit:
+            raise InputError(
+                f"more than {limit:,} {what} ({count:,}); derive works symbolically and stops here", where=where
+            )
+
+
 def layer_index_latex(*indices: int) -> str:
     if all(i < 10 for i in indices):
         return "".join(str(i) for i in indices)
@@ -293,8 +308,8 @@ def layered(
     sizes = list(sizes)
     if len(sizes) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
         raise InputError("must be a list of at least two positive integers, such as [12, 3, 2]", where="[network] layers")
-    if sum(a * b for a, b in zip(sizes, sizes[1:])) > 2_000_000:
-        raise InputError("more than 2,000,000 weights; derive works symbolically and stops here", where="[network] layers")
+    check_size(len(sizes), sum(a * b + b for a, b in zip(sizes, sizes[1:])),
+               sum(a * b for a, b in zip(sizes, sizes[1:])), where="[network] layers")
     L = len(sizes)
     if not (isinstance(activation, str) or (isinstance(activation, (list, tuple)) and all(isinstance(a, str) for a in activation))):
         raise InputError("must be a name or a list of names", where="[network] activation")
@@ -464,6 +479,9 @@ def free_form(
     if declared_parameters is not None:
         _check_names(declared_parameters, "[network] parameters")
     _check_names(equation_names, "[equations]")
+    if len(equation_names) > MAX_EQUATIONS:
+        raise InputError(f"more than {MAX_EQUATIONS:,} equations; derive works symbolically and stops here",
+                         where="[equations]")
     seen: dict[str, str] = {}
     groups = [("[network] inputs", inputs), ("[network] targets", targets), ("[network] constants", constants)]
     if declared_parameters is not None:
@@ -538,6 +556,9 @@ def free_form(
         description=description,
         source=source,
     )
+    check_size(max(network.depth.values(), default=0), len(parameter_symbols),
+               sum(len(e.free_symbols) for e in definitions.values()),
+               where="[equations]", levels="equations in a chain (the longest path from a leaf to the cost)")
     used = network.ancestors_of_cost
     for p in network.parameters:
         if p not in used:
@@ -611,7 +632,7 @@ def _adopt(expr: sp.Basic, table: dict[str, sp.Symbol], unknown, where: str) -> 
 def _free_latex(table: Mapping[str, sp.Symbol], given: Mapping[str, str] | None) -> dict[sp.Symbol, str]:
     latex = {}
     for n, s in table.items():
-        latex[s] = sp.latex(sp.Symbol(n))
+        latex[s] = symbol_latex(n)
     for n, tex in (given or {}).items():
         if n not in table:
             raise InputError(f"'{n}' is not a name of this network", where="[latex]")
@@ -655,6 +676,33 @@ def exact_number(raw: object, where: str) -> Fraction:
             raise InputError(f"'{raw}' is not a rational number", where=where)
         return Fraction(int(value.p), int(value.q))
     raise InputError(f"expected a number, got {type(raw).__name__}", where=where)
+
+
+def undefined_node(network: Network, evaluate=None) -> tuple[sp.Symbol, str] | None:
+    """The first node (in evaluation order) with no finite value at a point, and why; None if all have one.
+
+    The point is the spec's [values] (50-digit arithmetic, a pooling tie going to
+    the first maximum as the kernels do) unless `evaluate`, a numeric.Evaluator,
+    is given. Nodes that need a leaf without a value are skipped. A node is
+    undefined by a division by zero, log of a non-positive number, a fractional
+    power of a negative one, or a magnitude beyond 2^1000 (see numeric.py).
+    """
+    from .numeric import ApproximateArithmetic, Evaluator, Indeterminate
+
+    if evaluate is None:
+        if network.values is None:
+            return None
+        evaluate = Evaluator(ApproximateArithmetic(), network.values, network.definitions.get, ties="first")
+    for node in network.order:
+        try:
+            evaluate(node)
+        except KeyError:  # a leaf it needs has no value: a partial point
+            continue
+        except Indeterminate as exc:
+            return node, str(exc)
+        except (ArithmeticError, ValueError) as exc:
+            return node, f"not computable ({type(exc).__name__}: {exc})"
+    return None
 
 
 def _replace(network: Network, **changes) -> Network:
@@ -786,8 +834,10 @@ def convolutional(
     if not isinstance(layers, (list, tuple)) or not layers:
         raise InputError("at least one [[layer]] is required", where="[[layer]]")
     channels, height, width = shape
-    if channels * height * width > 100_000:
-        raise InputError("the input has more than 100,000 values", where="[network] input")
+    if channels * height * width > MAX_INPUT_VALUES:
+        raise InputError(f"the input has more than {MAX_INPUT_VALUES:,} values", where="[network] input")
+    check_size(len(layers), 0, 0, where="[[layer]]")
+    connections = 0  # counted layer by layer, before each layer is built
 
     latex: dict[sp.Symbol, str] = {}
     families: dict[str, dict[tuple[int, ...], sp.Symbol]] = {}
@@ -861,6 +911,8 @@ def convolutional(
             pad_r, pad_c, out_h, out_w = _padding(layer.get("padding", "valid"), in_h, in_w, kr, kc, stride, where)
             if out_h < 1 or out_w < 1:
                 raise InputError("the kernel is larger than its (padded) input", where=where)
+            connections += filters * out_h * out_w * in_c * kr * kc
+            check_size(number, len(parameters) + filters * (in_c * kr * kc + 1), connections, where=where)
             nxt: dict[tuple[int, int, int], sp.Symbol] = {}
             for k in range(1, filters + 1):
                 weights = {}
@@ -922,6 +974,8 @@ def convolutional(
             out_h, out_w = (in_h - mr) // stride + 1, (in_w - mc) // stride + 1
             if out_h < 1 or out_w < 1:
                 raise InputError("the window is larger than its input", where=where)
+            connections += in_c * out_h * out_w * mr * mc
+            check_size(number, len(parameters), connections, where=where)
             nxt = {}
             pool_kind = POOL_KIND[kind]
             for c in range(1, in_c + 1):
@@ -961,6 +1015,8 @@ def convolutional(
         units = _positive(layer.get("units"), f"{where} units")
         act = _activation(layer.get("activation", "sigmoid"), where, allow_softmax=is_last)
         sources = list(current.items()) if flat is None else [((m,), s) for m, s in enumerate(flat, start=1)]
+        connections += units * len(sources)
+        check_size(number, len(parameters) + units * (len(sources) + 1), connections, where=where)
         zs = []
         for n in range(1, units + 1):
             terms = []

@@ -52,12 +52,13 @@ Errors name the file and the key: `two.toml: [equations] neth1, column 7: ...`.
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
 
 from .errors import InputError
+from .files import parse_toml, path_exists, read_text
+from .limits import MAX_SPEC_BYTES
 from .network import Network, convolutional, free_form, layered, zhou
 
 LAYERED_KEYS = {"name", "description", "layers", "activation", "cost", "regularization"}
@@ -65,7 +66,6 @@ FREE_FORM_KEYS = {"name", "description", "inputs", "targets", "parameters", "con
 ZHOU_KEYS = {"name", "description", "zhou"}
 CNN_KEYS = {"name", "description", "input", "cost"}
 TOP_LEVEL = {"network", "equations", "values", "latex", "layer"}
-MAX_SPEC_BYTES = 5_000_000
 
 
 def networks_dir() -> Path:
@@ -79,10 +79,10 @@ def builtin_names() -> list[str]:
 def load(spec: str | Path) -> Network:
     """A built-in network by name, or a spec file by path."""
     path = Path(spec)
-    if path.suffix == ".toml" or path.exists() or "/" in str(spec):
+    if path.suffix == ".toml" or "/" in str(spec) or path_exists(path):
         return load_file(path)
     builtin = networks_dir() / f"{spec}.toml"
-    if builtin.is_file():
+    if builtin.name in {p.name for p in networks_dir().glob("*.toml")}:
         return load_file(builtin, label=str(spec))
     known = ", ".join(builtin_names())
     raise InputError(f"no spec file '{spec}' and no built-in network of that name (built-in: {known})")
@@ -90,74 +90,16 @@ def load(spec: str | Path) -> Network:
 
 def load_file(path: Path, label: str | None = None) -> Network:
     where = label or str(path)
-    try:
-        if path.stat().st_size > MAX_SPEC_BYTES:
-            raise InputError(f"the file is larger than {MAX_SPEC_BYTES:,} bytes", where=where)
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", where=where) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the file: {exc}", where=where) from None
+    text = read_text(path, limit=MAX_SPEC_BYTES, where=where)
     return parse_spec(text, where=where, source=str(path))
 
 
 def parse_spec(text: str, *, where: str = "<spec>", source: str | None = None) -> Network:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise toml_error(exc, text, where) from None
+    data = parse_toml(text, where=where)
     try:
         return from_dict(data, source=source)
     except InputError as exc:
         raise exc.located(where) from None
-
-
-_AT_LINE = re.compile(r"\(at line (\d+), column \d+\)$")
-_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-
-
-def toml_error(exc: tomllib.TOMLDecodeError, text: str, where: str) -> InputError:
-    """A TOML syntax error as one line; a key given twice is named, with its table and both lines.
-
-    tomllib says only "Cannot overwrite a value (at line 9, column 16)"; the
-    key, its table and where it was first given are read off the text.
-    """
-    message = str(exc)
-    if not message.startswith("Cannot overwrite a value"):
-        return InputError(f"TOML syntax error: {message}", where=where)
-    lines = text.splitlines()
-    match = _AT_LINE.search(message)
-    if match:
-        number = int(match.group(1))
-    else:  # "at end of document": the last line that holds something
-        number = max((i for i, line in enumerate(lines, start=1) if line.strip()), default=0)
-    key_match = _KEY.match(lines[number - 1]) if 0 < number <= len(lines) else None
-    if key_match is None:
-        return InputError(f"TOML syntax error: {message}", where=where)
-    key = _normal_key(key_match.group(1))
-    table, start = None, 0
-    for i in range(number - 1, 0, -1):
-        header = _HEADER.match(lines[i - 1])
-        if header:
-            table = f"{header.group(1)}{header.group(2)}{']' * len(header.group(1))}"
-            start = i
-            break
-    first = next(
-        (i for i in range(start + 1, number) if (m := _KEY.match(lines[i - 1])) and _normal_key(m.group(1)) == key),
-        None,
-    )
-    place = f"{table} {key}" if table else key
-    if first:
-        text = f"given twice (lines {first} and {number}); a key may appear only once in a table"
-    else:
-        text = f"line {number} overwrites a value given before; a key may appear only once in a table"
-    return InputError(text, where=f"{where}: {place}")
-
-
-def _normal_key(text: str) -> str:
-    parts = [p.strip().strip("\"'") for p in re.split(r"\.(?=(?:[^\"']|\"[^\"]*\"|'[^']*')*$)", text)]
-    return ".".join(parts)
 
 
 def from_dict(data: Mapping, *, source: str | None = None) -> Network:
