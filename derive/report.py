@@ -16,6 +16,7 @@ in a user's own template. The context is documented in reports/README.md.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,18 +33,22 @@ from . import __version__
 from .derivation import Derivations
 from .drawing import draw
 from .errors import InputError
+from .files import read_text, write_atomically
+from .limits import MAX_TEMPLATE_BYTES
 from .network import Network
 from .tex import (
     DEBIAN_PACKAGES,
     Compiled,
+    TemplateSandbox,
     Tex,
     compile_pdf,
     engine_for,
     escape,
     math_or_text,
     needs_unicode_engine,
+    template_error,
+    time_limit,
     wrap_fallback,
-    write_atomically,
 )
 
 LANGS = ("en", "zh")
@@ -313,13 +318,17 @@ class Labels:
         self.table = LABELS[lang]
 
     def __call__(self, key: str, **fields) -> Tex:
-        text = self.table.get(key) or LABELS["en"][key]
+        text = (self.table.get(key) or LABELS["en"].get(key)) if isinstance(key, str) else None
+        if text is None:
+            raise LookupError(f"t({str(key)[:40]!r}): no such label (see LABELS in derive/report.py)")
         parts = re.split(r"\{(\w+)\}", text)
         out = []
         for i, part in enumerate(parts):
             if i % 2 == 0:
                 out.append(part)
             else:
+                if part not in fields:
+                    raise LookupError(f"t({key!r}) needs the field {part}=…")
                 value = fields[part]
                 out.append(value if isinstance(value, Tex) else escape(value))
         return Tex("".join(out))
@@ -712,7 +721,7 @@ def proof_section(report, math: MathWriter, t: Labels) -> dict:
             if (s.id, f.family) in seen or not f.latex:
                 continue
             seen.add((s.id, f.family))
-            formulas.append({"set": s.id, "family": f.family, "latex": math_or_text(f.latex)})
+            formulas.append({"set": s.id, "family": f.family, "latex": math_or_text(f.latex, name=False)})
     return {
         "families": families,
         "formulas": formulas,
@@ -953,12 +962,24 @@ def _plot_number(value) -> Tex:
     return Tex(f"{float(value):.6g}")
 
 
-def environment(extra_dir: Path | None = None) -> jinja2.Environment:
-    """Jinja with delimiters that read as LaTeX: \\BLOCK{…}, \\VAR{…}, \\#{…}."""
-    search = [str(extra_dir)] if extra_dir else []
-    search.append(str(templates_dir()))
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(search),
+USER_TEMPLATE = "<your template>"  # the name the user's template is loaded under: no shipped file has it
+
+
+def environment(template: Path | None = None) -> jinja2.Environment:
+    """Sandboxed Jinja with delimiters that read as LaTeX: \\BLOCK{…}, \\VAR{…}, \\#{…}.
+
+    Templates load from the shipped directory only; a user's `template` file is
+    read once (a regular file, at most MAX_TEMPLATE_BYTES) and loaded as
+    USER_TEMPLATE, so it may import the shipped macros but no other file.
+    """
+    loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(templates_dir()))
+    if template is not None:
+        source = read_text(template, limit=MAX_TEMPLATE_BYTES)
+        filename = os.path.abspath(template)
+        user = jinja2.FunctionLoader(lambda name: (source, filename, lambda: True) if name == USER_TEMPLATE else None)
+        loader = jinja2.ChoiceLoader([user, loader])
+    env = TemplateSandbox(
+        loader=loader,
         block_start_string=r"\BLOCK{",
         block_end_string="}",
         variable_start_string=r"\VAR{",
@@ -979,34 +1000,36 @@ def environment(extra_dir: Path | None = None) -> jinja2.Environment:
     return env
 
 
+TEMPLATE_SECONDS = 15  # a user's template renders within this (ours take well under a second)
+
+
 def render(kind: str, context: Mapping, *, template: str | Path | None = None) -> str:
     """The LaTeX source of a report of `kind` (network, claims, class, training).
 
     Rendered for pdfLaTeX first; when the text holds characters only XeLaTeX
     typesets (Chinese labels or names, Cyrillic, …), rendered again for XeLaTeX
-    with those characters in fonts that have them.
+    with those characters in fonts that have them. Anything a user's
+    `template` does wrong (a syntax error, an undefined name, an unsafe
+    attribute, any exception while rendering) is an InputError naming its line.
     """
     if kind not in KINDS:
         raise ValueError(kind)
+    if template is None:
+        return _render(environment().get_template(f"{kind}.tex"), kind, context)
+    path = Path(template)
     try:
-        if template is not None:
-            path = Path(template)
-            if not path.is_file():
-                raise InputError("no such template file", where=str(path))
-            compiled = environment(path.resolve().parent).get_template(path.name)
-        else:
-            compiled = environment().get_template(f"{kind}.tex")
-        lang = context.get("lang", "en")
-        tex = compiled.render(kind=kind, engine="pdflatex", **context)
-        if lang == "zh" or needs_unicode_engine(tex):
-            tex = wrap_fallback(compiled.render(kind=kind, engine="xelatex", **context))
-    except jinja2.TemplateSyntaxError as exc:
-        raise InputError(f"template syntax error: {exc.message}", where=f"{exc.filename or template}:{exc.lineno}") from None
-    except jinja2.UndefinedError as exc:
-        raise InputError(f"the template uses something the context does not have: {exc.message}",
-                         where=str(template or kind)) from None
-    except jinja2.TemplateError as exc:
-        raise InputError(f"template error: {exc}", where=str(template or kind)) from None
+        with time_limit(TEMPLATE_SECONDS, "rendering the template took longer than {seconds:g} s"):
+            return _render(environment(path).get_template(USER_TEMPLATE), kind, context)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001: whatever a stranger's template makes go wrong is theirs
+        raise template_error(exc, path) from None
+
+
+def _render(compiled: jinja2.Template, kind: str, context: Mapping) -> str:
+    tex = compiled.render(kind=kind, engine="pdflatex", **context)
+    if context.get("lang", "en") == "zh" or needs_unicode_engine(tex):
+        tex = wrap_fallback(compiled.render(kind=kind, engine="xelatex", **context))
     return tex
 
 
@@ -1019,6 +1042,7 @@ class Outcome:
     engine: str
     pages: int = 0
     message: str = ""
+    removed: Path | None = None  # an older PDF at the output path, removed because this one failed
 
     @property
     def ok(self) -> bool:
@@ -1033,11 +1057,23 @@ class Outcome:
             "pages": self.pages,
             "compiled": self.pdf_path is not None,
             "message": self.message,
+            "removed": str(self.removed) if self.removed else None,
         }
 
 
+def report_outputs(output: Path) -> list[Path]:
+    """Every file `write_report(…, output)` writes: the .tex, and the PDF when asked for."""
+    output = Path(output)
+    return [output.with_suffix(".tex"), output] if output.suffix == ".pdf" else [output]
+
+
 def write_report(tex: str, output: Path, *, lang: str = "en") -> Outcome:
-    """Write `output` (.tex, or .pdf with its .tex beside it), atomically; compile a PDF."""
+    """Write `output` (.tex, or .pdf with its .tex beside it), atomically; compile a PDF.
+
+    When no PDF can be made, an older PDF at `output` (another network's, an
+    earlier run's) is removed, so that it never sits beside the new .tex
+    looking current; the outcome's message says so.
+    """
     output = Path(output)
     if output.suffix not in (".pdf", ".tex"):
         raise InputError("the report must end in .pdf or .tex", where=str(output))
@@ -1045,26 +1081,31 @@ def write_report(tex: str, output: Path, *, lang: str = "en") -> Outcome:
         raise InputError("the directory does not exist", where=str(output.parent))
     tex_path = output.with_suffix(".tex")
     engine = engine_for(tex, lang)
-    try:
-        write_atomically(tex_path, tex.encode("utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror or exc}", where=str(tex_path)) from None
+    write_atomically(tex_path, tex.encode("utf-8"))
     if output.suffix == ".tex":
         return Outcome(tex_path, None, engine)
     compiled: Compiled = compile_pdf(tex, engine)
-    if compiled.missing_tools:
-        return Outcome(
-            tex_path, None, engine,
-            message=(
-                f"no TeX engine: {', '.join(compiled.missing_tools)} not found. The LaTeX source is in {tex_path}; "
-                f"to compile PDFs, install Debian's packages: apt-get install --no-install-recommends {DEBIAN_PACKAGES}"
-            ),
-        )
-    if not compiled.ok:
-        return Outcome(tex_path, None, engine,
-                       message=f"{engine} failed; the LaTeX source is in {tex_path}. From the TeX log:\n{compiled.log_excerpt}")
-    try:
+    if compiled.ok:
         write_atomically(output, compiled.pdf)
+        return Outcome(tex_path, output, engine, pages=compiled.pages)
+    removed = _remove_stale(output)
+    note = f" The older {output} was removed: it was not made from this .tex." if removed else ""
+    if compiled.missing_tools:
+        message = (
+            f"no TeX engine: {', '.join(compiled.missing_tools)} not found. The LaTeX source is in {tex_path}; "
+            f"to compile PDFs, install Debian's packages: apt-get install --no-install-recommends {DEBIAN_PACKAGES}."
+            + note
+        )
+    else:
+        message = f"{engine} failed; the LaTeX source is in {tex_path}.{note} From the TeX log:\n{compiled.log_excerpt}"
+    return Outcome(tex_path, None, engine, message=message, removed=removed)
+
+
+def _remove_stale(output: Path) -> Path | None:
+    try:
+        if output.is_symlink() or output.is_file():
+            output.unlink()
+            return output
     except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror or exc}", where=str(output)) from None
-    return Outcome(tex_path, output, engine, pages=compiled.pages)
+        raise InputError(f"cannot remove the older PDF: {exc.strerror or exc}", where=str(output)) from None
+    return None

@@ -14,19 +14,32 @@ A report mixes three kinds of text, and each has one way in:
 
 `compile_pdf` runs latexmk in a fresh temporary directory with shell escape
 off, `openin_any=p`/`openout_any=p` (so `\\input` cannot read outside it),
-no rc files and a timeout.
+no rc files, in a session of its own, and a timeout (`DERIVE_TEX_TIMEOUT`):
+on the timeout or a SIGTERM the whole process group is killed and the
+directory removed. `TemplateSandbox` is the Jinja sandbox every template
+renders in; `template_error` turns what a user's template does wrong into
+one InputError with its line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+
+import jinja2
+import jinja2.sandbox
+
+from .errors import InputError
+from .texnames import MATH_COMMANDS, MAX_MATH, is_safe_math  # noqa: F401  (re-exported)
 
 
 class Tex(str):
@@ -175,63 +188,102 @@ def _fallback_run(run: str) -> str:
 # Math a user wrote: a whitelist of commands, or literal text
 # ---------------------------------------------------------------------------
 
-MATH_COMMANDS = frozenset(
+def math_or_text(tex: str, *, name: bool = True) -> Tex:
+    """User-written math kept as math when it is safe and compiles, else shown as literal typewriter text.
+
+    The rules are `texnames.is_safe_math`'s: every `\\command` on a whitelist of
+    math commands the preamble defines, balanced groups, no double scripts, no
+    `$ % # & ~`, no `^^`, short. `name`: the text names one symbol (a
+    `[latex]` name), so it must also take a superscript (`x**2`); a formula
+    set's display form passes `name=False`.
     """
-    alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi pi varpi
-    rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma
-    Upsilon Phi Psi Omega
-    hat bar tilde vec dot ddot breve check widehat widetilde overline underline
-    mathrm mathbf mathit mathsf mathtt mathcal mathbb boldsymbol operatorname text textrm textit textbf
-    frac dfrac tfrac sqrt sum prod int partial nabla prime ell infty cdot cdots ldots dots vdots ddots times
-    odot otimes circ pm mp leq geq le ge neq ne approx equiv sim to mapsto in notin subset cup cap
-    left right big Big bigg Bigg bigl bigr Bigl Bigr biggl biggr Biggl Biggr middle
-    langle rangle lfloor rfloor lceil rceil lvert rvert lVert rVert vert Vert
-    quad qquad exp log ln max min tanh sin cos
-    top intercal mathsf
-    """.split()
-)
-_SPACING = frozenset(", ; : ! { } _ |".split())
-MAX_MATH = 500
-
-
-def math_or_text(tex: str) -> Tex:
-    """User-written math kept as math when it is safe, else shown as literal typewriter text.
-
-    Safe: every `\\command` on MATH_COMMANDS, balanced braces, none of `$ % # &
-    ~` or a `\\\\` line break, no `^^` (TeX's hex notation for any character,
-    a `\\` among them), and short.
-    """
-    if is_safe_math(tex):
+    if is_safe_math(tex, name=name):
         return Tex(tex)
     return Tex(r"\text{\ttfamily " + escape(tex) + "}")
 
 
-def is_safe_math(tex: str) -> bool:
-    if not tex.strip() or len(tex) > MAX_MATH or "^^" in tex:
-        return False
-    if any(ch in "$%#&~\n\r\t" or ord(ch) < 32 or ord(ch) > 126 for ch in tex):
-        return False
-    depth = 0
-    i = 0
-    while i < len(tex):
-        ch = tex[i]
-        if ch == "\\":
-            match = re.match(r"\\([A-Za-z]+|.)", tex[i:])
-            if match is None:
-                return False
-            command = match.group(1)
-            if command not in MATH_COMMANDS and command not in _SPACING:
-                return False
-            i += len(match.group(0))
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth < 0:
-                return False
-        i += 1
-    return depth == 0
+# ---------------------------------------------------------------------------
+# Templates: Jinja's sandbox, and what goes wrong in a user's template as one line
+# ---------------------------------------------------------------------------
+
+
+class TemplateSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """Jinja's sandbox (no `__globals__`, no private attributes, no mutating the context),
+    with `*` and `**` bounded so that `"x" * 10**10` or `9**9**9` cannot exhaust memory."""
+
+    intercepted_binops = frozenset(["*", "**"])
+    MAX_SIZE = 1_000_000
+    MAX_BITS = 100_000
+
+    def call_binop(self, context, operator, left, right):
+        if isinstance(left, int) and isinstance(right, int):
+            bits = left.bit_length() * abs(right) if operator == "**" else left.bit_length() + right.bit_length()
+            if bits > self.MAX_BITS:
+                raise jinja2.exceptions.SecurityError("a number too large for a template")
+        elif isinstance(left, (str, list, tuple)) or isinstance(right, (str, list, tuple)):
+            seq, times = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
+            if isinstance(times, int) and len(seq) * times > self.MAX_SIZE:
+                raise jinja2.exceptions.SecurityError("a repeated string or list too long")
+        return super().call_binop(context, operator, left, right)
+
+
+class TimeLimit(Exception):
+    """Raised in the main thread when a `time_limit` runs out."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, message: str):
+    """Stop Python work in the main thread after `seconds` with InputError(message).
+
+    For pure-Python work such as a template's loops (a signal interrupts
+    bytecode, not a long C call); elsewhere than the main thread it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeLimit()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except TimeLimit:
+        raise InputError(message.format(seconds=seconds)) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def template_error(exc: Exception, path: Path) -> InputError:
+    """An exception from rendering a user's template, as one line naming its file and line."""
+    filename = os.path.abspath(path)
+    line = None
+    if isinstance(exc, jinja2.TemplateSyntaxError) and exc.filename in (filename, None):
+        line = exc.lineno
+    else:
+        tb = exc.__traceback__
+        while tb is not None:  # the innermost frame in the user's file: Jinja maps it to the template line
+            if tb.tb_frame.f_code.co_filename == filename:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        what = f"template syntax error: {exc.message}"
+        if exc.filename not in (filename, None):
+            what += f" (in {Path(exc.filename).name}, line {exc.lineno})"
+    elif isinstance(exc, jinja2.exceptions.SecurityError):
+        what = f"not allowed in a template: {exc}"
+    elif isinstance(exc, jinja2.UndefinedError):
+        what = f"the template uses something the context does not have: {exc.message}"
+    elif isinstance(exc, jinja2.TemplateNotFound):
+        what = f"a template may include only the shipped templates, not {exc.name!r}"
+    elif isinstance(exc, RecursionError):
+        what = "the template recurses too deeply"
+    else:
+        detail = str(exc.args[0]) if isinstance(exc, LookupError) and exc.args else str(exc)
+        what = f"the template failed: {type(exc).__name__}: {detail}"[:300]
+    return InputError(what, where=f"{path}, line {line}" if line else str(path))
 
 
 # ---------------------------------------------------------------------------
@@ -242,7 +294,12 @@ DEBIAN_PACKAGES = (
     "latexmk texlive-latex-base texlive-latex-recommended texlive-pictures "
     "texlive-xetex texlive-lang-chinese lmodern fonts-noto-cjk fonts-dejavu-core poppler-utils"
 )
-COMPILE_SECONDS = 240
+COMPILE_SECONDS = 240  # default time limit of one TeX run (latexmk and every engine pass)
+TIMEOUT_VARIABLE = "DERIVE_TEX_TIMEOUT"  # seconds, to lower (or raise) that limit
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while TeX ran: TeX's process group was killed and its directory removed."""
 
 
 @dataclass(frozen=True)
@@ -267,38 +324,124 @@ def missing_tools(engine: str) -> tuple[str, ...]:
     return tuple(tool for tool in ("latexmk", engine) if shutil.which(tool) is None)
 
 
-def compile_pdf(tex: str, engine: str, *, seconds: float = COMPILE_SECONDS) -> Compiled:
+def compile_seconds() -> float:
+    """The TeX time limit: $DERIVE_TEX_TIMEOUT seconds when set, else COMPILE_SECONDS."""
+    given = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not given:
+        return COMPILE_SECONDS
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < 10**6:
+        raise InputError(f"must be a positive number of seconds, not {given[:40]!r}", where=TIMEOUT_VARIABLE)
+    return seconds
+
+
+class _SigtermRaises:
+    """While armed, SIGTERM raises Terminated (main thread only); disarmed, it is remembered."""
+
+    def __init__(self):
+        self.armed = False
+        self.pending = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+            self.armed = True
+        return self
+
+    def _handle(self, signum, frame):
+        if self.armed:
+            self.armed = False
+            raise Terminated()
+        self.pending = True
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def __exit__(self, *exc):
+        self.armed = False
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        if self.pending and exc[0] is None:
+            raise Terminated()
+        return False
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Kill latexmk and every engine it started (its own session), and reap latexmk.
+
+    Only while latexmk is unreaped: its process id, which is the group's, cannot
+    have been reused then.
+    """
+    if process.returncode is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        process.communicate(timeout=10)
+    except (subprocess.TimeoutExpired, ValueError, OSError):
+        process.kill()
+        process.wait()
+
+
+def compile_pdf(tex: str, engine: str, *, seconds: float | None = None) -> Compiled:
+    """The PDF of `tex`: latexmk in a fresh `derive-report-*` directory, in a session of its own.
+
+    On the time limit (`seconds`, default `compile_seconds()`) or a SIGTERM to
+    us, the whole process group is killed; the directory is always removed.
+    A SIGTERM raises Terminated after that clean-up.
+    """
+    if seconds is None:
+        seconds = compile_seconds()
     missing = missing_tools(engine)
     if missing:
         return Compiled(None, engine, "", missing)
-    with tempfile.TemporaryDirectory(prefix="derive-report-") as work:
-        source = Path(work, "report.tex")
-        source.write_text(tex, encoding="utf-8")
-        env = {
-            key: value for key, value in os.environ.items()
-            if not key.startswith(("TEXINPUTS", "TEXMF", "BIBINPUTS", "LATEXMK"))
-        }
-        # Debian's default openin_any=a lets \input read any file; p: only below the work directory.
-        env.update(openin_any="p", openout_any="p", shell_escape="f", HOME=work)
-        command = [
-            "latexmk", "-pdfxe" if engine == "xelatex" else "-pdf", "-norc",
-            "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "-no-shell-escape",
-            "report.tex",
-        ]
+    with _SigtermRaises() as guard:
+        work = tempfile.mkdtemp(prefix="derive-report-")
+        started: list[subprocess.Popen] = []
         try:
-            subprocess.run(
-                command, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=seconds, check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return Compiled(None, engine, f"{engine} did not finish within {seconds:.0f} s")
-        pdf = Path(work, "report.pdf")
-        log = Path(work, "report.log")
-        log_text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-        if pdf.exists() and pdf.stat().st_size > 0 and not _fatal(log_text):
-            pages = re.findall(r"Output written on \S+ \((\d+) pages?", log_text)
-            return Compiled(pdf.read_bytes(), engine, "", pages=int(pages[-1]) if pages else 0)
-        return Compiled(None, engine, log_excerpt(log_text) or "latexmk produced no PDF and no log")
+            return _run_latexmk(tex, engine, seconds, work, started.append)
+        finally:
+            guard.disarm()
+            for process in started:
+                _kill_group(process)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_latexmk(tex: str, engine: str, seconds: float, work: str, started) -> Compiled:
+    source = Path(work, "report.tex")
+    source.write_text(tex, encoding="utf-8")
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("TEXINPUTS", "TEXMF", "BIBINPUTS", "LATEXMK"))
+    }
+    # Debian's default openin_any=a lets \input read any file; p: only below the work directory.
+    env.update(openin_any="p", openout_any="p", shell_escape="f", HOME=work)
+    command = [
+        "latexmk", "-pdfxe" if engine == "xelatex" else "-pdf", "-norc",
+        "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "-no-shell-escape",
+        "report.tex",
+    ]
+    process = subprocess.Popen(
+        command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    started(process)
+    try:
+        process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return Compiled(None, engine, f"{engine} did not finish within {seconds:g} s (a TeX loop?); it was stopped")
+    pdf = Path(work, "report.pdf")
+    log = Path(work, "report.log")
+    log_text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    if pdf.exists() and pdf.stat().st_size > 0 and not _fatal(log_text):
+        pages = re.findall(r"Output written on \S+ \((\d+) pages?", log_text)
+        return Compiled(pdf.read_bytes(), engine, "", pages=int(pages[-1]) if pages else 0)
+    return Compiled(None, engine, log_excerpt(log_text) or "latexmk produced no PDF and no log")
 
 
 def _fatal(log_text: str) -> bool:
@@ -316,16 +459,3 @@ def log_excerpt(log_text: str, context: int = 3, limit: int = 40) -> str:
         if len(keep) >= limit:
             break
     return "\n".join(keep[:limit]).strip()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory."""
-    path = Path(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
