@@ -14,20 +14,28 @@ Built in (made here, in code: no downloads, the same arrays for the same seed):
   and 450 test images (the same for every seed).
 - a path ending in ``.npz``: your own arrays ``x`` and ``y``, optionally
   ``x_test`` and ``y_test``; ``y`` either targets of shape (n, k) or integer class
-  labels of shape (n,), which become one-hot rows.
+  labels of shape (n,), which become one-hot rows. The file is read by
+  `read_npz`: a regular file, never pickle, at most 2^28 bytes on disk, 2^28
+  bytes and 2^25 numbers in its arrays (checked from the zip directory and the
+  .npy headers before anything is inflated); labels are integers 0 … 9,999.
 
 Targets of the classification sets are one-hot rows over `Dataset.classes`.
 """
 
 from __future__ import annotations
 
+import io
+import math
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .files import path_exists, read_bytes
 
 
 @dataclass(frozen=True)
@@ -181,27 +189,18 @@ def _digits() -> Dataset:
 
 
 def _load_npz(path: Path) -> Dataset:
-    if not path.is_file():
+    if not path_exists(path):
         raise InputError(f"{path}: no such data file")
-    try:
-        archive = np.load(path, allow_pickle=False)  # never pickle: an npz may come from anywhere
-    except ValueError:  # neither zip nor .npy: numpy would try pickle, which we refuse
-        raise InputError(f"{path}: not a valid .npz file (write one with numpy.savez; "
-                         "pickled data is never loaded)") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path}: not a valid .npz file (write one with numpy.savez): {exc}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise InputError(f"{path}: holds a single .npy array, not an .npz archive with arrays x and y")
-    with archive:
-        present = set(archive.files)
-        for needed in ("x", "y"):
-            if needed not in present:
-                have = ", ".join(sorted(present)) or "no arrays"
-                raise InputError(f"{path}: no array '{needed}' (the file has {have}); "
-                                 "need x and y, optionally x_test and y_test")
-        if ("x_test" in present) != ("y_test" in present):
-            raise InputError(f"{path}: x_test and y_test go together; the file has only one of them")
-        arrays = {key: _read_array(archive, path, key) for key in ("x", "y", "x_test", "y_test") if key in present}
+    arrays = read_npz(path)
+    present = set(arrays)
+    for needed in ("x", "y"):
+        if needed not in present:
+            have = ", ".join(sorted(present)) or "no arrays"
+            raise InputError(f"{path}: no array '{needed}' (the file has {have}); "
+                             "need x and y, optionally x_test and y_test")
+    if ("x_test" in present) != ("y_test" in present):
+        raise InputError(f"{path}: x_test and y_test go together; the file has only one of them")
+    arrays = {key: _checked(arrays[key], path, key) for key in ("x", "y", "x_test", "y_test") if key in present}
 
     x, y = arrays["x"], arrays["y"]
     _check_pair(path, x, y, "x", "y")
@@ -226,18 +225,10 @@ def _load_npz(path: Path) -> Dataset:
                    y_test if y_test is None else y_test.astype(float), classes, image_shape)
 
 
-def _read_array(archive, path: Path, key: str) -> np.ndarray:
-    try:
-        array = archive[key]
-    except ValueError:  # an object array, which only pickle could load
-        raise InputError(f"{path}: array '{key}' holds Python objects (pickled); save plain numbers") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path}: array '{key}' cannot be read: {exc}") from None
-    if array.dtype.kind not in "biuf":
-        raise InputError(f"{path}: array '{key}' is not numeric (dtype {array.dtype})")
+def _checked(array: np.ndarray, path: Path, key: str) -> np.ndarray:
     if array.size == 0:
         raise InputError(f"{path}: array '{key}' is empty (shape {array.shape})")
-    if not np.all(np.isfinite(array)):
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise InputError(f"{path}: array '{key}' has NaN or infinite values")
     return array
 
@@ -253,18 +244,34 @@ def _check_pair(path: Path, x: np.ndarray, y: np.ndarray, xname: str, yname: str
 
 
 def _one_hot(path: Path, labels: np.ndarray, name: str, classes: tuple[str, ...] | None = None):
-    """Integer class labels as one-hot rows; the classes are the sorted labels of y."""
-    if not np.all(labels == np.round(labels)):
+    """Integer class labels as one-hot rows; the classes are the sorted labels of y.
+
+    A label is a class number from 0 to MAX_CLASSES − 1: an integer array's values,
+    or a float array's integral values (1e300 is no class, and never becomes one
+    by a wrapping conversion to int64).
+    """
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise InputError(f"{path}: {name} has one dimension, so it must hold integer class labels")
-    labels = labels.astype(np.int64)
-    names = [str(v) for v in labels]
+    outside = (labels < 0) | (labels >= MAX_CLASSES)
+    if np.any(outside):
+        bad = labels[outside][0]
+        raise InputError(f"{path}: {name} holds the label {bad:g}; class labels must be integers "
+                         f"from 0 to {MAX_CLASSES - 1:,}")
+    labels = labels.astype(np.int64)  # exact: every value is an integer below MAX_CLASSES
+    present = np.unique(labels)
     if classes is None:
-        classes = tuple(str(v) for v in np.unique(labels))
-    unknown = sorted(set(names) - set(classes))
+        classes = tuple(str(v) for v in present)
+    unknown = sorted(set(str(v) for v in present) - set(classes), key=int)
     if unknown:
         raise InputError(f"{path}: {name} has labels that y lacks: {', '.join(unknown[:5])}")
-    index = {c: i for i, c in enumerate(classes)}
-    return classes, np.eye(len(classes))[[index[v] for v in names]]
+    if len(labels) * len(classes) > MAX_NPZ_NUMBERS:
+        raise InputError(f"{path}: {name} as one-hot rows would hold {len(labels) * len(classes):,} numbers "
+                         f"({len(labels):,} labels × {len(classes):,} classes); the limit is {MAX_NPZ_NUMBERS:,}")
+    column = np.full(MAX_CLASSES, -1, dtype=np.int64)
+    column[[int(c) for c in classes]] = np.arange(len(classes))
+    one_hot = np.zeros((len(labels), len(classes)))
+    one_hot[np.arange(len(labels)), column[labels]] = 1.0
+    return classes, one_hot
 
 
 def reshape_for(dataset: Dataset, input_shape: tuple[int, ...], n_outputs: int) -> Dataset:
@@ -295,3 +302,115 @@ def _size(shape: tuple[int, ...]) -> str:
     """'12' for a flat example, '1x6x6 = 36' for an image."""
     size = str(int(np.prod(shape)))
     return f"{'x'.join(map(str, shape))} = {size}" if len(shape) > 1 else size
+
+
+# ---------------------------------------------------------------------------
+# Reading a stranger's .npz: every size is checked before anything is inflated
+# ---------------------------------------------------------------------------
+
+MAX_NPZ_BYTES = 1 << 28  # 256 MiB: the file, all members uncompressed, and all arrays in memory
+MAX_NPZ_NUMBERS = 1 << 25  # 33,554,432 numbers in all (each becomes a float64: 256 MiB)
+MAX_NPZ_RATIO = 1100  # uncompressed / compressed size of a member; deflate cannot exceed 1032
+MAX_NPZ_MEMBERS = 10_000
+MAX_NPY_HEADER = 10_000  # bytes; numpy's own default
+MAX_CLASSES = 10_000  # class labels are integers 0 … MAX_CLASSES − 1
+NPY_MAGIC = b"\x93NUMPY"
+# What the zip and npy readers raise on corrupt input: truncated or inconsistent archives,
+# bad deflate streams, encrypted members, unsupported zip versions, malformed headers.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
+               OSError, ValueError, TypeError, SyntaxError, OverflowError, zlib.error, struct.error,
+               UnicodeDecodeError, KeyError, IndexError)
+
+
+def read_npz(path: str | Path, *, where: str | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file, read without pickle and within MAX_NPZ_BYTES and MAX_NPZ_NUMBERS.
+
+    The whole zip directory and every member's .npy header are checked (declared
+    sizes, compression ratio, shape and dtype) before any array data is inflated,
+    and each member is inflated to at most the size its header implies: a header
+    claiming a huge array or a zip bomb is refused at once, with the limit named.
+    """
+    where = where or str(path)
+    data = read_bytes(path, limit=MAX_NPZ_BYTES, where=where)
+    if data.startswith(NPY_MAGIC):
+        raise InputError("holds a single .npy array, not an .npz archive of named arrays (write one with numpy.savez)",
+                         where=where)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except _ZIP_ERRORS as exc:
+        raise InputError(f"not a valid .npz file (write one with numpy.savez): {_one_line(exc)}", where=where) from None
+    with archive:
+        members = archive.infolist()
+        if len(members) > MAX_NPZ_MEMBERS:
+            raise InputError(f"holds {len(members):,} members; the limit is {MAX_NPZ_MEMBERS:,}", where=where)
+        declared, keys = 0, set()
+        for info in members:  # the zip directory's claims, before anything is read
+            name = info.filename
+            if not name.endswith(".npy") or info.is_dir():
+                raise InputError(f"member {name[:60]!r} is not a .npy array (write the file with numpy.savez)",
+                                 where=where)
+            if name[:-4] in keys:
+                raise InputError(f"holds two arrays named '{name[:-4][:60]}'", where=where)
+            keys.add(name[:-4])
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise InputError(f"member {name[:60]!r} uses zip compression method {info.compress_type}; "
+                                 "only stored and deflate (numpy.savez, savez_compressed) are read", where=where)
+            declared += info.file_size
+            if declared > MAX_NPZ_BYTES:
+                raise InputError(f"its members declare more than {MAX_NPZ_BYTES:,} bytes uncompressed "
+                                 f"(the limit per .npz file is 2^28 bytes)", where=where)
+            if info.file_size > MAX_NPZ_RATIO * max(info.compress_size, 1):
+                raise InputError(f"member {name[:60]!r} would inflate {info.file_size:,} bytes from "
+                                 f"{info.compress_size:,}: more than the compression ratio limit "
+                                 f"of {MAX_NPZ_RATIO}:1 (a zip bomb?)", where=where)
+        arrays, numbers, in_memory = {}, 0, 0
+        for info in members:
+            key = info.filename[:-4]
+            try:
+                with archive.open(info) as member:
+                    header_size, shape, fortran, dtype = _npy_header(member, key, where)
+                    count = math.prod(shape)
+                    numbers += count
+                    in_memory += count * dtype.itemsize
+                    if numbers > MAX_NPZ_NUMBERS or in_memory > MAX_NPZ_BYTES:
+                        raise InputError(
+                            f"array '{key}' declares shape {shape} of {dtype.name}: {count:,} numbers, "
+                            f"{count * dtype.itemsize:,} bytes; the limit per .npz file is {MAX_NPZ_NUMBERS:,} "
+                            f"numbers (2^25) and {MAX_NPZ_BYTES:,} bytes (2^28)", where=where)
+                    expected = count * dtype.itemsize
+                    if header_size + expected != info.file_size:
+                        raise InputError(f"array '{key}': its header describes {expected:,} bytes of data, "
+                                         f"the zip member holds {info.file_size - header_size:,}", where=where)
+                    raw = member.read(expected + 1)  # bounded: never inflate more than the header allows
+                    if len(raw) != expected or member.read(1):
+                        raise InputError(f"array '{key}' is truncated or longer than its header says", where=where)
+            except _ZIP_ERRORS as exc:
+                raise InputError(f"array '{key[:60]}' cannot be read (a corrupt .npz): {_one_line(exc)}",
+                                 where=where) from None
+            array = np.frombuffer(raw, dtype=dtype)
+            arrays[key] = array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+    return arrays
+
+
+def _npy_header(member, key: str, where: str):
+    """(header size, shape, Fortran order, dtype) of a .npy stream, read with numpy's header parsers (no pickle)."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(member, max_header_size=MAX_NPY_HEADER)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(member, max_header_size=MAX_NPY_HEADER)
+    else:
+        raise InputError(f"array '{key[:60]}' is in .npy format version {version[0]}.{version[1]}; "
+                         "versions 1.0 and 2.0 are read", where=where)
+    if dtype.hasobject:
+        raise InputError(f"array '{key[:60]}' holds Python objects (pickled); save plain numbers", where=where)
+    if dtype.kind not in "biuf" or dtype.shape:
+        raise InputError(f"array '{key[:60]}' is not numeric (dtype {dtype})", where=where)
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InputError(f"array '{key[:60]}' has an invalid shape {shape}", where=where)
+    return member.tell(), tuple(shape), bool(fortran), dtype
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]

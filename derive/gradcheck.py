@@ -21,27 +21,46 @@ error is 100 ε₃₂ of the largest component. A wrong formula (a 1 % error on
 any component above that floor) fails at either precision. float64 keeps
 its strict tolerances.
 
+A random point may lie outside the network's domain (log of a negative
+number, a fractional power of one, a division by zero) or overflow
+(exp(exp(exp(w)))): there the derivation has no value to compare with, so
+the point is drawn again, up to MAX_DRAWS times. When no draw is usable the
+network cannot be checked by random sampling, which is an input error
+(InputError, exit 2, naming the node and the reason), not a failed check:
+nothing showed the kernel wrong. Where the derivation is finite but the
+kernel's float64 gradient is not, the kernel is wrong at that point: the
+error is infinite and the check fails (exit 1).
+
 PyTorch autograd is a third route in the test suite; the package itself
 does not depend on PyTorch.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
 from .derivation import Derivations
+from .errors import InputError
 from .kernels import compile_kernel
-from .network import Network
-from .numeric import ApproximateArithmetic, Evaluator
+from .network import Network, undefined_node
+from .numeric import ApproximateArithmetic, Evaluator, Indeterminate
 
 FD_TOLERANCE = 1e-6  # float64 (see Tolerances.of for float32)
 SYMBOLIC_TOLERANCE = 1e-10
 ROUNDING_RELATIVE = 2**13  # lower precisions: relative error allowed, in ε of the dtype
 ROUNDING_GROWTH = 100  # … and absolute error on the smallest components, in ε times the largest component
 MAX_CHECKED = 400  # parameters checked per point on large networks (a random sample)
+MAX_DRAWS = 20  # random draws per point before a network is declared uncheckable by sampling
+MAX_POINTS = 1_000  # --points
+MAX_BATCH = 4_096  # --batch: every example is also evaluated in 40-digit arithmetic
+
+
+class _Unusable(Exception):
+    """The drawn point is outside the network's domain or overflows: draw another."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +120,7 @@ class GradcheckResult:
             "batch": self.batch,
             "tolerance": {"finite_differences": t.finite_differences, "symbolic": t.symbolic},
             "floor": {"finite_differences": t.finite_differences_floor, "symbolic": t.symbolic_floor},
-            "groups": [g.__dict__ for g in self.groups],
+            "groups": [dict(g.__dict__) for g in self.groups],  # an infinite error is written null by emit_json
             "passed": self.passed,
         }
 
@@ -123,6 +142,8 @@ class GradcheckResult:
 
 
 def _relative(a: float, b: float, floor: float) -> float:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.inf  # a non-finite gradient against a finite reference: wrong, never silently passed
     return abs(a - b) / max(abs(a), abs(b), floor)
 
 
@@ -143,33 +164,67 @@ def gradcheck(network: Network, *, points: int = 2, batch: int = 4, seed: int = 
     for block in kernel.blocks:
         symbols[block.offset : block.offset + block.size] = block.symbols.reshape(-1)
     tolerances = Tolerances.of(dtype)
-    for _ in range(points):
-        params = reference.init(int(rng.integers(2**31)))
-        x, y = _random_batch(network, batch, rng)
-        # the point the kernel sees, exactly: the references start from the same (rounded) numbers
-        params, x, y = (_at(a, kernel.dtype) for a in (params, x, y))
-        _, grad = kernel.value_and_grad(params.astype(kernel.dtype), x, y)
-        grad = grad.astype(np.float64)
-        scale = float(np.max(np.abs(grad))) or 1.0
-        checked = np.arange(kernel.size)
-        if kernel.size > MAX_CHECKED:
-            checked = np.sort(rng.choice(kernel.size, MAX_CHECKED, replace=False))
-        for index in checked:
-            h = 1e-5 * max(1.0, abs(params[index]))
-            plus, minus = params.copy(), params.copy()
-            plus[index] += h
-            minus[index] -= h
-            difference = (reference.value_and_grad(plus, x, y)[0] - reference.value_and_grad(minus, x, y)[0]) / (2 * h)
+    for number in range(1, points + 1):
+        for _ in range(MAX_DRAWS):
+            params = reference.init(int(rng.integers(2**31)))
+            x, y = _random_batch(network, batch, rng)
+            # the point the kernel sees, exactly: the references start from the same (rounded) numbers
+            params, x, y = (_at(a, kernel.dtype) for a in (params, x, y))
+            checked = np.arange(kernel.size)
+            if kernel.size > MAX_CHECKED:
+                checked = np.sort(rng.choice(kernel.size, MAX_CHECKED, replace=False))
+            try:
+                symbolic = _symbolic_mean(network, derivations, d, reference, params, x, y, [symbols[i] for i in checked])
+                grad, differences = _kernel_and_differences(kernel, reference, params, x, y, checked)
+                break
+            except _Unusable as exc:
+                reason = str(exc)
+        else:
+            raise InputError(
+                f"cannot gradcheck {network.name}: none of {MAX_DRAWS} random points drawn for point {number} "
+                f"is usable (the last: {reason}); gradcheck draws parameters and inputs from a standard normal, "
+                "and this network is undefined or overflows there"
+            )
+        finite = np.isfinite(grad)
+        scale = float(np.max(np.abs(grad[finite]))) if finite.any() else 1.0
+        scale = scale or 1.0
+        for index, difference in zip(checked, differences):
             error = _relative(grad[index], difference, tolerances.finite_differences_floor * scale)
             group = groups[block_of[index]]
             if error > group.finite_differences:
                 group.finite_differences = error
                 group.worst = symbols[index].name
-        symbolic = _symbolic_mean(network, derivations, d, reference, params, x, y, [symbols[i] for i in checked])
         for index, value in zip(checked, symbolic):
             group = groups[block_of[index]]
             group.symbolic = max(group.symbolic, _relative(grad[index], value, tolerances.symbolic_floor * scale))
     return GradcheckResult(network.name, dtype, points, batch, list(groups.values()))
+
+
+def _kernel_and_differences(kernel, reference, params, x, y, checked):
+    """The kernel's gradient and the reference's central differences at `checked`.
+
+    A non-finite kernel gradient is kept (the comparison fails) when the float64
+    reference is finite there too; a float32 kernel beyond float32's range, or a
+    step that leaves the domain, makes the point unusable.
+    """
+    with np.errstate(all="ignore"):
+        loss, grad = kernel.value_and_grad(params.astype(kernel.dtype), x, y)
+        grad = grad.astype(np.float64)
+        if kernel is not reference and not (math.isfinite(loss) and np.isfinite(grad).all()):
+            loss64, grad64 = reference.value_and_grad(params, x, y)
+            if math.isfinite(loss64) and np.isfinite(grad64).all():
+                raise _Unusable(f"the loss or gradient is beyond the range of {kernel.dtype.name}")
+        differences = []
+        for index in checked:
+            h = 1e-5 * max(1.0, abs(params[index]))
+            plus, minus = params.copy(), params.copy()
+            plus[index] += h
+            minus[index] -= h
+            above, below = reference.value_and_grad(plus, x, y)[0], reference.value_and_grad(minus, x, y)[0]
+            if not (math.isfinite(above) and math.isfinite(below)):
+                raise _Unusable(f"the loss is not finite a step of {h:.1g} away in the parameter {index}")
+            differences.append((above - below) / (2 * h))
+    return grad, differences
 
 
 def _at(array: np.ndarray, dtype) -> np.ndarray:
@@ -201,6 +256,12 @@ def _symbolic_mean(network, derivations, d, kernel, params, x, y, wanted) -> lis
         for c in network.constants:
             point[c] = Fraction(kernel.constants[c.name])
         evaluate = Evaluator(ApproximateArithmetic(40), point, derivations.definition, ties="first")
+        problem = undefined_node(network, evaluate)  # names the node, if one has no value here
+        if problem is not None:
+            raise _Unusable(f"node {problem[0].name} has no finite value: {problem[1]}")
         for i, adjoint in enumerate(adjoints):
-            totals[i] += float(evaluate(adjoint))
+            try:
+                totals[i] += float(evaluate(adjoint))
+            except (Indeterminate, ArithmeticError, ValueError) as exc:
+                raise _Unusable(f"∂{network.cost.name}/∂{wanted[i].name} has no finite value: {exc}") from None
     return [t / len(x) for t in totals]

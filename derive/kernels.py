@@ -1351,10 +1351,12 @@ class FreeFormKernel(Kernel):
             try:
                 result = self._scalar(*x[0].tolist(), *y[0].tolist(), *constants, *params.tolist())
                 return float(result[0]), np.array(result[1:], dtype=self.dtype)
-            except (ArithmeticError, ValueError):  # 1/0, exp(1000), log(0): numpy's inf and nan below instead
-                pass
+            except (ArithmeticError, ValueError, TypeError):  # 1/0, exp(1000), log(0), (-1)**0.5 (complex):
+                pass  # numpy's inf and nan below instead
         theta = np.concatenate((constants, params)) if constants else params
-        means = self._means(theta, np.concatenate((x.T, y.T)), self._ones(m), [*constants, *params.tolist()])
+        # numpy scalars, not Python floats: w**2 of a huge w gives inf (not OverflowError), (-1)**0.5 nan
+        scalars = [np.float64(v) for v in (*constants, *params.tolist())]
+        means = self._means(theta, np.concatenate((x.T, y.T)), self._ones(m), scalars)
         return float(means[0]), means[1:].astype(self.dtype)
 
     def predict(self, params, x):

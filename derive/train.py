@@ -14,18 +14,23 @@ for free-form networks (`w1`, `b1`, …).
 
 from __future__ import annotations
 
+import io
 import math
 import time
-import zipfile
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset, load_dataset, reshape_for
+from .data import Dataset, load_dataset, read_npz, reshape_for
 from .errors import DeriveError, InputError
+from .files import path_exists, write_atomically
 from .kernels import Kernel, compile_kernel
-from .network import Network
+from .network import Network, undefined_node
+
+MAX_EPOCHS = 1_000_000
+MAX_BATCH = 1 << 20
 
 # Settings that train each built-in data set well without tuning flags.
 DEFAULTS = {
@@ -40,12 +45,14 @@ FALLBACK = {"epochs": 30, "batch": 16, "lr": 0.5, "momentum": 0.0}
 class TrainingDiverged(DeriveError):
     """The loss or the parameters stopped being finite numbers (exit 1, one line)."""
 
-    def __init__(self, epoch: int, epochs: int, what: str, lr: float):
-        super().__init__(
-            f"training diverged in epoch {epoch} of {epochs}: {what}; "
-            f"try a smaller learning rate (--lr, now {lr:g})"
-        )
+    def __init__(self, epoch: int, epochs: int, what: str, lr: float, lmbda: float | None = None):
+        hint = f"try a smaller learning rate (--lr, now {lr:g})"
+        if lmbda is not None:
+            hint += f" or L2 strength (--lmbda, now {lmbda:g})"
+        super().__init__(f"training diverged in epoch {epoch} of {epochs}: {what}; {hint}")
         self.epoch = epoch
+        self.epochs = epochs
+        self.what = what
 
 
 @dataclass
@@ -75,7 +82,7 @@ class TrainResult:
         }
         if with_parameters:
             result["parameters"] = {s.name: v for s, v in self.kernel.to_values(self.params).items()}
-        return result
+        return result  # emit_json writes a non-finite number as null
 
 
 def settings_for(dataset_name: str) -> dict:
@@ -89,9 +96,38 @@ def values_dataset(network: Network) -> Dataset:
     missing = [s.name for s in (*network.inputs, *network.targets, *network.parameters) if s not in network.values]
     if missing:
         raise InputError(f"--data values: [values] has no number for {', '.join(missing[:8])}")
+    for s, value in network.values.items():  # training computes in doubles
+        if abs(value) > LARGEST_DOUBLE:
+            raise InputError(f"{_number(value)} is beyond the range of a double (±1.8e308), "
+                             "which training computes in", where=f"[values] {s.name}")
+    problem = undefined_node(network)
+    if problem is not None:
+        node, reason = problem
+        raise InputError(f"--data values: at the [values] point, node {node.name} = "
+                         f"{_text(network.definitions[node])} has no finite value: {reason}")
     x = np.array([[float(network.values[s]) for s in network.inputs]])
     y = np.array([[float(network.values[s]) for s in network.targets]])
     return Dataset("values", "the spec's [values] point", x, y, None, None, None, None)
+
+
+LARGEST_DOUBLE = float(np.finfo(np.float64).max)
+
+
+def _number(value: Fraction) -> str:
+    """A [values] number for a message: 1e+340 as 'about 1e340' (its digits may be too many to print)."""
+    if abs(value) <= LARGEST_DOUBLE:
+        return f"{float(value):.6g}"
+    whole = abs(value.numerator) // value.denominator
+    if whole.bit_length() < 13_000:  # printable in decimal (Python's limit is 4,300 digits)
+        digits = len(str(whole)) - 1
+    else:
+        digits = int(whole.bit_length() * math.log10(2))
+    return f"{'-' if value < 0 else ''}about 1e{digits}"
+
+
+def _text(expr, width: int = 60) -> str:
+    text = str(expr)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def load_data(name: str, network: Network, seed: int = 0) -> Dataset:
@@ -120,12 +156,12 @@ def train(
     kernel: Kernel | None = None,
     progress=None,
 ) -> TrainResult:
-    if epochs < 0 or batch < 1 or not lr > 0 or not 0 <= momentum < 1:
-        raise InputError("need epochs ≥ 0, batch ≥ 1, lr > 0 and 0 ≤ momentum < 1")
+    check_settings(epochs=epochs, batch=batch, lr=lr, momentum=momentum, lmbda=lmbda)
     kernel = kernel or compile_kernel(network, dtype=dtype)
     n = len(dataset.x_train)
     if "n" in kernel.constants:  # L2: C = C0 + λ/(2n) Σ w², n the training set's size
         kernel.constants.update(lmbda=lmbda, n=float(n))
+    regularized = lmbda if "n" in kernel.constants else None  # named in a divergence's hint
     rng = np.random.default_rng(seed)
     if initial is not None:
         params = np.array(initial, dtype=kernel.dtype)
@@ -133,12 +169,19 @@ def train(
         params = kernel.from_values({s: float(v) for s, v in network.values.items()})
     else:
         params = kernel.init(int(rng.integers(2**31)))
-    x = np.ascontiguousarray(dataset.x_train, dtype=kernel.dtype)
-    y = np.ascontiguousarray(dataset.y_train, dtype=kernel.dtype)
-    x_test = y_test = None
-    if dataset.x_test is not None and len(dataset.x_test):
-        x_test = np.ascontiguousarray(dataset.x_test, dtype=kernel.dtype)
-        y_test = np.ascontiguousarray(dataset.y_test, dtype=kernel.dtype)
+    with np.errstate(over="ignore"):  # a float64 number beyond float32 becomes inf: found below
+        x = np.ascontiguousarray(dataset.x_train, dtype=kernel.dtype)
+        y = np.ascontiguousarray(dataset.y_train, dtype=kernel.dtype)
+        x_test = y_test = None
+        if dataset.x_test is not None and len(dataset.x_test):
+            x_test = np.ascontiguousarray(dataset.x_test, dtype=kernel.dtype)
+            y_test = np.ascontiguousarray(dataset.y_test, dtype=kernel.dtype)
+        params = np.asarray(params, dtype=kernel.dtype)
+    for what, array in (("the data", x), ("the targets", y), ("the test data", x_test),
+                        ("the test targets", y_test), ("the initial parameters", params)):
+        if array is not None and not np.isfinite(array).all():
+            raise InputError(f"{what} of {dataset.name} hold numbers beyond the range of {kernel.dtype.name} "
+                             "(or NaN): nothing finite can be computed from them")
     velocity = np.zeros_like(params)
     start = time.perf_counter()
     history = []
@@ -149,7 +192,7 @@ def train(
             rows = order[first : first + batch]
             loss, grad = kernel.value_and_grad(params, x[rows], y[rows])
             if not math.isfinite(loss):
-                raise TrainingDiverged(epoch, epochs, f"the loss became {loss}", lr)
+                raise TrainingDiverged(epoch, epochs, f"the loss became {loss}", lr, regularized)
             total += loss * len(rows)
             if momentum:
                 velocity *= momentum
@@ -159,9 +202,9 @@ def train(
                 params -= lr * grad
         # a non-finite gradient reaches the parameters by the update, so one check per epoch finds it
         if not np.isfinite(params).all():
-            raise TrainingDiverged(epoch, epochs, "the gradient or the parameters overflowed to inf or nan", lr)
+            raise TrainingDiverged(epoch, epochs, "the gradient or the parameters overflowed to inf or nan", lr, regularized)
         if not math.isfinite(total):
-            raise TrainingDiverged(epoch, epochs, f"the epoch's total loss became {total}", lr)
+            raise TrainingDiverged(epoch, epochs, f"the epoch's total loss became {total}", lr, regularized)
         entry = {"epoch": epoch, "loss": total / n}
         accuracy = _accuracy(kernel, params, x, y)
         if accuracy is not None:
@@ -175,12 +218,31 @@ def train(
     result = TrainResult(params, kernel, dataset, epochs, seconds, history)
     result.loss, _ = kernel.value_and_grad(params, x, y)
     if not math.isfinite(result.loss):
-        raise TrainingDiverged(epochs, epochs, f"the loss over the training set became {result.loss}", lr)
+        raise TrainingDiverged(epochs, epochs, f"the loss over the training set became {result.loss}", lr, regularized)
     result.train_accuracy = _accuracy(kernel, params, x, y)
     if x_test is not None:
+        # may be inf or nan (a held-out example the model puts at log(0)): reported, not an error;
+        # --json shows it as null
         result.test_loss, _ = kernel.value_and_grad(params, x_test, y_test)
         result.test_accuracy = _accuracy(kernel, params, x_test, y_test)
     return result
+
+
+def check_settings(*, epochs: int, batch: int, lr: float, momentum: float, lmbda: float = 1.0) -> None:
+    """One InputError naming every setting out of range (NaN and infinities included)."""
+    wrong = []
+    if not 0 <= epochs <= MAX_EPOCHS:
+        wrong.append(f"--epochs from 0 to {MAX_EPOCHS:,} (got {epochs})")
+    if not 1 <= batch <= MAX_BATCH:
+        wrong.append(f"--batch from 1 to {MAX_BATCH:,} (got {batch})")
+    if not (math.isfinite(lr) and lr > 0):
+        wrong.append(f"--lr a finite number > 0 (got {lr:g})")
+    if not (math.isfinite(momentum) and 0 <= momentum < 1):
+        wrong.append(f"--momentum with 0 ≤ μ < 1 (got {momentum:g})")
+    if not (math.isfinite(lmbda) and lmbda >= 0):
+        wrong.append(f"--lmbda a finite number ≥ 0 (got {lmbda:g})")
+    if wrong:
+        raise InputError("need " + "; ".join(wrong))
 
 
 def _accuracy(kernel: Kernel, params, x, y) -> float | None:
@@ -197,30 +259,23 @@ def _accuracy(kernel: Kernel, params, x, y) -> float | None:
 
 
 def save_parameters(kernel: Kernel, params: np.ndarray, path: str | Path) -> None:
-    """One array per block (see the module docstring), written atomically."""
+    """One array per block (see the module docstring), written atomically (files.write_atomically:
+    an exclusive, unpredictably named temporary file beside `path`, then one rename)."""
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError("the parameter file must end in .npz", where=str(path))
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **{name: np.asarray(view) for name, view in kernel.views(params).items()})
-        temporary.replace(path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise InputError(f"cannot write: {exc.strerror or exc}", where=str(path)) from None
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(view) for name, view in kernel.views(params).items()})
+    write_atomically(path, buffer.getvalue())
 
 
 def load_parameters(kernel: Kernel, path: str | Path) -> np.ndarray:
+    """The parameters in an .npz written by save_parameters, read by data.read_npz (sizes checked, no pickle)."""
     path = Path(path)
     where = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise InputError("no such file", where=where) from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"not a readable .npz of parameters ({exc})", where=where) from None
+    if not path_exists(path):
+        raise InputError("no such file", where=where)
+    arrays = read_npz(path, where=where)
     params = np.empty(kernel.size, dtype=kernel.dtype)
     for block in kernel.blocks:
         if block.name not in arrays:
@@ -228,10 +283,12 @@ def load_parameters(kernel: Kernel, path: str | Path) -> np.ndarray:
         array = arrays[block.name]
         if array.shape != block.shape:
             raise InputError(f"'{block.name}' has shape {array.shape}, the network needs {block.shape}", where=where)
-        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
-            raise InputError(f"'{block.name}' must hold finite numbers", where=where)
-        block.view(params)[...] = array
+        with np.errstate(over="ignore"):
+            value = array.astype(kernel.dtype)
+        if not np.all(np.isfinite(value)):
+            raise InputError(f"'{block.name}' must hold finite numbers (within {kernel.dtype.name})", where=where)
+        block.view(params)[...] = value
     extra = set(arrays) - {b.name for b in kernel.blocks}
     if extra:
-        raise InputError(f"has arrays this network does not use: {', '.join(sorted(extra))}", where=where)
+        raise InputError(f"has arrays this network does not use: {', '.join(sorted(extra)[:10])}", where=where)
     return params
