@@ -42,7 +42,7 @@ Template language (the whitelist parser, plus indexing):
 from __future__ import annotations
 
 import math
-import tomllib
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -54,10 +54,18 @@ import sympy as sp
 from . import functions as fn
 from .derivation import Derivations
 from .errors import FormulaError, InputError
+from .files import read_toml
+from .limits import MAX_FORMULA_SET_BYTES
 from .network import Network, product
 from .parser import Vocabulary, parse_formula
 
 SCALARS = ("C", "C0", "lmbda", "n")
+MAX_INDEX_BITS = 256  # index arithmetic: a power beyond this is no index of any network
+MAX_ASSUMPTION_TERMS = 10_000  # an assumption is solved by expanding it
+
+
+class OutOfBudget(Exception):
+    """Building an instance took longer than its budget."""
 ALIASES = {"t": "y"}
 ROLES = ("input", "target", "parameter", "constant", "node", "cost")
 
@@ -142,6 +150,7 @@ class Instance:
     lhs: sp.Expr
     rhs: sp.Expr
     assume: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
+    unfinished: str = ""  # why it could not be built (its sums outran the budget); lhs, rhs are the templates then
 
     @property
     def label(self) -> str:
@@ -167,15 +176,7 @@ def builtin_sets() -> dict[str, FormulaSet]:
 def load_set(path: str | Path) -> FormulaSet:
     path = Path(path)
     where = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the formula set: {exc}", where=where) from None
-    except tomllib.TOMLDecodeError as exc:
-        from .spec import toml_error  # spec imports the network module, which imports this one's callers
-
-        raise toml_error(exc, text, where) from None
+    data = read_toml(path, limit=MAX_FORMULA_SET_BYTES, where=where)
     return parse_set(data, where=where, path=str(path))
 
 
@@ -349,10 +350,16 @@ class Instantiator:
         if facts.get("kind") == "threshold" and len(self.sizes) == 3:  # Zhou's d-q-l
             self.integers.update(zip(("d", "q", "l"), self.sizes))
         self.free: frozenset[str] = frozenset()
+        self.deadline: float | None = None  # a time.perf_counter() value: building one instance stops there
+        self._has_sum: dict[sp.Expr, bool] = {}
+        self._bound_symbols: dict[tuple, frozenset] = {}
 
-    def instances(self, formula: Formula) -> Iterator[Instance]:
+    def instances(self, formula: Formula, budget: float | None = None) -> Iterator[Instance]:
+        """Every instance of `formula`; with a `budget` (seconds), one whose sums take longer is left unfinished."""
         self.free = formula.free
         for env in self._environments(formula.ranges, {}):
+            indices = {s.name: v for s, v in env.items()}
+            self.deadline = None if budget is None else time.perf_counter() + budget
             try:
                 lhs = self.expr(formula.lhs, env)
                 rhs = self.expr(formula.rhs, env)
@@ -363,7 +370,12 @@ class Instantiator:
                 raise InputError(
                     f"formula '{formula.id}' at {env}: {exc.args[0]}", where=formula.set_id
                 ) from None
-            yield Instance(formula, {s.name: v for s, v in env.items()}, lhs, rhs, assume)
+            except OutOfBudget as exc:
+                yield Instance(formula, indices, formula.lhs, formula.rhs, unfinished=str(exc))
+                continue
+            finally:
+                self.deadline = None
+            yield Instance(formula, indices, lhs, rhs, assume)
 
     def count(self, formula: Formula) -> int:
         return sum(1 for _ in self._environments(formula.ranges, {}))
@@ -407,6 +419,9 @@ class Instantiator:
             base = self._rational(expr.base, env)
             if base == 0 and expr.exp < 0:
                 raise LookupError("division by zero in an index")
+            bits = max(base.numerator.bit_length(), base.denominator.bit_length())
+            if abs(base) != 1 and bits > 1 and abs(int(expr.exp)) * bits > MAX_INDEX_BITS:
+                raise LookupError(f"'{expr}' is too large for an index (more than {MAX_INDEX_BITS} bits)")
             return base ** int(expr.exp)
         if isinstance(expr, (sp.floor, sp.ceiling)):
             inner = self._rational(expr.args[0], env)
@@ -464,7 +479,62 @@ class Instantiator:
         for value in range(self.integer(lo, env), self.integer(hi, env) + 1):
             env[index] = value
             self._sum_terms(body, limits[:-1], env, terms)
+            if self.deadline is not None and time.perf_counter() > self.deadline:
+                raise OutOfBudget(f"expanding its sums took longer than the budget ({len(terms):,} terms so far)")
         env.pop(index, None)
+
+    def sum_terms(self, template: sp.Expr, env: Mapping[sp.Symbol, int], cap: int) -> int:
+        """How many terms the sums in `template` expand to at `env` (1 without sums), counting no further than cap + 1.
+
+        Works from the bounds alone: a sum whose inner bounds do not use its
+        index counts one value and multiplies, so sum(…, k, 1, 10**9) costs
+        no more than a small one; the others are walked, at most cap steps.
+        """
+        found = self._has_sum.get(template)
+        if found is None:
+            found = self._has_sum[template] = template.has(sp.Sum)
+        if not found:
+            return 1
+        if isinstance(template, sp.Sum):
+            return self._limit_terms(template.function, template.limits, dict(env), cap)
+        total = 0
+        for a in template.args:
+            total += self.sum_terms(a, env, cap - total)
+            if total > cap:
+                return cap + 1
+        return total
+
+    def _limit_terms(self, body, limits, env: dict, cap: int) -> int:
+        if not limits:
+            return self.sum_terms(body, env, cap)
+        (index, lo, hi), rest = limits[-1], limits[:-1]
+        first, last = self.integer(lo, env), self.integer(hi, env)
+        if last < first:
+            return 0
+        if index not in self._bounds_in(body, rest):  # the same count for every value of the index
+            env[index] = first
+            one = self._limit_terms(body, rest, env, cap)
+            env.pop(index, None)
+            return min(cap + 1, one * (last - first + 1))
+        total = 0
+        for value in range(first, last + 1):
+            env[index] = value
+            total += self._limit_terms(body, rest, env, cap - total)
+            if total > cap:
+                break
+        env.pop(index, None)
+        return min(total, cap + 1)
+
+    def _bounds_in(self, body, limits) -> frozenset:
+        """The symbols that the bounds of `limits` and of the sums inside `body` use."""
+        key = (body, tuple(limits))
+        found = self._bound_symbols.get(key)
+        if found is None:
+            symbols = set()
+            for _, lo, hi in [*limits, *(l for inner in body.atoms(sp.Sum) for l in inner.limits)]:
+                symbols |= lo.free_symbols | hi.free_symbols
+            found = self._bound_symbols[key] = frozenset(symbols)
+        return found
 
     def name(self, name: str) -> sp.Expr:
         if name in self.free:
@@ -537,5 +607,9 @@ class Instantiator:
         coefficient = equation.diff(unknown)
         if coefficient.free_symbols or coefficient == 0:
             raise LookupError("an assumption must be linear in its last symbol, with a constant coefficient")
+        from .proof import _expanded_terms  # the proof engine's bound on what expand makes
+
+        if _expanded_terms(equation, MAX_ASSUMPTION_TERMS) > MAX_ASSUMPTION_TERMS:
+            raise LookupError(f"an assumption must expand to at most {MAX_ASSUMPTION_TERMS:,} terms")
         solution = sp.expand(unknown - equation / coefficient)
         return {unknown: solution}

@@ -61,6 +61,7 @@ Status = Literal["proven", "refuted", "undecided"]
 DEFAULT_BUDGET = 5.0
 STRUCTURAL_STEPS = 60
 IN_PROCESS_SIZE = 400  # expressions up to this many nodes are cancelled without a child process
+WRITTEN_OUT = ", with the activations written out (net inputs kept as variables)"
 IN_PROCESS_TERMS = 2_000  # … and only when expanding them makes at most this many terms
 EVIDENCE_SHARE = 0.1  # of the budget, kept for the evidence points after the algebra
 PROBE_POINTS = 3
@@ -196,6 +197,7 @@ class Prover:
         max_pool = self.network.facts.get("pool") == "max"
         self.probe_points = 24 if max_pool else PROBE_POINTS
         self.evidence_points = EVIDENCE_POINTS * (5 if max_pool else 1)
+        self._activation_map: dict | None = None
 
     # -- the decision ---------------------------------------------------------------
     def decide(
@@ -264,7 +266,8 @@ class Prover:
             lhs, rhs = nxt
             if assume:
                 lhs, rhs = lhs.xreplace(assume), rhs.xreplace(assume)
-            if _size(lhs, IN_PROCESS_SIZE) + _size(rhs, IN_PROCESS_SIZE) > 2 * IN_PROCESS_SIZE:
+            # each count stops at its limit, so the limits are twice the sum's: (400 + 400 > 800 never held)
+            if _size(lhs, 2 * IN_PROCESS_SIZE) + _size(rhs, 2 * IN_PROCESS_SIZE) > 2 * IN_PROCESS_SIZE:
                 break
         difference = lhs - rhs
         if difference == 0:
@@ -272,7 +275,44 @@ class Prover:
         if _size(difference, IN_PROCESS_SIZE) < IN_PROCESS_SIZE and not self._adjoints_in(difference):
             if _cancels(difference, assume, limit=IN_PROCESS_TERMS):
                 return _levels("cancel() reduced the difference to 0", level)
+            written = self._written_out(difference)
+            if written is not None and _size(written, IN_PROCESS_SIZE) < IN_PROCESS_SIZE:
+                if _cancels(written, assume, limit=IN_PROCESS_TERMS):
+                    return _levels("cancel() reduced the difference to 0", level) + WRITTEN_OUT
         return None
+
+    def _written_out(self, expr: sp.Expr) -> sp.Expr | None:
+        """expr with every activation node replaced by its definition, net inputs kept free; None if it has none.
+
+        An activation node is one defined by other nodes alone: a = σ(z),
+        a = 1/(1 + exp(−z)), (e^z − e^−z)/(e^z + e^−z), a softmax
+        exp(z_i)/Σ_k exp(z_k). Replacing a node by its definition is an
+        identity, and the nodes left (the net inputs) are treated as free
+        variables, which is sound. Then both sides are rational in the
+        exponentials of the net inputs whichever way the activation is
+        spelled (σ and tanh are rewritten through exp too), and `cancel`
+        decides them: a spelled-out logistic's local derivative,
+        e^−z/(1 + e^−z)², meets the textbook's a(1 − a) there.
+        """
+        mapping = self._activations()
+        changed = False
+        for _ in range(len(mapping)):  # an activation of an activation: one more round
+            used = {x: mapping[x] for x in expr.free_symbols if x in mapping}
+            if not used:
+                break
+            expr = expr.xreplace(used)
+            changed = True
+        return expr if changed else None
+
+    def _activations(self) -> dict[sp.Symbol, sp.Expr]:
+        """The activation nodes (see _written_out) ↦ their definitions."""
+        if self._activation_map is None:
+            definitions = self.network.definitions
+            self._activation_map = {
+                node: e for node, e in definitions.items()
+                if e.free_symbols and all(x in definitions for x in e.free_symbols)
+            }
+        return self._activation_map
 
     def _adjoints_in(self, expr: sp.Expr) -> list[sp.Symbol]:
         info = self.derivations.adjoint_info
@@ -315,16 +355,23 @@ class Prover:
             receive.close()
 
     def expansion_levels(self, lhs, rhs, assume):
-        """Successively expanded forms of lhs − rhs: adjoints first, then nodes nearest the cost."""
+        """Successively expanded forms of lhs − rhs, as (level, how, difference).
+
+        Adjoints first; then, once, the activations written out (`how` is
+        WRITTEN_OUT, else ""); then nodes nearest the cost.
+        """
         sides = (lhs, rhs)
         level = 0
         while True:
-            yield level, sides[0] - sides[1]
+            yield level, "", sides[0] - sides[1]
             nxt = self._expand_adjoints(*sides)
             if nxt is None:
                 break
             sides = nxt
             level += 1
+        written = self._written_out(sides[0] - sides[1])
+        if written is not None:
+            yield level, WRITTEN_OUT, written
         network = self.network
         while True:
             nodes = {s for side in sides for s in side.free_symbols if s in network.definitions}
@@ -334,7 +381,7 @@ class Prover:
             mapping = {s: network.definitions[s] for s in nodes if network.depth[s] == deepest}
             sides = tuple(side.xreplace(mapping) for side in sides)
             level += 1
-            yield level, sides[0] - sides[1]
+            yield level, "", sides[0] - sides[1]
 
     # -- counterexamples ------------------------------------------------------------
     def search(self, lhs, rhs, assume, points: int, deadline: float | None = None) -> tuple[Counterexample | None, int]:
@@ -608,12 +655,34 @@ def _expanded_terms(expr: sp.Expr, cap: int = IN_PROCESS_TERMS) -> int:
     return min(over, terms(expr) + inner)
 
 
+CHILD_MEMORY = 2 << 30  # bytes the algebra child may add to what it inherits
+
+
+def _limit_memory(extra: int = CHILD_MEMORY) -> None:
+    """Cap this process's address space at its present size plus `extra`: an expansion too large fails
+    with MemoryError (reported as a failed step) instead of exhausting the machine before the deadline."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as statm:
+            size = int(statm.read().split()[0]) * resource.getpagesize()
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        wanted = size + extra
+        if hard != resource.RLIM_INFINITY:
+            wanted = min(wanted, hard)
+        if soft == resource.RLIM_INFINITY or wanted < soft:
+            resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+    except (ImportError, OSError, ValueError):  # not Linux: the deadline alone bounds the child
+        pass
+
+
 def _algebra_child(prover: Prover, lhs, rhs, assume, send) -> None:
     """In the child: cancel at every expansion level, then simplify; report the first zero."""
+    _limit_memory()
     try:
-        for level, difference in prover.expansion_levels(lhs, rhs, assume):
+        for level, how, difference in prover.expansion_levels(lhs, rhs, assume):
             if _cancels(difference, assume):
-                send.send("proven: " + _levels("cancel() reduced the difference to 0", level))
+                send.send("proven: " + _levels("cancel() reduced the difference to 0", level) + how)
                 return
         last = _exp_generators(difference.xreplace(assume) if assume else difference)
         if sp.simplify(last) == 0:
@@ -643,11 +712,48 @@ def _cancels(difference: sp.Expr, assume: Mapping, limit: int | None = None) -> 
     normal = _exp_generators(difference)
     if limit is not None and _expanded_terms(normal, limit) > limit:  # σ, tanh as fractions of generators
         return False
+    if _surely_nonzero(normal):  # cancel could not reach 0: do not spend the time
+        return False
     # A polynomial difference is zero exactly when it expands to 0, and expand is
     # far cheaper than together() on large sums; rational ones need cancel().
     if sp.expand(normal) == 0:
         return True
     return sp.cancel(sp.together(normal)) == 0
+
+
+FILTER_MAX_EXPONENT = 256
+
+
+def _surely_nonzero(normal: sp.Expr) -> bool:
+    """Whether `normal`, as a function of its symbols, is certainly not identically 0: a quick filter before cancel.
+
+    Every symbol gets an exact rational value that its assumptions allow
+    (a positive one; a positive integer for an integer symbol). Where the
+    result is a rational number (no σ, no exp of a constant left) and is
+    not 0, the rational function is not identically 0, so neither expand
+    nor cancel can reduce it to 0. Anything else (0, an undefined value, an
+    opaque atom such as sigma(3/7)) says nothing: True only for certain.
+    This never proves anything; it only spares cancel() a doomed search,
+    which can take many seconds on a rational function of exponentials.
+    """
+    if any(not p.exp.is_Number or abs(p.exp) > FILTER_MAX_EXPONENT for p in normal.atoms(sp.Pow)):
+        return False  # x**(10**9) at a rational point: a number too large to compute for a mere filter
+    rng = random.Random(len(normal.free_symbols))
+    values = {}
+    for x in normal.free_symbols:
+        if x.is_nonpositive or x.is_rational is False or x.is_algebraic is False:
+            return False  # assumptions a positive rational cannot meet
+        if x.is_integer:
+            if x.is_even is not None or x.is_prime is not None:
+                return False
+            values[x] = sp.Integer(rng.randint(1, 9))
+        else:  # odd over even: positive, never an integer (for a symbol assumed not to be one)
+            values[x] = sp.Rational(2 * rng.randint(1, 48) + 1, 2 * rng.randint(1, 44))
+    try:
+        value = normal.xreplace(values)
+    except (ZeroDivisionError, ArithmeticError, TypeError, ValueError):
+        return False
+    return bool(value.is_Rational and value != 0)
 
 
 _generators: dict[sp.Expr, sp.Symbol] = {}
@@ -727,6 +833,39 @@ def _value_text(value) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Writing many results: one printer, JSON in linear time
+# ---------------------------------------------------------------------------
+
+
+def shared_text():
+    """A function that prints expressions exactly as str() does, for many expressions at less cost.
+
+    One printer serves every call (str() builds one per expression); a name
+    is its own text; a product of plain names is its factors in the printer's
+    order (sort_key) joined by "*", which is what StrPrinter._print_Mul makes
+    of it, without the printer's per-node dispatch.
+    """
+    from sympy.printing.str import StrPrinter
+
+    printer = StrPrinter()
+    symbol = sp.Symbol
+
+    def text(expr) -> str:
+        kind = type(expr)
+        if kind is symbol:
+            return expr.name
+        if kind is sp.Mul and all(type(a) is symbol for a in expr.args):
+            return "*".join(a.name for a in sorted(expr.args, key=_sort_key))
+        return printer.doprint(expr)
+
+    return text
+
+
+def _sort_key(expr):
+    return expr.sort_key()
+
+
+# ---------------------------------------------------------------------------
 # Proving formula sets on a network
 # ---------------------------------------------------------------------------
 
@@ -741,14 +880,15 @@ class InstanceResult:
     rhs: sp.Expr
     verdict: Verdict
 
-    def to_dict(self) -> dict:
+    def to_dict(self, text=str) -> dict:
+        """`text` prints the sides (str by default; a report passes one shared printer)."""
         return {
             "set": self.set_id,
             "formula": self.formula,
             "family": self.family,
             "indices": dict(self.indices),
-            "lhs": str(self.lhs),
-            "rhs": str(self.rhs),
+            "lhs": text(self.lhs),
+            "rhs": text(self.rhs),
             **self.verdict.to_dict(),
         }
 
@@ -787,10 +927,11 @@ class ProofReport:
         return bool(self.results) and all(r.verdict.status == "proven" for r in self.results)
 
     def to_dict(self) -> dict:
+        text = shared_text()
         return {
             "network": self.network.name,
             "sets": [{"id": s.id, "title": s.title, "source": s.source} for s in self.sets],
-            "results": [r.to_dict() for r in self.results],
+            "results": [r.to_dict(text) for r in self.results],
             "families": self.families(),
             "summary": self.summary(),
             "seconds": round(self.seconds, 4),
@@ -806,16 +947,23 @@ class ProofReport:
 
 
 MAX_INSTANCES = 200_000  # of all formulas together: 784-30-10 has 23,910 Nielsen instances
+MAX_SUM_TERMS = 20_000  # terms the sums of one instance expand to (lhs, rhs and assumption together)
+MAX_TERMS = 500_000  # … of all instances of all formulas together
 
 
-def _count_instances(instantiator, formula_set, formula, network, cap: int) -> int:
-    """How many instances `formula` has on `network`, or an InputError once they exceed `cap`.
+def _count_instances(instantiator, formula_set, formula, network, caps: tuple[int, int]) -> tuple[int, int]:
+    """(instances, terms) of `formula` on `network`, or an InputError once either exceeds its cap (what is left of it).
 
     Walks the index ranges without instantiating anything and gives up after
     `cap` steps, so a range such as 2..10**9 costs no more than a small one.
+    The terms are those its sums expand to, counted from their bounds
+    (Instantiator.sum_terms) before anything is expanded, at least one per
+    side: nested sums over wide layers are refused here, not after minutes.
     """
     where = f"formula set '{formula_set.id}', formula '{formula.id}'"
-    ranges_text = ", ".join(f"{symbol} = {lo}..{hi}" for symbol, lo, hi in formula.ranges)
+    ranges_text = ", ".join(f"{symbol} = {lo}..{hi}" for symbol, lo, hi in formula.ranges) or "no ranges"
+    cap, term_cap = caps
+    sides = (formula.lhs, formula.rhs, *(formula.assume[:2] if formula.assume else ()))
 
     def too_many() -> InputError:
         return InputError(
@@ -824,18 +972,38 @@ def _count_instances(instantiator, formula_set, formula, network, cap: int) -> i
             where=where,
         )
 
-    steps = 0
+    def at(env) -> str:
+        return ", ".join(f"{k}={v}" for k, v in env.items()) or "its first index"
+
+    steps = terms = 0
+
+    def count_terms(env) -> None:
+        nonlocal terms
+        here = 0
+        for side in sides:
+            here += instantiator.sum_terms(side, env, MAX_SUM_TERMS - here)
+            if here > MAX_SUM_TERMS:
+                raise InputError(
+                    f"at {at(env)} its sums expand to more than {MAX_SUM_TERMS:,} terms, the limit for one "
+                    f"instance (MAX_SUM_TERMS): narrow the sums' bounds or nest fewer sums",
+                    where=where,
+                )
+        terms += here
+        if terms > term_cap:
+            raise InputError(
+                f"its instances and their sums make more than {MAX_TERMS:,} terms on the network "
+                f"'{network.name}' (instances × terms of each, for all formulas together: the limit MAX_TERMS); "
+                f"narrow its ranges ({ranges_text}) or its sums",
+                where=where,
+            )
 
     def walk(ranges, env) -> int:
         nonlocal steps
         if not ranges:
+            count_terms(env)
             return 1
         (symbol, lo, hi), rest = ranges[0], ranges[1:]
-        try:
-            first, last = instantiator.integer(lo, env), instantiator.integer(hi, env)
-        except LookupError as exc:
-            shown = ", ".join(f"{k}={v}" for k, v in env.items())
-            raise InputError(f"at {shown or 'its first index'}: {exc.args[0] if exc.args else exc}", where=where) from None
+        first, last = instantiator.integer(lo, env), instantiator.integer(hi, env)
         if last - first + 1 > cap:
             raise too_many()
         found = 0
@@ -848,7 +1016,11 @@ def _count_instances(instantiator, formula_set, formula, network, cap: int) -> i
         env.pop(symbol, None)
         return found
 
-    return walk(formula.ranges, {})
+    env: dict = {}
+    try:
+        return walk(formula.ranges, env), terms
+    except LookupError as exc:
+        raise InputError(f"at {at(env)}: {exc.args[0] if exc.args else exc}", where=where) from None
 
 
 def prove(
@@ -863,20 +1035,33 @@ def prove(
     """Decide every instance of every formula of `sets` that applies to `network`."""
     from .formulas import Instantiator
 
+    if not budget > 0:
+        raise InputError(f"the budget must be a positive number of seconds, not {budget}")
     start = time.perf_counter()
     derivations = derivations or Derivations(network)
     instantiator = Instantiator(network, derivations)
     prover = Prover(derivations, budget=budget, seed=seed)
     work = [(s, f) for s in sets for f in s.applicable(network)]
-    total = 0
+    total = terms = 0
     for formula_set, formula in work:
-        total += _count_instances(instantiator, formula_set, formula, network, MAX_INSTANCES - total)
+        found, made = _count_instances(
+            instantiator, formula_set, formula, network, (MAX_INSTANCES - total, MAX_TERMS - terms)
+        )
+        total, terms = total + found, terms + made
     bar = progress(total) if progress else None
     results = []
     for formula_set, formula in work:
         assumption = tuple(text for text in ((formula.assume[2] if formula.assume else ""), formula.note) if text)
-        for instance in instantiator.instances(formula):
-            verdict = prover.decide(instance.lhs, instance.rhs, instance.assume, assumption)
+        instances = instantiator.instances(formula, budget=budget)
+        while True:  # the budget of each instance covers building it (its sums) and deciding it
+            started = time.perf_counter()
+            instance = next(instances, None)
+            if instance is None:
+                break
+            if instance.unfinished:
+                verdict = Verdict("undecided", instance.unfinished, budget, assumptions=assumption)
+            else:
+                verdict = prover.decide(instance.lhs, instance.rhs, instance.assume, assumption, started + budget)
             results.append(
                 InstanceResult(
                     formula_set.id, formula.id, formula.family, instance.indices, instance.lhs, instance.rhs, verdict
