@@ -1,61 +1,35 @@
 """Checking claims: a verdict for each, the correct formula, and the name of the mistake.
 
-A diagnosis is a proof about a corrected claim: candidate corrections are
-built for each mistake class of the reference sheet (negate; scale by the
-constant ratio; multiply by the missing σ'; put back the weight that connects
-those units; add the missing path's term; …), screened at a few exact points,
-and the first one the prover *proves* names the mistake. A claim that is
-refuted and matches none of them gets no diagnosis rather than a guess.
+Each claim gets at most 1 + DIAGNOSIS_BUDGETS budgets (--budget): one for the
+decision (the prover's), and the rest, shared, for naming the correct
+formula's parts by the file's definitions and naming a refuted claim's mistake
+(derive.diagnosis). What a result prints (the claim's sides, the correct
+formula) is built once here, within the claim's time, and shared by the text
+and the JSON output, so the two never disagree or differ in what they can print.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Iterator
 
 import sympy as sp
 
 from . import functions as fn
-from .claims import Claim, ClaimsFile, ismax, max_pools
+from .claims import MAX_EXPR_DEPTH, Claim, ClaimsFile, expanded_terms, ismax, max_pools
+from .diagnosis import DIAGNOSES, DIAGNOSIS_BUDGETS, Diagnosis, Screen, diagnose, differ  # noqa: F401
 from .network import NO_TIE
-from .numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact
-from .proof import DEFAULT_BUDGET, SUBSTITUTES, Prover, Verdict
+from .numeric import OutOfTime
+from .proof import DEFAULT_BUDGET, Prover, Verdict
 
-# The documented diagnosis ids, in the order they are tried.
-DIAGNOSES = {
-    "sign": "sign flipped",
-    "constant-factor": "off by a constant factor",
-    "wrong-quantity": "∂C/∂a where ∂C/∂z belongs, or the reverse",
-    "missing-sigma-prime": "the σ' factor is missing",
-    "sigma-for-sigma-prime": "σ written where σ' belongs",
-    "transposed-index": "a transposed index: w_jk where w_kj belongs",
-    "wrong-weight": "a weight that does not connect those units",
-    "wrong-unit": "a unit's quantity where another unit's belongs",
-    "shared-parameter": "a shared parameter counted once",
-    "missing-path": "a missing path: a term of the sum over the units fed is missing",
-    "one-hot": "holds only for one-hot targets (entries summing to 1), which the file does not assume",
-}
-
-# A diagnosis proves corrected claims one after another; all of them together get at
-# most DIAGNOSIS_BUDGETS times the prover's per-identity budget (--budget), so the
-# budget bounds a refuted claim's whole time: 30 s at the default budget of 5 s.
-DIAGNOSIS_BUDGETS = 6
-MAX_CANDIDATES = 400
-MAX_PATHS = 64
-SCREEN_POINTS = 2
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    id: str
-    message: str
-    corrected: sp.Expr
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "title": DIAGNOSES[self.id], "message": self.message, "corrected": str(self.corrected)}
+# Of the DIAGNOSIS_BUDGETS, naming the correct formula's parts gets at most this many (it
+# screens at exact points first, so it takes far less); the diagnosis gets the rest.
+NAMING_BUDGETS = 1
+# The correct formula is expanded (δ by δ) only while it stays this small, as a tree:
+# a deep network's fully expanded gradient has a term per path.
+MAX_EXPECTED_NODES = 2_000
 
 
 @dataclass
@@ -66,6 +40,8 @@ class ClaimResult:
     expected_text: str
     expected_latex: str
     diagnosis: Diagnosis | None = None
+    lhs_text: str = ""  # the claim's sides as SymPy text, printed once (see check)
+    rhs_text: str = ""
 
     @property
     def expect_matched(self) -> bool | None:
@@ -96,8 +72,8 @@ class ClaimResult:
             "of": claim.of.name if claim.of is not None else None,
             "syntax": claim.syntax,
             "formula": claim.text,
-            "lhs": str(claim.lhs),
-            "rhs": str(claim.rhs),
+            "lhs": self.lhs_text or str(claim.lhs),
+            "rhs": self.rhs_text or str(claim.rhs),
             "verdict": self.verdict.status,
             "method": self.verdict.method,
             "diagnosis": self.diagnosis.id if self.diagnosis else None,
@@ -172,19 +148,23 @@ class FileResult:
 
 
 def check(claims_file: ClaimsFile, *, budget: float = DEFAULT_BUDGET, seed: int = 0, progress=None) -> FileResult:
+    """Each claim's verdict, correct formula and (when refuted) diagnosis: at most 7 budgets a claim.
+
+    The decision gets one budget (the prover's); naming the correct formula's
+    parts and the mistake share DIAGNOSIS_BUDGETS more, from one deadline.
+    """
     start = time.perf_counter()
     prover = Prover(claims_file.derivations, budget=budget, seed=seed)
     results = []
     for claim in progress(claims_file.claims) if progress else claims_file.claims:
         verdict = prover.decide(claim.lhs, claim.rhs, claim.assume, claim.assumptions)
-        # naming the correct formula's parts by the file's definitions is bounded like a diagnosis
-        expected = expected_formula(claims_file, claim, prover,
-                                    deadline=time.perf_counter() + DIAGNOSIS_BUDGETS * budget)
-        diagnosis = None
-        if verdict.status == "refuted":
-            diagnosis = diagnose(claims_file, claim, prover)
+        now = time.perf_counter()
+        deadline = now + DIAGNOSIS_BUDGETS * budget
+        expected = expected_formula(claims_file, claim, prover, deadline=min(deadline, now + NAMING_BUDGETS * budget))
+        diagnosis = diagnose(claims_file, claim, prover, deadline) if verdict.status == "refuted" else None
         text, latex = render(claims_file, claim, expected)
-        results.append(ClaimResult(claim, verdict, expected, text, latex, diagnosis))
+        results.append(ClaimResult(claim, verdict, expected, text, latex, diagnosis,
+                                   lhs_text=str(claim.lhs), rhs_text=str(claim.rhs)))
     return FileResult(claims_file, results, time.perf_counter() - start)
 
 
@@ -198,7 +178,9 @@ def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover, deadline: flo
 
     The target's chain rule is expanded one level at a time, stopping at the
     derivative symbols the claim itself uses and at those that equal one of the
-    file's definitions (which are then written by the definition's name).
+    file's definitions (which are then written by the definition's name), and
+    before the formula outgrows MAX_EXPECTED_NODES or MAX_EXPR_DEPTH: it stays
+    equal to the target whatever is left unexpanded.
     """
     derivations = cf.derivations
     keep = {s for s in claim.rhs.free_symbols if derivations.adjoint_info(s) is not None} | set(claim.mentioned)
@@ -212,8 +194,23 @@ def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover, deadline: flo
         }
         if not expandable:
             break
-        expr = expr.xreplace(expandable)
+        expanded = expr.xreplace(expandable)
+        if not _fits(expanded, MAX_EXPECTED_NODES, MAX_EXPR_DEPTH):
+            break
+        expr = expanded
     return _under_assumption(expr.xreplace(named), claim.assume).xreplace(_named_nodes(cf, claim))
+
+
+def _fits(expr: sp.Expr, nodes: int, depth: int) -> bool:
+    """Whether `expr`, as a tree (shared parts counted at each use), has at most `nodes` nodes and `depth` levels."""
+    count, stack = 0, [(expr, 1)]
+    while stack:
+        node, level = stack.pop()
+        count += 1
+        if count > nodes or level > depth:
+            return False
+        stack.extend((arg, level + 1) for arg in node.args)
+    return True
 
 
 def _named_nodes(cf: ClaimsFile, claim: Claim) -> dict[sp.Symbol, sp.Symbol]:
@@ -231,7 +228,7 @@ def _under_assumption(expr: sp.Expr, assume) -> sp.Expr:
 
     a3_1*y2 + a3_1*y3 - y1*(1 - a3_1) is a3_1 - y1 where the targets sum to 1.
     """
-    if len(assume) != 1 or sp.count_ops(expr) > 400:
+    if len(assume) != 1 or sp.count_ops(expr) > 400 or expanded_terms(expr) > MAX_EXPECTED_NODES:
         return expr
     ((unknown, solution),) = assume.items()
     equation = unknown - solution
@@ -250,29 +247,45 @@ def _under_assumption(expr: sp.Expr, assume) -> sp.Expr:
 def _named_adjoints(
     cf: ClaimsFile, claim: Claim, prover: Prover, deadline: float | None = None
 ) -> dict[sp.Symbol, sp.Expr]:
-    """Derivative symbols equal to a definition of the file: D(E, neto1) ↦ delta_o1 (as many as time allows)."""
+    """Derivative symbols equal to a definition of the file: D(E, neto1) ↦ delta_o1 (as many as time allows).
+
+    Each pair is screened at two exact points first (every value computed
+    once), and only pairs that agree there are proven.
+    """
     derivation = cf.derivations.of(claim.of) if claim.of is not None else cf.derivations.cost
-    named = {}
+    named: dict[sp.Symbol, sp.Expr] = {}
     nodes = derivation.nodes()
-    if len(nodes) > 200:
-        return named
     # the claim's own definitions first, then the file's others
     ordered = [*claim.definitions_used, *(n for n in cf.definitions if n not in claim.definitions_used)]
-    for name in ordered:
-        value = cf.definitions[name]
-        for node in nodes:
-            adjoint = derivation.adjoint(node)
-            if adjoint in named:
-                continue
-            if deadline is not None and time.perf_counter() > deadline:
-                return named
-            for sign in (1, -1):  # Zhou's g_j and e_h are negated δs
-                if _quick_equal(prover, adjoint, sign * value, claim.assume, deadline):
-                    named[adjoint] = sign * sp.Symbol(name, real=True)
+    if len(nodes) > 200 or not ordered:
+        return named
+    try:
+        # its own generator: naming leaves the prover's random points as they were
+        screen = Screen(cf, prover, claim, deadline, rng=random.Random(prover.seed))
+        adjoints = [(a, screen.values(a)) for a in map(derivation.adjoint, nodes)]
+        for name in ordered:
+            value = screen.values(cf.definitions[name])
+            values = {1: value, -1: None if value is None else [None if v is None else -v for v in value]}
+            for adjoint, seen in adjoints:
+                if adjoint in named:
+                    continue
+                if deadline is not None and time.perf_counter() > deadline:
+                    return named
+                for sign in (1, -1):  # Zhou's g_j and e_h are negated δs
+                    if _may_equal(seen, values[sign]) and _quick_equal(
+                        prover, adjoint, sign * cf.definitions[name], claim.assume, deadline
+                    ):
+                        named[adjoint] = sign * sp.Symbol(name, real=True)
+                        break
+                if adjoint in named:
                     break
-            if adjoint in named:
-                break
+    except OutOfTime:
+        pass
     return named
+
+
+def _may_equal(a: list | None, b: list | None) -> bool:
+    return a is None or b is None or not any(map(differ, a, b))
 
 
 def _quick_equal(prover: Prover, a: sp.Expr, b: sp.Expr, assume=None, deadline: float | None = None) -> bool:
@@ -336,372 +349,3 @@ def _delta_names(network) -> dict[sp.Symbol, str]:
     return found
 
 
-# ---------------------------------------------------------------------------
-# Diagnosis
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Candidate:
-    id: str
-    message: str
-    corrected: sp.Expr  # the claim's right side, corrected
-    lhs: sp.Expr | None = None  # what must be proven equal to `prove_rhs` (default: the claim's lhs)
-    prove_rhs: sp.Expr | None = None
-    assume: dict | None = None  # the assumptions to prove it under (default: the claim's)
-
-
-def diagnose(cf: ClaimsFile, claim: Claim, prover: Prover) -> Diagnosis | None:
-    deadline = time.perf_counter() + DIAGNOSIS_BUDGETS * prover.budget
-    screen = _Screen(cf, prover, claim)
-    tried = 0
-    for candidate in _candidates(cf, claim, screen):
-        if time.perf_counter() > deadline or tried >= MAX_CANDIDATES:
-            break
-        tried += 1
-        lhs = candidate.lhs if candidate.lhs is not None else claim.lhs
-        rhs = candidate.prove_rhs if candidate.prove_rhs is not None else candidate.corrected
-        assume = candidate.assume if candidate.assume is not None else claim.assume
-        if assume is claim.assume and not screen.agrees(lhs, rhs):
-            continue
-        if prover.decide(lhs, rhs, assume, deadline=deadline).status == "proven":
-            return Diagnosis(candidate.id, candidate.message, candidate.corrected)
-    return None
-
-
-class _Screen:
-    """A few fixed random points, with the claim's lhs evaluated once: a cheap filter before proofs."""
-
-    def __init__(self, cf: ClaimsFile, prover: Prover, claim: Claim):
-        self.prover = prover
-        network = cf.network
-        leaves = set(network.leaves)
-        for side in (claim.lhs, claim.rhs):
-            leaves |= {s for s in side.free_symbols if cf.derivations.definition(s) is None}
-        self.points = []
-        for _ in range(SCREEN_POINTS * 4):
-            if len(self.points) == SCREEN_POINTS:
-                break
-            point = {s: prover._random_value(s) for s in sorted(leaves, key=lambda s: s.name)}
-            if claim.assume:
-                solve = Evaluator(ExactArithmetic(), point, lambda s: None)
-                point.update({s: solve(value) for s, value in claim.assume.items()})
-            for arithmetic in (ExactArithmetic(), IntervalArithmetic()):
-                evaluator = Evaluator(arithmetic, point, cf.derivations.definition, SUBSTITUTES)
-                try:
-                    evaluator(claim.lhs)
-                    evaluator(claim.rhs)
-                except NotExact:
-                    continue
-                except (Indeterminate, ZeroDivisionError, OverflowError, ValueError, KeyError):
-                    break
-                self.points.append(evaluator)
-                break
-
-    def agrees(self, lhs: sp.Expr, rhs: sp.Expr) -> bool:
-        if not self.points:
-            return True  # nothing to screen with: leave it to the prover
-        for evaluator in self.points:
-            try:
-                a, b = evaluator(lhs), evaluator(rhs)
-            except NotExact:
-                return True
-            except (Indeterminate, ZeroDivisionError, OverflowError, ValueError, KeyError):
-                continue
-            if isinstance(a, Fraction) and isinstance(b, Fraction):
-                if a != b:
-                    return False
-            else:
-                difference = a - b
-                if difference.a > 0 or difference.b < 0:
-                    return False
-        return True
-
-
-def _candidates(cf: ClaimsFile, claim: Claim, screen: _Screen) -> Iterator[_Candidate]:
-    network, derivations = cf.network, cf.derivations
-    R = claim.rhs
-    one_hot = _one_hot(network, claim)
-    if one_hot is not None:
-        yield one_hot
-    yield _Candidate("sign", "the sign is flipped: the correct value is −1 × the claim", -R)
-
-    factor = _constant_ratio(screen, claim)
-    if factor is not None and factor not in (1, -1, 0):
-        shown = _fraction_text(factor)
-        yield _Candidate(
-            "constant-factor",
-            f"off by a constant factor: the correct value is {shown} × the claim",
-            sp.Rational(factor.numerator, factor.denominator) * R,
-        )
-
-    target_wrt = _target_variable(claim, derivations)
-    applied = _activations(network)  # a ↦ (its argument, σ' at that argument)
-    activations = {arg: a for a, (arg, _) in applied.items() if isinstance(arg, sp.Symbol)}  # z ↦ a
-    inverse = {a: z for z, a in activations.items()}
-    # Written through other δs (Σ w δ without σ'), the slip is a missing σ'; in closed
-    # form (δ = a − y) it is the derivative of the wrong quantity. Both corrections
-    # are proven before either is named; this only decides which name comes first.
-    through_deltas = any(derivations.adjoint_info(s) is not None for s in R.free_symbols)
-    wrong_quantity = list(_wrong_quantity(network, target_wrt, activations, inverse, R))
-    if not through_deltas:
-        yield from wrong_quantity
-
-    relevant = _relevant_symbols(claim, derivations)
-    ordered = sorted(applied, key=lambda a: (a not in relevant and applied[a][0] not in relevant, network.position[a]))
-    for a in ordered[:50]:
-        argument, derivative = applied[a]
-        yield _Candidate(
-            "missing-sigma-prime",
-            f"the factor σ'({argument}) = {derivative} is missing",
-            R * derivative,
-        )
-
-    for a in sorted((s for s in R.free_symbols if s in applied), key=lambda s: s.name):
-        argument, derivative = applied[a]
-        yield _Candidate(
-            "sigma-for-sigma-prime",
-            f"{a} = σ({argument}) is written where σ'({argument}) = {derivative} belongs",
-            R * derivative / a,
-        )
-
-    if through_deltas:
-        yield from wrong_quantity
-
-    weights = network.families.get("w", {})
-    if weights:
-        by_symbol = {s: idx for idx, s in weights.items()}
-        used = [s for s in R.free_symbols if s in by_symbol]
-        swaps = {}
-        for s in used:
-            l, j, k = by_symbol[s]
-            partner = weights.get((l, k, j))
-            if partner is not None and partner != s:
-                swaps[s] = partner
-        for s, partner in sorted(swaps.items(), key=lambda kv: kv[0].name):
-            yield _Candidate(
-                "transposed-index",
-                f"{s} has its indices transposed: {partner} belongs (Nielsen's w^l_jk runs to j from k)",
-                R.xreplace({s: partner}),
-            )
-        if len(swaps) > 1:
-            yield _Candidate("transposed-index", "the weights' indices are transposed throughout", R.xreplace(swaps))
-        if target_wrt is not None and target_wrt[1] in by_symbol:
-            _, j, k = by_symbol[target_wrt[1]]
-            swapped = _swap_unit_indices(network, derivations, R, j, k)
-            if swapped is not None:
-                yield _Candidate(
-                    "transposed-index",
-                    f"the unit indices {j} and {k} are swapped: ∂C/∂w^l_jk = a^(l-1)_k δ^l_j",
-                    swapped,
-                )
-
-    parameters = set(network.parameters)
-    for s in sorted(R.free_symbols, key=lambda s: s.name):
-        if s in parameters:
-            kind, pool = "wrong-weight", [p for p in network.parameters if _family(p) == _family(s)]
-        elif s in network.definitions:
-            kind, pool = "wrong-unit", [n for n in network.order if _family(n) == _family(s)]
-        else:
-            continue
-        for other in pool:
-            if other == s or other in R.free_symbols:
-                continue
-            if kind == "wrong-weight":
-                message = f"{s} does not connect those units; {other} does"
-            else:
-                message = f"{s} is used where {other} belongs"
-            yield _Candidate(kind, message, R.xreplace({s: other}))
-
-    if target_wrt is not None:
-        derivation, v, scale = target_wrt
-        terms = derivation.terms(v)
-        if len(terms) > 1 and v in parameters:
-            for t in terms:
-                yield _Candidate(
-                    "shared-parameter",
-                    f"{v} feeds {', '.join(str(u.consumer) for u in terms)}; the claim counts only the term "
-                    f"through {t.consumer}",
-                    scale * derivation.closed_form(v),
-                    lhs=scale * t.adjoint * t.partial,
-                    prove_rhs=R,
-                )
-        for through, term in _path_terms(derivation, v):
-            yield _Candidate(
-                "missing-path",
-                f"the path through {through} is missing: add {scale * term}",
-                R + scale * term,
-            )
-
-
-def _one_hot(network, claim: Claim) -> _Candidate | None:
-    """With a softmax and the log-likelihood, δ^L = a − y needs one-hot targets: the claim, under that assumption."""
-    targets = list(network.targets)
-    if network.facts.get("cost") != "log_likelihood" or len(targets) < 2 or claim.assume:
-        return None
-    total = " + ".join(t.name for t in targets)
-    return _Candidate(
-        "one-hot",
-        f"the claim holds only where the targets sum to 1 (a one-hot target), and the file does not assume it: "
-        f'add assume = {{ lhs = "{total}", rhs = "1", text = "the target is one-hot" }}',
-        claim.rhs,
-        assume={targets[-1]: 1 - sp.Add(*targets[:-1])},
-    )
-
-
-def _swap_unit_indices(network, derivations, expr: sp.Expr, j: int, k: int) -> sp.Expr | None:
-    """expr with every unit index j of a layered a, z, b or δ exchanged for k and back."""
-    if j == k:
-        return None
-    where = {}
-    for family in ("a", "z", "b"):
-        for index, s in network.families.get(family, {}).items():
-            where.setdefault(s, (family, index))
-    mapping = {}
-    for s in expr.free_symbols:
-        info = derivations.adjoint_info(s)
-        family_index = where.get(s)
-        if info is not None and info[1] in where and where[info[1]][0] == "z":
-            derivation, z = info
-            family, index = where[z]
-        elif family_index is not None:
-            derivation = None
-            family, index = family_index
-        else:
-            continue
-        unit = index[-1]
-        if unit not in (j, k):
-            continue
-        partner = network.families[family].get(index[:-1] + (k if unit == j else j,))
-        if partner is None:
-            return None
-        mapping[s] = derivation.adjoint(partner) if derivation is not None else partner
-    return expr.xreplace(mapping) if mapping else None
-
-
-def _wrong_quantity(network, target_wrt, activations, inverse, R) -> Iterator[_Candidate]:
-    """The claim computed ∂C/∂a where ∂C/∂z was asked (or the reverse)."""
-    if target_wrt is None:
-        return
-    derivation, v, scale = target_wrt
-    if v in activations:
-        a = activations[v]
-        yield _Candidate(
-            "wrong-quantity",
-            f"this is ∂{derivation.of}/∂{a} (with respect to the activation); ∂{derivation.of}/∂{v} "
-            f"needs the factor σ'({v}) = {network.activation_derivative(v)}",
-            R * network.activation_derivative(v),
-            lhs=scale * derivation.adjoint(a),
-            prove_rhs=R,
-        )
-    elif v in inverse:
-        z = inverse[v]
-        yield _Candidate(
-            "wrong-quantity",
-            f"this is ∂{derivation.of}/∂{z} (with respect to the net input); ∂{derivation.of}/∂{v} "
-            f"has no factor σ'({z})",
-            R / network.activation_derivative(z),
-            lhs=scale * derivation.adjoint(z),
-            prove_rhs=R,
-        )
-
-
-def _constant_ratio(screen: _Screen, claim: Claim) -> Fraction | None:
-    ratios = set()
-    for evaluator in screen.points:
-        try:
-            a, b = evaluator(claim.lhs), evaluator(claim.rhs)
-        except (NotExact, Indeterminate, ZeroDivisionError, OverflowError, ValueError, KeyError):
-            return None
-        if isinstance(a, Fraction) and isinstance(b, Fraction):
-            if b == 0:
-                return None
-            ratio = a / b
-            if ratio.denominator > 64 or abs(ratio.numerator) > 64:
-                return None
-            ratios.add(ratio)
-        else:
-            if b.a <= 0 <= b.b:
-                return None
-            quotient = a / b
-            guess = Fraction(float(quotient.mid)).limit_denominator(64)
-            if not (quotient.a <= guess.numerator / guess.denominator <= quotient.b or abs(float(quotient.mid) - float(guess)) < 1e-40):
-                return None
-            ratios.add(guess)
-    if len(ratios) != 1:
-        return None
-    return ratios.pop()
-
-
-def _fraction_text(value: Fraction) -> str:
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
-
-
-def _target_variable(claim: Claim, derivations):
-    """(derivation, v, scale) when the claim's target is scale · D(of, v)."""
-    for s in claim.target.free_symbols:
-        info = derivations.adjoint_info(s)
-        if info is None:
-            continue
-        scale = sp.simplify(claim.target / s)
-        if s not in scale.free_symbols and not any(derivations.adjoint_info(x) for x in scale.free_symbols):
-            derivation, v = info
-            return derivation, v, scale
-    return None
-
-
-ACTIVATION_FUNCTIONS = (fn.sigmoid, sp.tanh, fn.relu, fn.sigma)
-
-
-def _activations(network) -> dict[sp.Symbol, tuple[sp.Expr, sp.Expr]]:
-    """Nodes defined as an activation of one argument (a = σ(z), b_h = f(α_h − γ_h)): a ↦ (argument, σ'(argument))."""
-    found = {}
-    replace = network._function_nodes
-    for node in network.order:
-        definition = network.definitions[node]
-        if isinstance(definition, ACTIVATION_FUNCTIONS):
-            (argument,) = definition.args
-            t = sp.Dummy("t")
-            derivative = sp.diff(type(definition)(t), t).xreplace({t: argument}).xreplace(replace)
-            found[node] = (argument, derivative)
-    return found
-
-
-def _relevant_symbols(claim: Claim, derivations) -> set[sp.Symbol]:
-    relevant = set(claim.rhs.free_symbols)
-    try:
-        relevant |= derivations.closed_form(claim.target).free_symbols
-    except Exception:  # noqa: BLE001 - relevance only orders candidates
-        pass
-    return relevant
-
-
-def _family(s: sp.Symbol) -> str:
-    """A name's family: its letters with the indices removed (w5 → w, outh1 → outh, w2_1_3 → w2)."""
-    name = s.name
-    match = re.match(r"([A-Za-z]+)(\d+)_", name)
-    if match:
-        return match.group(1) + match.group(2)  # layered: family and layer
-    return re.sub(r"[\d_]+", "", name)
-
-
-def _path_terms(derivation, v: sp.Symbol) -> list[tuple[str, sp.Expr]]:
-    """Each path from v to the differentiated quantity as a product of local partials, and each first step's term."""
-    terms: list[tuple[str, sp.Expr]] = []
-    for t in derivation.terms(v):
-        if len(derivation.terms(v)) > 1:
-            terms.append((str(t.consumer), derivation.closed_form(t.consumer) * t.partial if t.consumer != derivation.of else t.partial))
-    paths: list[tuple[list[sp.Symbol], sp.Expr]] = []
-    stack = [(v, [v], sp.S.One)]
-    while stack and len(paths) < MAX_PATHS:
-        node, path, product = stack.pop()
-        if node == derivation.of:
-            paths.append((path, product))
-            continue
-        for t in derivation.terms(node):
-            stack.append((t.consumer, path + [t.consumer], product * t.partial))
-    if len(paths) > 1:
-        for path, product in paths:
-            label = " → ".join(str(p) for p in path[1:-1]) or str(path[-1])
-            terms.append((label, product))
-    return terms

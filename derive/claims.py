@@ -36,7 +36,6 @@ a constant coefficient; the claim is then proven or refuted where it holds.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -47,10 +46,12 @@ import sympy as sp
 from . import functions as fn
 from .derivation import Derivations
 from .errors import FormulaError, InputError
-from .latex_input import parse_latex
+from .latex_input import NormalNames, parse_latex_counted
 from .network import NAME, Network, symbol
-from .parser import Vocabulary, parse_formula
-from .spec import load, toml_error
+from .parser import MAX_EXACT_DIGITS, Vocabulary, check_constant, parse_formula
+from .files import path_exists, read_toml
+from .limits import MAX_CLAIMS_BYTES
+from .spec import load
 
 KINDS = ("gradient", "update", "identity")
 SYNTAXES = ("sympy", "latex")
@@ -59,7 +60,11 @@ CLAIM_KEYS = {"name", "kind", "wrt", "of", "formula", "lhs", "rhs", "rate", "syn
               "assume"}
 TOP_KEYS = {"network", "title", "student", "syntax", "definitions", "latex_names", "assume", "claim"}
 ASSUME_KEYS = {"lhs", "rhs", "text", "syntax"}
-MAX_CLAIMS_BYTES = 2_000_000
+# The parsing work allowed for the file's definitions and assumptions, and again for each claim (its
+# formulas and assumptions): LaTeX tokens read (a sum reads its body once per term), or two per
+# character of SymPy text. About a second of parsing on the project's machine: a file's parsing
+# stays within a budget a claim, the most a single formula may take (MAX_STEPS) and then some.
+PARSE_ALLOWANCE = 150_000
 
 
 @dataclass(frozen=True)
@@ -99,18 +104,7 @@ class ClaimsFile:
 def load_claims(path: str | Path) -> ClaimsFile:
     path = Path(path)
     where = str(path)
-    try:
-        if path.stat().st_size > MAX_CLAIMS_BYTES:
-            raise InputError(f"the file is larger than {MAX_CLAIMS_BYTES:,} bytes", where=where)
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", where=where) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the file: {exc}", where=where) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise toml_error(exc, text, where) from None
+    data = read_toml(path, limit=MAX_CLAIMS_BYTES, where=where)
     try:
         return parse_claims(data, base=path.parent, path=where)
     except InputError as exc:
@@ -134,6 +128,8 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
     for latex_name, target in latex_names.items():
         if target not in network.by_name:
             raise InputError(f"'{target}' is not a name of the network", where=f"[latex_names] {latex_name}")
+    latex_names = NormalNames.of(latex_names)  # once, not for every LaTeX formula
+    vocabulary.allow(PARSE_ALLOWANCE, "the file's definitions and assumptions")
 
     definitions: dict[str, sp.Expr] = {}
     raw_definitions = data.get("definitions", {})
@@ -165,6 +161,7 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
         if name in seen:
             raise InputError(f"two claims are named '{name}'", where=f"[[claim]] {name}")
         seen.add(name)
+        vocabulary.allow(PARSE_ALLOWANCE, "the claim's formulas and assumptions")
         claims.append(_claim(entry, name, vocabulary, default_syntax, latex_names, file_assumptions))
     return ClaimsFile(
         path=path,
@@ -179,8 +176,8 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
 
 def _network(reference: str, base: Path) -> Network:
     candidate = base / reference
-    if reference.endswith(".toml") or candidate.exists():
-        if not candidate.exists():
+    if reference.endswith(".toml") or path_exists(candidate):
+        if not path_exists(candidate):
             raise InputError(f"no spec file '{reference}' next to the claims file", where="network")
         return load(candidate)
     try:
@@ -244,6 +241,9 @@ def solve_assumptions(network: Network, equations: list) -> dict[sp.Symbol, sp.E
         if others:
             raise InputError(f"an assumption may name inputs, targets, parameters and constants only, "
                              f"not {', '.join(others)}", where=where)
+        if expanded_terms(equation) > MAX_ASSUMPTION_TERMS:
+            raise InputError(f"an assumption must be linear; this one would expand to more than "
+                             f"{MAX_ASSUMPTION_TERMS:,} terms", where=where)
         unknowns = [s for s in network.leaves if s in equation.free_symbols]
         if not unknowns:
             if sp.simplify(equation) != 0:
@@ -258,6 +258,23 @@ def solve_assumptions(network: Network, equations: list) -> dict[sp.Symbol, sp.E
         substitution = {k: v.xreplace({unknown: solution}) for k, v in substitution.items()}
         substitution[unknown] = solution
     return substitution
+
+
+MAX_ASSUMPTION_TERMS = 1_000
+
+
+def expanded_terms(expr: sp.Expr) -> float:
+    """An upper bound on the number of terms `expand` makes of expr (products and powers of sums multiply out)."""
+    if expr.is_Add:
+        return sum(expanded_terms(a) for a in expr.args)
+    if expr.is_Mul:
+        total = 1.0
+        for a in expr.args:
+            total *= expanded_terms(a)
+        return total
+    if expr.is_Pow and expr.exp.is_Integer and expr.exp > 0:
+        return expanded_terms(expr.base) ** min(int(expr.exp), 1_000)
+    return 1.0
 
 
 def _claim(entry: Mapping, name: str, vocabulary: "ClaimVocabulary", default_syntax: str, latex_names,
@@ -408,6 +425,22 @@ class ClaimVocabulary(Vocabulary):
     def define(self, name: str, value: sp.Expr) -> None:
         self.definitions[name] = value
 
+    # -- the parsing allowance -------------------------------------------------------
+    work_left: int = PARSE_ALLOWANCE
+    work_what: str = "the formulas"
+
+    def allow(self, units: int, what: str) -> None:
+        """Start a new allowance of parsing work (a LaTeX token read, or half a SymPy character)."""
+        self.work_left, self.work_what = units, what
+
+    def spend(self, text: str, syntax: str) -> None:
+        """Charge a SymPy formula's characters (a LaTeX formula is charged the tokens it reads, as it reads)."""
+        cost = 2 * len(text) if syntax == "sympy" else 0
+        if cost > self.work_left or self.work_left <= 0:
+            raise FormulaError(f"{self.work_what} hold more than the {PARSE_ALLOWANCE:,} tokens' worth of "
+                               "formulas one section may (a LaTeX sum counts its body once per term)")
+        self.work_left -= cost
+
     def rate(self, text: str, where: str) -> sp.Symbol:
         if not NAME.match(text) or text in self.network.by_name or text in self.definitions:
             raise InputError(f"'{text}' must be a new name for the rate, such as \"eta\"", where=where)
@@ -420,12 +453,17 @@ class ClaimVocabulary(Vocabulary):
     def parse(self, text: str, syntax: str, latex_names: Mapping[str, str], where: str) -> sp.Expr:
         """A formula, with every subexpression that equals a node's definition folded into the node."""
         try:
+            self.spend(text, syntax)
             if syntax == "latex":
-                parsed = parse_latex(text, self, latex_names)
+                parsed, steps = parse_latex_counted(text, self, latex_names, max_steps=self.work_left)
+                self.work_left -= steps
             else:
                 parsed = parse_formula(text, self)
+            bound_size(parsed)
         except FormulaError as exc:
             raise exc.located(where) from None
+        except RecursionError:  # a backstop: bound_size and the parsers' depth limits stop nesting first
+            raise FormulaError(f"formula is nested deeper than {MAX_EXPR_DEPTH} levels").located(where) from None
         return self.folder(parsed)
 
     @cached_property
@@ -439,6 +477,9 @@ class ClaimVocabulary(Vocabulary):
         quantity, variable = args
         if not isinstance(variable, sp.Symbol) or variable not in self.network.position:
             raise ValueError("the second argument must be a name of the network")
+        if any(self.derivations.adjoint_info(s) is not None for s in quantity.free_symbols):
+            # D(E, w5) is a symbol standing for a value, not a function of w5: its derivative is not 0
+            raise ValueError("a second derivative (D of an expression holding D(…) or a δ) is not supported")
         return self.graph_derivative(quantity, variable)
 
     def graph_derivative(self, quantity: sp.Expr, variable: sp.Symbol) -> sp.Expr:
@@ -630,6 +671,59 @@ class NodeFolder:
                 return e
             if not e.is_Add:
                 return e
+
+
+# A parsed formula, with its definitions inlined, is at most this deep and this large (as a tree, each
+# use of a definition counted again): the parsers' own limits allow about 200 levels and 10,000 nodes,
+# and every later step (folding, algebra, printing) recurses on the depth and walks the tree.
+MAX_EXPR_DEPTH = 200
+MAX_EXPR_NODES = 20_000
+# Exponents within exponents (w5**w5**…): the prover's algebra costs O(n²) and more in a tower's height
+# (a tower of 40 sigmoids took 13 budgets); LaTeX allows 8 (latex_input.MAX_TOWER).
+MAX_TOWER = 16
+MAX_EXACT_BITS = int(MAX_EXACT_DIGITS * 3.33) + 1  # the parsers' bound on one number, through definitions too
+
+
+def bound_size(expr: sp.Expr) -> None:
+    """A FormulaError when `expr` (a tree, shared parts counted at each use) is too deep, too large, a tower of
+    exponents too tall, or holds a number too large to work with.
+
+    Iterative, and it stops at MAX_EXPR_NODES, so a chain of definitions each
+    using the previous twice (2^n nodes as a tree) is refused at once.
+    """
+    count, stack, order = 0, [(expr, 1, 0)], []
+    while stack:
+        node, depth, tower = stack.pop()
+        count += 1
+        if count > MAX_EXPR_NODES:
+            raise FormulaError(f"the formula, with its definitions written out, has more than {MAX_EXPR_NODES:,} "
+                               "parts; name fewer definitions within definitions")
+        if depth > MAX_EXPR_DEPTH:
+            raise FormulaError(f"the formula, with its definitions written out, is nested deeper than "
+                               f"{MAX_EXPR_DEPTH} levels")
+        if node.is_Rational and max(abs(node.p), node.q).bit_length() > MAX_EXACT_BITS:
+            raise FormulaError(f"the formula, with its definitions written out, holds a number of more than "
+                               f"{MAX_EXACT_DIGITS:,} digits")
+        if tower > MAX_TOWER:
+            raise FormulaError(f"the formula, with its definitions written out, has exponents within exponents "
+                               f"more than {MAX_TOWER} deep")
+        order.append(node)
+        if node.is_Pow:
+            stack.append((node.base, depth + 1, tower))
+            stack.append((node.exp, depth + 1, tower + (not node.exp.is_Number)))
+        else:
+            stack.extend((arg, depth + 1, tower) for arg in node.args)
+    # number-only parts (exp(400) + 1), largest first: each must be evaluable
+    symbolic: dict[int, bool] = {}
+    for node in reversed(order):  # children before parents
+        symbolic[id(node)] = node.is_Symbol or any(symbolic[id(a)] for a in node.args)
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if symbolic[id(node)]:
+            stack.extend(node.args)
+        elif not node.is_Atom:
+            check_constant(node)
 
 
 def _count(expr: sp.Expr, limit: int) -> int:

@@ -96,7 +96,7 @@ from typing import Mapping
 import sympy as sp
 
 from .errors import FormulaError
-from .parser import MAX_EXACT_DIGITS, MAX_LENGTH, Token, Vocabulary, _number, _power
+from .parser import MAX_EXACT_DIGITS, MAX_LENGTH, Token, Vocabulary, _number, _power, check_constant
 
 # Nesting budget in this parser's own units (it spends fewer Python frames per unit than parser.py)
 MAX_DEPTH = 200
@@ -146,17 +146,34 @@ _CHAR_HINTS = {
 
 def parse_latex(text: str, vocabulary: Vocabulary, latex_names: Mapping[str, str] | None = None) -> sp.Expr:
     """Parse a LaTeX formula into a SymPy expression over `vocabulary`'s names, or raise FormulaError."""
+    return parse_latex_counted(text, vocabulary, latex_names)[0]
+
+
+def parse_latex_counted(
+    text: str, vocabulary: Vocabulary, latex_names: Mapping[str, str] | None = None, *, max_steps: int = MAX_STEPS
+) -> tuple[sp.Expr, int]:
+    """parse_latex, reading at most `max_steps` tokens, and how many it read (a caller's running allowance)."""
     if not isinstance(text, str):
         raise FormulaError(f"a formula must be a string, not {type(text).__name__}")
     if not text.strip():
         raise FormulaError("empty formula")
-    parser = _Parser(text, _tokenize(text), vocabulary, latex_names or {})
+    parser = _Parser(text, _tokenize(text), vocabulary, latex_names or {}, max_steps=min(max_steps, MAX_STEPS))
     try:
-        return parser.parse()
+        return parser.parse(), parser.steps
     except RecursionError:
         # Backstop only: the depth limit stops our own recursion first, but SymPy's
         # assumption queries on a deep expression recurse on their own.
         raise FormulaError("formula is nested too deeply", column=parser.token.column) from None
+
+
+class NormalNames(dict):
+    """`latex_names` with its keys in the form typed names are compared in, normalized once for many formulas."""
+
+    @classmethod
+    def of(cls, latex_names: Mapping[str, str]) -> "NormalNames":
+        if isinstance(latex_names, cls):
+            return latex_names
+        return cls({_normal(k): v for k, v in latex_names.items()})
 
 
 def _tokenize(text: str) -> list[Token]:
@@ -220,11 +237,13 @@ class _Name:
 
 
 class _Parser:
-    def __init__(self, text: str, tokens: list[Token], vocabulary: Vocabulary, latex_names: Mapping[str, str]):
+    def __init__(self, text: str, tokens: list[Token], vocabulary: Vocabulary, latex_names: Mapping[str, str],
+                 max_steps: int = MAX_STEPS):
         self.text = text
         self.tokens = tokens
         self.vocabulary = vocabulary
-        self.latex_names = {_normal(k): v for k, v in latex_names.items()}
+        self.latex_names = NormalNames.of(latex_names)
+        self.max_steps = max_steps
         self.pos = 0
         self.depth = 0
         self.steps = 0
@@ -246,9 +265,11 @@ class _Parser:
         token = self.tokens[self.pos]
         self.pos += 1
         self.steps += 1
-        if self.steps > MAX_STEPS:
+        if self.steps > self.max_steps:
+            left = "" if self.max_steps == MAX_STEPS else " (all that is left of the file's allowance)"
             raise FormulaError(
-                f"the formula expands to more than {MAX_STEPS:,} tokens (a sum reads its body once per term)",
+                f"the formula expands to more than {self.max_steps:,} tokens{left} (a sum reads its body once "
+                "per term)",
                 column=token.column,
             )
         return token
@@ -333,6 +354,7 @@ class _Parser:
         return FormulaError(message, column=self.token.column)
 
     def reciprocal(self, divisor: sp.Expr, token: Token) -> sp.Expr:
+        check_constant(divisor, token.column)
         # structural test: an assumption query could recurse deep into the divisor
         if divisor == 0:
             raise FormulaError("division by zero", column=token.column)
@@ -567,6 +589,10 @@ class _Parser:
     def call(self, name: str, args: list, token: Token) -> sp.Expr:
         try:
             return self.vocabulary.function(name)(args)
+        except FormulaError as exc:
+            if exc.column is not None:
+                raise
+            raise FormulaError(f"{token.text}: {exc.message}", column=token.column) from None
         except (ValueError, TypeError, LookupError) as exc:
             raise FormulaError(f"{token.text}: {_message(exc)}", column=token.column) from None
 

@@ -5,7 +5,10 @@ which execute Python). This parser accepts exactly: numbers, the names a
 vocabulary declares, `+ - * / **` (and `^` as a power, as students type it),
 parentheses, calls of whitelisted functions and, where the vocabulary allows
 it, indexing `w[l, j, k]`. Everything is bounded: the text's length, the
-nesting depth, the size of number literals and of exact powers.
+nesting depth, the height of a tower of exponents, the size of number
+literals and of exact numbers (a power of `3**300*w1` multiplies its number
+out), and a part made of numbers alone must be evaluable (`exp(exp(exp(100)))`
+is refused: SymPy's assumption queries would evaluate it for minutes).
 
 Grammar (precedence climbing, `**` binds right and tighter than unary minus,
 as in Python: `-x**2 = -(x**2)`):
@@ -37,6 +40,7 @@ MAX_NUMBER_LENGTH = 60
 MAX_LITERAL_EXPONENT = 300  # the `e` part of a literal such as 1e-3
 MAX_EXPONENT = 64  # |n| in x**n
 MAX_EXACT_DIGITS = 1_000  # digits of an exact number such as 3**600
+MAX_TOWER = 16  # exponents within exponents, w5**w5**…: SymPy's Pow and the algebra cost O(n²) and more in it
 
 _TOKEN = re.compile(
     r"""
@@ -108,6 +112,8 @@ def _checked_call(name: str, func, arity: int | None) -> Builder:
             raise ValueError(f"{name}() takes {arity} argument{'s' if arity > 1 else ''}, got {len(args)}")
         if arity is None and not args:
             raise ValueError(f"{name}() needs at least one argument")
+        for arg in args:
+            check_constant(arg)
         return func(*args)
 
     return build
@@ -150,6 +156,7 @@ class _Parser:
     vocabulary: Vocabulary
     pos: int = 0
     depth: int = field(default=0)
+    tower: int = field(default=0)  # exponents being read within exponents
 
     # -- helpers -----------------------------------------------------------
     @property
@@ -203,6 +210,7 @@ class _Parser:
             factor_token = self.token
             factor = self.unary()
             if op.text == "/":
+                check_constant(factor, factor_token.column)
                 if factor.is_zero:
                     raise FormulaError("division by zero", column=factor_token.column)
                 factor = sp.Pow(factor, -1)
@@ -226,7 +234,11 @@ class _Parser:
         if self.token.kind == "op" and self.token.text in ("**", "^"):
             op = self.advance()
             self.enter()
+            self.tower += 1
+            if self.tower > MAX_TOWER:
+                raise FormulaError(f"exponents are nested more than {MAX_TOWER} deep", column=op.column)
             exponent = self.unary()
+            self.tower -= 1
             self.depth -= 1
             return _power(base, exponent, op.column)
         return base
@@ -272,6 +284,10 @@ class _Parser:
         args = self.arguments(")")
         try:
             return build(args)
+        except FormulaError as exc:
+            if exc.column is not None:
+                raise
+            raise FormulaError(f"{name.text}(): {exc.message}", column=name.column) from None
         except (ValueError, TypeError, LookupError) as exc:
             raise FormulaError(f"{name.text}(): {_message(exc)}", column=name.column) from None
 
@@ -304,13 +320,48 @@ def _number(token: Token) -> sp.Rational:
 
 
 def _digits(value: sp.Expr) -> float:
-    """Decimal digits of an exact number's numerator and denominator (0 for anything else)."""
+    """Decimal digits of the exact numbers SymPy multiplies out of `value` in a product or an integer power.
+
+    A Rational's numerator and denominator; a product's numbers together
+    (3**300*w1 carries 144 digits into any product or power of it); a number's
+    power such as sqrt(3) its share. Anything else (a sum, a function) keeps
+    its numbers inside and counts 0.
+    """
     if value.is_Rational:
         return math.log10(max(abs(value.p), 1)) + math.log10(value.q)
+    if value.is_Mul:
+        return sum(_digits(factor) for factor in value.args)
+    if value.is_Pow and value.base.is_Rational and value.exp.is_Rational:
+        return _digits(value.base) * abs(float(value.exp))
     return 0.0
 
 
+def check_constant(value: sp.Expr, column: int | None = None) -> None:
+    """A FormulaError for a number-only part too large to work with, such as exp(exp(exp(100))).
+
+    SymPy's assumption queries (is it zero? negative?) evaluate such a part
+    numerically, which takes minutes or overflows, so it is refused before
+    any function, power or division is built on it. Our interval evaluation
+    stops at 2^±500 at once; a part with no real value (log(0), sqrt(-1)) is
+    left to the prover, which says so.
+    """
+    if value.is_Atom or not value.is_number:
+        return
+    from .numeric import Evaluator, Indeterminate, IntervalArithmetic, NotExact, TooLarge
+
+    try:
+        Evaluator(IntervalArithmetic(), {}, lambda s: None)(value)
+    except TooLarge:
+        raise FormulaError("a number in the formula is too large to work with (beyond 2^±500)", column=column) from None
+    except (Indeterminate, NotExact, ZeroDivisionError, ValueError, KeyError):
+        pass
+    except OverflowError:
+        raise FormulaError("a number in the formula is too large to work with", column=column) from None
+
+
 def _power(base: sp.Expr, exponent: sp.Expr, column: int) -> sp.Expr:
+    check_constant(base, column)
+    check_constant(exponent, column)
     if exponent.is_Number:
         if abs(exponent) > MAX_EXPONENT:
             raise FormulaError(f"exponent {exponent} is beyond the limit ±{MAX_EXPONENT}", column=column)
@@ -319,6 +370,8 @@ def _power(base: sp.Expr, exponent: sp.Expr, column: int) -> sp.Expr:
         if base.is_Rational and exponent.is_Integer:
             size = max(abs(base.p), abs(base.q), 2)
             digits = abs(int(exponent)) * math.log10(size)
-            if digits > MAX_EXACT_DIGITS:
-                raise FormulaError(f"the number would have about {digits:,.0f} digits", column=column)
+        else:  # (3**300*w1)**64 multiplies its number out: 3**19200
+            digits = _digits(base) * abs(float(exponent))
+        if digits > MAX_EXACT_DIGITS:
+            raise FormulaError(f"the number would have about {digits:,.0f} digits", column=column)
     return sp.Pow(base, exponent)
