@@ -8,7 +8,7 @@ formula (a failed check), 2 bad input, 3 an internal error.
 from __future__ import annotations
 
 import argparse
-import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -22,7 +22,10 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed on one line
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_BAD_INPUT
@@ -68,8 +71,68 @@ Exit codes: 0 ok, 1 a formula refuted or undecided, 2 bad input, 3 internal erro
 """
 
 
+# Option types: argparse turns their ArgumentTypeError into a usage line and exit 2,
+# so no value on the command line reaches the code as nan, inf or a negative seed.
+MAX_BUDGET = 3600.0  # seconds per identity
+MAX_COUNT = 10**9
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error of derive (exit 2)."""
+
+    def error(self, message: str):
+        message = re.sub(r"^argument (-[-\w]+)(?:/[-\w]+)?: ", r"\1 ", message)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
+
+
+def seconds(text: str) -> float:
+    value = _float(text)
+    if not 0 < value <= MAX_BUDGET:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, at most {MAX_BUDGET:g}")
+    return value
+
+
+def seed(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError("must be an integer from 0 to 4294967295")
+    return value
+
+
+def finite(text: str) -> float:
+    return _float(text)
+
+
+def count(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_COUNT:,}")
+    return value
+
+
+def _float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError("must be a finite number (not nan or inf)")
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text) > 24:
+        raise argparse.ArgumentTypeError(f"'{text[:24]}…' is too long for an integer option")
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="derive",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -142,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="extend",
         help="formula sets to prove: built-in ids (see `derive list`) or .toml files (default: every built-in set)",
     )
-    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity: search, algebra and evidence together (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
+    p.add_argument("--budget", type=seconds, default=5.0, metavar="SECONDS", help="time per identity: search, algebra and evidence together (default 5)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for the random points of counterexample search")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_prove, command="prove")
 
@@ -181,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="claims files (.toml)")
-    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity: search, algebra and evidence together (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
+    p.add_argument("--budget", type=seconds, default=5.0, metavar="SECONDS", help="time per identity: search, algebra and evidence together (default 5)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for the random points of counterexample search")
     p.add_argument("--json", action="store_true", help="print JSON: one object per file (a list under 'files' for several)")
     p.set_defaults(run=run_check, command="check")
 
@@ -216,12 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("spec", metavar="SPEC", help="a spec file (.toml) or a built-in network's name")
     p.add_argument("--data", required=True, metavar="NAME", help="book-0-1, book-1-2-3, digits, values or a .npz file")
-    p.add_argument("--epochs", type=int, metavar="N", help="passes over the training data")
-    p.add_argument("--batch", type=int, metavar="M", help="examples per gradient step")
-    p.add_argument("--lr", type=float, metavar="ETA", help="learning rate η")
-    p.add_argument("--momentum", type=float, metavar="MU", help="momentum μ (0 for plain SGD)")
-    p.add_argument("--lmbda", type=float, default=1.0, metavar="LAMBDA", help="L2 strength λ for networks with L2 (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial parameters and the shuffles")
+    p.add_argument("--epochs", type=count, metavar="N", help="passes over the training data")
+    p.add_argument("--batch", type=count, metavar="M", help="examples per gradient step")
+    p.add_argument("--lr", type=finite, metavar="ETA", help="learning rate η")
+    p.add_argument("--momentum", type=finite, metavar="MU", help="momentum μ (0 for plain SGD)")
+    p.add_argument("--lmbda", type=finite, default=1.0, metavar="LAMBDA", help="L2 strength λ for networks with L2 (default 1)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the initial parameters and the shuffles")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--save", metavar="FILE", help="write the trained parameters to FILE.npz")
     p.add_argument("--load", metavar="FILE", help="start from the parameters in FILE.npz")
@@ -272,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", metavar="FILE", help="your own Jinja template, with the context of reports/README.md")
     p.add_argument("--formulas", metavar="SET", nargs="+", action="extend",
                    help="formula sets to prove (default: every built-in set that applies)")
-    p.add_argument("--budget", type=float, default=5.0, metavar="SECONDS", help="time per identity: search, algebra and evidence together (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the random points of counterexample search")
+    p.add_argument("--budget", type=seconds, default=5.0, metavar="SECONDS", help="time per identity: search, algebra and evidence together (default 5)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for the random points of counterexample search")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
     p.set_defaults(run=run_report, command="report")
 
@@ -297,9 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("spec", metavar="SPEC", help="a spec file (.toml) or a built-in network's name")
-    p.add_argument("--points", type=int, default=2, help="random points (default 2)")
-    p.add_argument("--batch", type=int, default=4, help="examples per point (default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--points", type=count, default=2, help="random points (default 2)")
+    p.add_argument("--batch", type=count, default=4, help="examples per point (default 4)")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_gradcheck, command="gradcheck")
@@ -354,6 +417,13 @@ def run_derive(args) -> int:
         more = " …" if len(network.missing_values) > 8 else ""
         print(f"derive: note: [values] has no number for {missing}{more}; "
               "quantities that depend on them are not evaluated", file=sys.stderr)
+    from .network import undefined_node
+
+    problem = undefined_node(network)
+    if problem is not None:
+        node, why = problem
+        print(f"derive: note: at [values], {node.name} has no finite value ({why}); "
+              "it and the quantities that depend on it are not evaluated", file=sys.stderr)
     # One bar for the derivation and the writing out, which takes longer: every
     # closed form is printed (twice for --json: SymPy text and LaTeX).
     steps = len(network.parameters) + len(network.order)
@@ -376,8 +446,6 @@ def run_prove(args) -> int:
     from .proof import prove
     from .spec import load
 
-    if args.budget <= 0:
-        raise InputError("--budget must be a positive number of seconds")
     network = load(args.spec)
     sets = formula_sets(args.formulas)
     applicable = [s for s in sets if s.applicable(network)]
@@ -394,7 +462,7 @@ def run_prove(args) -> int:
         seed=args.seed,
         progress=lambda total: progress_bar(total, "proving"),
     )
-    if args.json:
+    if args.json:  # emit_json's output, written in linear time (47,810 instances: 7 s → under 1 s)
         emit_json(report.to_dict())
     else:
         print(prove_text(report))
@@ -405,8 +473,6 @@ def run_check(args) -> int:
     from .check import check
     from .claims import load_claims
 
-    if args.budget <= 0:
-        raise InputError("--budget must be a positive number of seconds")
     outcomes = []  # (path, FileResult | None, error message | None)
     for path in args.files:
         try:
@@ -448,10 +514,16 @@ def run_check(args) -> int:
 def run_train(args) -> int:
     from .kernels import KernelError
     from .spec import load
-    from .train import load_data, load_parameters, save_parameters, settings_for, train
+    from .files import refuse_overwriting_inputs
+    from .train import TrainingDiverged, check_settings, load_data, load_parameters, save_parameters, settings_for, train
 
     from .kernels import compile_kernel
 
+    if args.save:  # saving over --load updates a parameter file; over --data it would destroy the data
+        data_file = args.data if args.data.lower().endswith(".npz") else None
+        refuse_overwriting_inputs([args.save], [data_file])
+    check_settings(epochs=args.epochs or 0, batch=args.batch or 1, lr=1.0 if args.lr is None else args.lr,
+                   momentum=args.momentum or 0.0, lmbda=args.lmbda)
     network = load(args.spec)
     try:
         kernel = compile_kernel(network, dtype=args.dtype)  # first: a network without numbers is the news
@@ -463,8 +535,7 @@ def run_train(args) -> int:
         given = getattr(args, key)
         if given is not None:
             settings[key] = given
-    if settings["epochs"] < 0 or settings["batch"] < 1 or not settings["lr"] > 0 or not 0 <= settings["momentum"] < 1:
-        raise InputError("need --epochs ≥ 0, --batch ≥ 1, --lr > 0 and 0 ≤ --momentum < 1")
+    check_settings(**settings, lmbda=args.lmbda)
     initial = None
     try:
         if args.load:
@@ -485,6 +556,13 @@ def run_train(args) -> int:
             )
     except KernelError as exc:
         raise InputError(str(exc)) from None
+    except TrainingDiverged as exc:
+        if not args.json:
+            raise
+        print(f"derive: error: {exc}", file=sys.stderr)  # and the JSON says the same: --json always prints one value
+        emit_json({"network": network.name, "data": dataset.name, "diverged": True, "epoch": exc.epoch,
+                   "epochs": exc.epochs, "reason": exc.what, "error": str(exc), "settings": settings})
+        return EXIT_FAILED
     if args.save:
         save_parameters(result.kernel, result.params, args.save)
     outcome = None
@@ -526,12 +604,13 @@ def train_text(result, settings, show_parameters: bool) -> str:
 
 
 def run_gradcheck(args) -> int:
-    from .gradcheck import gradcheck
+    from .gradcheck import MAX_BATCH, MAX_POINTS, gradcheck
     from .kernels import KernelError
     from .spec import load
 
-    if args.points < 1 or args.batch < 1:
-        raise InputError("--points and --batch must be at least 1")
+    if not 1 <= args.points <= MAX_POINTS or not 1 <= args.batch <= MAX_BATCH:
+        raise InputError(f"--points must be from 1 to {MAX_POINTS:,} and --batch from 1 to "
+                         f"{MAX_BATCH:,} (every example is also evaluated in 40-digit arithmetic)")
     network = load(args.spec)
     try:
         result = gradcheck(network, points=args.points, batch=args.batch, seed=args.seed, dtype=args.dtype)
@@ -547,27 +626,38 @@ def run_gradcheck(args) -> int:
 def run_report(args) -> int:
     from .report import class_context, claims_context, network_context, render
 
-    if args.budget <= 0:
-        raise InputError("--budget must be a positive number of seconds")
     claims_inputs = [path for path in args.inputs if is_claims_file(path)]
     if len(args.inputs) > 1 and len(claims_inputs) < len(args.inputs):
         raise InputError("several inputs must all be claims files (one report each, and a class summary)")
     if args.template and not Path(args.template).is_file():
         raise InputError("no such template file", where=args.template)
     template = args.template
+    # Before any work: no output may be one of the inputs (`--template my.tex -o my.pdf` writes my.tex).
+    from .files import refuse_overwriting_inputs
+    from .report import report_outputs
+
+    inputs = [*args.inputs, *(args.formulas or []), *([template] if template else [])]
+    stems = dict(zip(claims_inputs, unique_stems(claims_inputs)))
+    if len(claims_inputs) > 1:
+        directory = Path(args.output or "reports")
+        planned = [directory / f"{stem}.pdf" for stem in stems.values()] + [directory / "class-summary.pdf"]
+    else:
+        planned = [Path(args.output)] if args.output else []
+    refuse_overwriting_inputs([path for p in planned for path in report_outputs(p)], inputs)
 
     outcomes, bad_files = [], []
     if not claims_inputs:
         from .spec import load
 
         network = load(args.inputs[0])
+        output = Path(args.output or f"{network.name}-report.pdf")
+        refuse_overwriting_inputs(report_outputs(output), inputs)
         formulas = formula_sets(args.formulas) if args.formulas else None
         context = network_context(network, lang=args.lang, explain=args.explain, formulas=formulas,
                                   budget=args.budget, seed=args.seed,
                                   progress=lambda total: progress_bar(total, "proving"))
         proofs = context["proofs"]
         passed = proofs is None or proofs["summary"]["proven"] == proofs["summary"]["total"]
-        output = Path(args.output or f"{network.name}-report.pdf")
         outcomes.append(compile_report(render("network", context, template=template), output, args.lang))
     else:
         from .check import check
@@ -591,6 +681,7 @@ def run_report(args) -> int:
         if len(claims_inputs) == 1:
             path, result = results[0]
             output = Path(args.output or f"{Path(path).stem}-report.pdf")
+            refuse_overwriting_inputs(report_outputs(output), inputs)
             tex = render("claims", claims_context(result, lang=args.lang), template=template)
             outcomes.append(compile_report(tex, output, args.lang))
         else:
@@ -601,7 +692,8 @@ def run_report(args) -> int:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise InputError(f"cannot make the directory: {exc.strerror or exc}", where=str(directory)) from None
-            for (path, result), stem in zip(results, unique_stems([path for path, _ in results])):
+            for path, result in results:  # names from every input: a bad file does not rename the others
+                stem = stems[path]
                 tex = render("claims", claims_context(result, lang=args.lang), template=template)
                 outcomes.append(compile_report(tex, directory / f"{stem}.pdf", args.lang))
             summary = class_context([r for _, r in results], bad_files, lang=args.lang)
@@ -625,14 +717,14 @@ def run_report(args) -> int:
 
 def is_claims_file(path: str) -> bool:
     """A claims file names its network with `network = "…"`; a spec has a [network] table."""
-    import tomllib
+    from .files import read_toml
+    from .limits import MAX_CLAIMS_BYTES
 
-    candidate = Path(path)
-    if candidate.suffix != ".toml" or not candidate.is_file():
+    if Path(path).suffix != ".toml":
         return False
     try:
-        data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = read_toml(path, limit=MAX_CLAIMS_BYTES)
+    except InputError:
         return False  # the spec loader reports what is wrong with it
     return isinstance(data.get("network"), str) or "claim" in data
 
@@ -650,10 +742,15 @@ def unique_stems(paths: list[str]) -> list[str]:
 
 def compile_report(tex: str, output: Path, lang: str):
     from .report import write_report
+    from .tex import Terminated
 
     if output.suffix == ".pdf" and sys.stderr.isatty():
         print(f"derive: compiling {output} …", file=sys.stderr)
-    outcome = write_report(tex, output, lang=lang)
+    try:
+        outcome = write_report(tex, output, lang=lang)
+    except Terminated:  # TeX's process group is killed and its directory removed by now
+        print(f"derive: terminated while TeX compiled {output}; TeX was stopped", file=sys.stderr)
+        raise SystemExit(143) from None
     if outcome.message:
         print(f"derive: {outcome.message}", file=sys.stderr)
     return outcome
@@ -762,7 +859,9 @@ def prove_text(report) -> str:
         v = r.verdict
         indices = ", ".join(f"{k}={i}" for k, i in r.indices.items())
         lines.append("")
-        lines.append(f"{v.status.upper()}: {r.formula}[{indices}]  {r.lhs} = {r.rhs}")
+        shown = [str(side) for side in (r.lhs, r.rhs)]  # a side from wide sums: its start, the rest in --json
+        shown = [s if len(s) <= 400 else f"{s[:400]} … ({len(s):,} characters, see --json)" for s in shown]
+        lines.append(f"{v.status.upper()}: {r.formula}[{indices}]  {shown[0]} = {shown[1]}")
         if v.counterexample:
             cx = v.counterexample
             point = ", ".join(f"{k}={x}" for k, x in list(cx.point.items())[:12])
@@ -872,8 +971,43 @@ def class_table(results, bad_files) -> str:
 
 
 def emit_json(data) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, allow_nan=False, default=str)
-    sys.stdout.write("\n")
+    """One complete JSON value on stdout, or nothing: it is built whole before a byte is written.
+
+    JSON has no NaN or infinity: a non-finite float is written as null.
+    """
+    from .jsontext import json_text
+
+    try:
+        text = json_text(data)
+    except ValueError:  # a NaN or an infinity somewhere: walk the data only then
+        text = json_text(_finite_json(data))
+    sys.stdout.write(text + "\n")
+
+
+def _finite_json(data):
+    """`data` with every non-finite float replaced by None (an iterative walk: deep data cannot recurse)."""
+    import math
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if hasattr(value, "dtype") and getattr(value, "shape", None) == ():  # a numpy scalar
+            value = value.item()
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+        return value
+
+    root = [clean(data)]
+    stack = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        value = container[key]
+        if isinstance(value, dict):
+            value = container[key] = {k: clean(v) for k, v in value.items()}
+            stack.extend((value, k) for k in value)
+        elif isinstance(value, (list, tuple)):
+            value = container[key] = [clean(v) for v in value]
+            stack.extend((value, i) for i in range(len(value)))
+    return root[0]
 
 
 class progress_bar:
