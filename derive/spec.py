@@ -51,7 +51,6 @@ Errors name the file and the key: `two.toml: [equations] neth1, column 7: ...`.
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Mapping

@@ -31,7 +31,6 @@ from __future__ import annotations
 import ctypes
 import io
 import json
-import math
 import os
 import resource
 import select
