@@ -44,6 +44,7 @@ from typing import Mapping
 import sympy as sp
 
 from . import functions as fn
+from . import registry
 from .derivation import Derivations
 from .errors import FormulaError, InputError
 from .latex_input import NormalNames, parse_latex_counted
@@ -557,7 +558,7 @@ class ClaimVocabulary(Vocabulary):
         """The network's one activation function, or None when it has several or none."""
         kinds = {
             type(d) for d in self.network.definitions.values()
-            if isinstance(d, (fn.sigmoid, sp.tanh, fn.relu, fn.sigma))
+            if isinstance(d, registry.ACTIVATION_CLASSES)
         }
         return kinds.pop() if len(kinds) == 1 else None
 

@@ -19,6 +19,7 @@ from typing import Iterator
 import sympy as sp
 
 from . import functions as fn
+from . import registry
 from .claims import Claim, ClaimsFile
 from .derivation import graph_free_symbols
 from .numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact, OutOfTime
@@ -402,7 +403,7 @@ def _target_variable(claim: Claim, derivations):
     return None
 
 
-ACTIVATION_FUNCTIONS = (fn.sigmoid, sp.tanh, fn.relu, fn.sigma)
+ACTIVATION_FUNCTIONS = registry.ACTIVATION_CLASSES  # sigmoid, tanh, relu, …, σ: registry.py
 
 
 def _activations(network) -> dict[sp.Symbol, tuple[sp.Expr, sp.Expr]]:

@@ -22,6 +22,7 @@ from typing import Callable
 
 import sympy as sp
 
+from . import registry
 from .network import Network
 from .tex import Tex
 
@@ -192,8 +193,7 @@ def _graph(network: Network, math) -> Drawing:
     return drawing
 
 
-FUNCTION_LABELS = {"sigmoid": r"\sigma", "sigma": r"\sigma", "tanh": r"\tanh", "relu": r"\mathrm{relu}",
-                   "exp": r"\exp", "log": r"\log", "maxpool": r"\max", "Max": r"\max", "sqrt": r"\surd"}
+FUNCTION_LABELS = {**registry.LABELS, "sigma": r"\sigma", "maxpool": r"\max", "Max": r"\max", "sqrt": r"\surd"}
 
 
 def _edge_label(definition: sp.Expr, used: sp.Symbol, parameters: set, math) -> tuple[Tex, sp.Symbol | None] | None:

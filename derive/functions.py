@@ -9,6 +9,10 @@ functions whose derivatives are again plain function applications
 (`sigma_prime(z)`), not `Subs(Derivative(...))`: that keeps derivations
 readable and lets the prover treat them as opaque atoms, which is exactly
 what "for every σ" means.
+
+Every named elementwise function (sigmoid, tanh, relu, softplus, exp, log)
+has one entry in registry.py holding all its parts: evaluation, kernels,
+labels, whether it is an activation. Add a new one there, not here.
 """
 
 from __future__ import annotations
@@ -205,35 +209,21 @@ def _applied(name: str, printer, args, exp) -> str:
     return rf"{head}\left({inner}\right)"
 
 
-# Functions a formula string may name, with their arity (None: any number ≥ 1).
-# `sigma` is the generic activation; the others are concrete.
-FORMULA_FUNCTIONS: dict[str, tuple[object, int | None]] = {
-    "sigmoid": (sigmoid, 1),
-    "tanh": (sp.tanh, 1),
-    "relu": (relu, 1),
-    "exp": (sp.exp, 1),
-    "log": (sp.log, 1),
-    "ln": (sp.log, 1),
-    "sqrt": (sp.sqrt, 1),
-    "max": (sp.Max, None),
-    "min": (sp.Min, None),
-    "sigma": (sigma, 1),
-    "sigma_prime": (sigma_prime, 1),
-}
-
-# Activations a layered network may name, as z ↦ a. Softmax is a layer-wide
-# function and is built by the network module.
-ACTIVATIONS: dict[str, object] = {
-    "sigmoid": sigmoid,
-    "tanh": sp.tanh,
-    "relu": relu,
-    "identity": lambda z: z,
-    "sigma": sigma,
-}
-
 # Undefined functions: a proof must hold whatever they are; a counterexample
 # replaces them by concrete polynomials.
 GENERIC_FUNCTIONS = (sigma, sigma_prime, sigma_second, cost, cost_partial)
 
 # Pooling: the routing of ∂C/∂(pool unit) to the elements of its window.
 POOLINGS = ("max", "average", "l2")
+
+
+def __getattr__(name: str):
+    """FORMULA_FUNCTIONS, ACTIVATIONS and the registry's own classes (softplus) live in registry.py."""
+    from . import registry
+
+    if name in ("FORMULA_FUNCTIONS", "ACTIVATIONS"):
+        return getattr(registry, name)
+    entry = registry.BY_NAME.get(name)
+    if entry is not None:
+        return entry.function
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

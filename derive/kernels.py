@@ -52,9 +52,11 @@ import sympy as sp
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import functions as fn
+from . import registry
 from .derivation import Derivations
 from .errors import DeriveError, InputError
 from .network import Network, product
+from .registry import safe_sigmoid  # noqa: F401 (part of this module's interface)
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -72,25 +74,13 @@ def _quiet(function: Callable) -> Callable:
 
 
 
-def safe_sigmoid(z):
-    """σ(z) = (1 + tanh(z/2))/2: no overflow for any z, in the input's dtype."""
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _math_sigmoid(z):
-    return 0.5 * (1.0 + math.tanh(0.5 * z))
-
-
-def _relu(z):
-    return np.maximum(z, 0)
-
-
 def _step(z, at_zero=0):
     return (z > 0).astype(z.dtype) if isinstance(z, np.ndarray) else float(z > 0)
 
 
-NUMPY_FUNCTIONS = {"sigmoid": safe_sigmoid, "relu": _relu, "Heaviside": _step}
-MATH_FUNCTIONS = {"sigmoid": _math_sigmoid, "relu": lambda z: max(z, 0.0), "Heaviside": lambda z, h=0: float(z > 0)}
+# The named functions' implementations come from their entries in registry.py.
+NUMPY_FUNCTIONS = {**registry.NUMPY_FUNCTIONS, "Heaviside": _step}
+MATH_FUNCTIONS = {**registry.MATH_FUNCTIONS, "Heaviside": lambda z, h=0: float(z > 0)}
 
 
 BUFFERED_SIZE = 16384  # elements (128 KiB of float64, glibc's default mmap threshold): from here on, reuse buffers
@@ -141,7 +131,7 @@ class _ArrayFormula:
     functions than those below are evaluated by plain lambdify instead.
     """
 
-    FUNCTIONS = {sp.tanh: "tanh", sp.exp: "exp", sp.log: "log", sp.Abs: "absolute"}
+    FUNCTIONS = {sp.Abs: "absolute"}
 
     def __init__(self, expr: sp.Expr, arguments: list[sp.Symbol]):
         self.arguments = list(arguments)
@@ -150,9 +140,7 @@ class _ArrayFormula:
         self.result = self._emit(expr)
         names = ", ".join([f"_a{i}" for i in range(len(arguments))] + [f"_b{j}" for j in range(self.temporaries)])
         source = f"def _formula({names}):\n" + "".join(f"    {line}\n" for line in self.lines) + f"    return {self.result}\n"
-        namespace = {name: getattr(np, name) for name in ("add", "subtract", "multiply", "divide", "negative",
-                                                           "square", "sqrt", "power", "maximum", "heaviside",
-                                                           *self.FUNCTIONS.values())}
+        namespace = {name: f for name, f in vars(np).items() if isinstance(f, np.ufunc)}  # the registry's emitters' too
         exec(compile(source, "<derive array formula>", "exec"), namespace)
         self.function = namespace["_formula"]
         self.source = source
@@ -211,13 +199,9 @@ class _ArrayFormula:
             if exponent == sp.Rational(1, 2):
                 return self._op("sqrt", self._emit(base))
             return self._op("power", self._emit(base), self._emit(exponent))
-        if isinstance(e, fn.sigmoid):  # (1 + tanh(z/2))/2: no overflow for any z
-            value = self._op("multiply", self._emit(e.args[0]), "0.5")
-            value = self._op("tanh", value)
-            value = self._op("add", value, "1.0")
-            return self._op("multiply", value, "0.5")
-        if isinstance(e, fn.relu):
-            return self._op("maximum", self._emit(e.args[0]), "0.0")
+        emitter = registry.EMITTERS.get(e.func)
+        if emitter is not None and len(e.args) == 1:  # sigmoid, relu, tanh, exp, log, …: registry.py
+            return emitter(self, self._emit(e.args[0]))
         if isinstance(e, fn.maxpool):
             value = self._op("maximum", self._emit(e.args[0]), self._emit(e.args[1]))
             for element in e.args[2:]:
@@ -959,7 +943,7 @@ def _linear_forms(replacements: list[tuple], batch: set[sp.Symbol]) -> list[tupl
     return result
 
 
-PACKABLE = (sp.Add, sp.Mul, sp.Pow, fn.sigmoid, fn.relu, sp.tanh, sp.exp, sp.log, sp.Heaviside, sp.Abs)
+PACKABLE = (sp.Add, sp.Mul, sp.Pow, *registry.PACKABLE_CLASSES, sp.Heaviside, sp.Abs)
 
 
 def _packs(replacements: list[tuple], batch: list[sp.Symbol], scalars: list[sp.Symbol], theta, matrix) -> tuple[list[tuple], dict]:

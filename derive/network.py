@@ -21,6 +21,7 @@ from typing import Iterable, Mapping, Sequence
 import sympy as sp
 
 from . import functions as fn
+from . import registry
 from .errors import FormulaError, InputError
 from .limits import MAX_CONNECTIONS, MAX_EQUATIONS, MAX_INPUT_VALUES, MAX_LAYERS, MAX_PARAMETERS
 from .parser import Vocabulary, parse_formula, tokenize
@@ -28,7 +29,7 @@ from .tex import math_or_text
 from .texnames import symbol_latex
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-RESERVED = frozenset({*fn.FORMULA_FUNCTIONS, "D", "Derivative", "sum"})
+RESERVED = frozenset({*registry.FORMULA_FUNCTIONS, "D", "Derivative", "sum"})
 
 COSTS = ("quadratic", "cross_entropy", "log_likelihood", "generic")
 NO_TIE = "where no pooling window has a tie"
@@ -323,8 +324,8 @@ def layered(
         if act == "softmax":
             if index != L:
                 raise InputError("softmax is allowed on the last layer only", where="[network] activation")
-        elif act not in fn.ACTIVATIONS:
-            known = ", ".join([*fn.ACTIVATIONS, "softmax"])
+        elif act not in registry.ACTIVATIONS:
+            known = ", ".join([*registry.ACTIVATIONS, "softmax"])
             raise InputError(f"unknown activation '{act}' (known: {known})", where="[network] activation")
     if cost not in COSTS:
         raise InputError(f"unknown cost '{cost}' (known: {', '.join(COSTS)})", where="[network] cost")
@@ -374,7 +375,7 @@ def layered(
             if act == "softmax":
                 definitions[a] = fn.softmax(sp.Integer(j), *zs)
             else:
-                definitions[a] = fn.ACTIVATIONS[act](z)
+                definitions[a] = registry.ACTIVATIONS[act](z)
             order.append(a)
             current.append(a)
         previous = current
@@ -944,7 +945,7 @@ def convolutional(
                         order.append(z)
                         a = make(f"a{label}", (k, i, j), f"a{label}_{k}_{i}_{j}",
                                  f"a^{{{label}}}_{{{k},{layer_index_latex(i, j)}}}")
-                        definitions[a] = fn.ACTIVATIONS[act](z)
+                        definitions[a] = registry.ACTIVATIONS[act](z)
                         order.append(a)
                         if i < 10 and j < 10:
                             alias(z, f"z{label}_{k}_{i}{j}")
@@ -1041,7 +1042,7 @@ def convolutional(
         outputs = []
         for n, z in enumerate(zs, start=1):
             a = make(f"a{label}", (n,), f"a{label}_{n}", f"a^{{{label}}}_{{{n}}}")
-            definitions[a] = fn.softmax(sp.Integer(n), *zs) if act == "softmax" else fn.ACTIVATIONS[act](z)
+            definitions[a] = fn.softmax(sp.Integer(n), *zs) if act == "softmax" else registry.ACTIVATIONS[act](z)
             order.append(a)
             outputs.append(a)
         flat = outputs
@@ -1160,8 +1161,8 @@ def _padding(padding, h: int, w: int, kr: int, kc: int, stride: int, where: str)
 def _activation(name, where: str, allow_softmax: bool) -> str:
     if name == "softmax" and allow_softmax:
         return name
-    if name not in fn.ACTIVATIONS:
-        known = ", ".join([*fn.ACTIVATIONS, *(["softmax"] if allow_softmax else [])])
+    if name not in registry.ACTIVATIONS:
+        known = ", ".join([*registry.ACTIVATIONS, *(["softmax"] if allow_softmax else [])])
         raise InputError(f"unknown activation '{name}' (known: {known})", where=f"{where} activation")
     return name
 

@@ -32,6 +32,7 @@ import sympy as sp
 from mpmath.ctx_iv import MPIntervalContext
 
 from . import functions as fn
+from . import registry
 
 
 MAX_EXACT_BITS = 1 << 16  # numerator and denominator together: one operation stays under ~10 ms
@@ -445,29 +446,6 @@ class Evaluator:
         return check(handler(self, arith, expr.args))
 
 
-def _sigmoid(ev, arith, args):
-    x = ev._eval(args[0])
-    if arith.name != "exact" and _negative(x):  # e^x / (1 + e^x): no overflow for x ≪ 0
-        e = arith.exp(x)
-        return e * arith.inverse(1 + e)
-    return arith.inverse(1 + arith.exp(-x))
-
-
-def _tanh(ev, arith, args):
-    x = ev._eval(args[0])
-    if arith.name != "exact" and not _negative(x):  # tanh(x) = −tanh(−x): exp of a negative number
-        e2 = arith.exp(-2 * x)
-        return (1 - e2) * arith.inverse(1 + e2)
-    e2 = arith.exp(2 * x)
-    return (e2 - 1) * arith.inverse(e2 + 1)
-
-
-def _negative(x) -> bool:
-    """Whether a value (an interval: its midpoint) is below 0."""
-    mid = getattr(x, "mid", None)
-    return (mid if mid is not None else x) < 0
-
-
 def _heaviside(ev, arith, args):
     x = ev._eval(args[0])
     s = arith.sign(x)
@@ -484,11 +462,6 @@ def _extreme(largest: bool):
         return arith.choose(values, largest)
 
     return handler
-
-
-def _relu(ev, arith, args):
-    x = ev._eval(args[0])
-    return arith.choose([x * 0, x], True)
 
 
 def _softmax(ev, arith, args):
@@ -533,11 +506,7 @@ def _abs(ev, arith, args):
 
 
 _FUNCTIONS = {
-    sp.exp: lambda ev, arith, args: arith.exp(ev._eval(args[0])),
-    sp.log: lambda ev, arith, args: arith.log(ev._eval(args[0])),
-    fn.sigmoid: _sigmoid,
-    sp.tanh: _tanh,
-    fn.relu: _relu,
+    **registry.EVALUATORS,  # sigmoid, tanh, relu, exp, log, …: one entry per function in registry.py
     sp.Heaviside: _heaviside,
     sp.Max: _extreme(True),
     sp.Min: _extreme(False),

@@ -32,7 +32,7 @@ from typing import Callable, Mapping
 import sympy as sp
 
 from .errors import FormulaError
-from .functions import FORMULA_FUNCTIONS
+from .registry import FORMULA_FUNCTIONS
 
 MAX_LENGTH = 20_000
 MAX_DEPTH = 100  # nesting levels; each costs several Python frames

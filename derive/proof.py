@@ -42,6 +42,7 @@ from typing import Literal, Mapping
 import sympy as sp
 
 from . import functions as fn
+from . import registry
 from .derivation import Derivations
 from .errors import InputError
 from .numeric import (
@@ -767,10 +768,8 @@ def _exp_generators(expr: sp.Expr) -> sp.Expr:
     in the generators holds at their actual values. `cancel` then decides
     rational identities in them.
     """
-    rewritten = expr.replace(
-        lambda e: isinstance(e, (fn.sigmoid, sp.tanh, fn.softmax)),
-        lambda e: e.rewrite(sp.exp),
-    )
+    forms = registry.EXP_FORMS  # σ, tanh, softmax, …: registry.py
+    rewritten = expr.replace(lambda e: type(e) in forms, lambda e: forms[type(e)](e))
 
     def generator(e):
         argument = sp.expand(e.args[0])

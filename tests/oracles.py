@@ -103,6 +103,7 @@ TORCH_ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
     "relu": torch.relu,
+    "softplus": torch.nn.functional.softplus,
     "identity": lambda z: z,
     "sigma": _sigma,
 }
