@@ -286,6 +286,25 @@ def layer_index_latex(*indices: int) -> str:
     return ",".join(str(i) for i in indices)
 
 
+def check_cost(cost: str, output_activation: str) -> None:
+    """Refuse an unknown cost, or log_likelihood without a softmax output layer."""
+    if cost not in COSTS:
+        raise InputError(f"unknown cost '{cost}' (known: {', '.join(COSTS)})", where="[network] cost")
+    if cost == "log_likelihood" and output_activation != "softmax":
+        raise InputError("log_likelihood needs a softmax output layer", where="[network] cost")
+
+
+def cost_expression(cost: str, targets: Sequence[sp.Symbol], outputs: Sequence[sp.Symbol]) -> sp.Expr:
+    """The data cost of `outputs` against `targets` (the generic cost C(a) ignores the targets)."""
+    if cost == "quadratic":
+        return sp.Add(*[(y - a) ** 2 for y, a in zip(targets, outputs)]) / 2
+    if cost == "cross_entropy":
+        return -sp.Add(*[y * sp.log(a) + (1 - y) * sp.log(1 - a) for y, a in zip(targets, outputs)])
+    if cost == "log_likelihood":
+        return -sp.Add(*[y * sp.log(a) for y, a in zip(targets, outputs)])
+    return fn.cost(*outputs)
+
+
 def layered(
     sizes: Sequence[int],
     activation: str | Sequence[str] = "sigmoid",
@@ -327,10 +346,7 @@ def layered(
         elif act not in registry.ACTIVATIONS:
             known = ", ".join([*registry.ACTIVATIONS, "softmax"])
             raise InputError(f"unknown activation '{act}' (known: {known})", where="[network] activation")
-    if cost not in COSTS:
-        raise InputError(f"unknown cost '{cost}' (known: {', '.join(COSTS)})", where="[network] cost")
-    if cost == "log_likelihood" and activations[-1] != "softmax":
-        raise InputError("log_likelihood needs a softmax output layer", where="[network] cost")
+    check_cost(cost, activations[-1])
     if regularization not in REGULARIZATIONS:
         raise InputError(f"unknown '{regularization}' (known: {', '.join(REGULARIZATIONS)})", where="[network] regularization")
 
@@ -382,16 +398,8 @@ def layered(
 
     outputs = previous
     data_cost = symbol("C0" if regularization == "l2" else "C")
-    if cost == "quadratic":
-        definitions[data_cost] = sp.Add(*[(y - a) ** 2 for y, a in zip(targets, outputs)]) / 2
-    elif cost == "cross_entropy":
-        definitions[data_cost] = -sp.Add(
-            *[y * sp.log(a) + (1 - y) * sp.log(1 - a) for y, a in zip(targets, outputs)]
-        )
-    elif cost == "log_likelihood":
-        definitions[data_cost] = -sp.Add(*[y * sp.log(a) for y, a in zip(targets, outputs)])
-    else:
-        definitions[data_cost] = fn.cost(*outputs)
+    definitions[data_cost] = cost_expression(cost, targets, outputs)
+    if cost == "generic":
         targets = []
         families["y"] = {}
     order.append(data_cost)
@@ -829,290 +837,39 @@ def convolutional(
     `wO_n_m`, `bO_n`, `zO_n`, `aO_n`; targets `t1…`; the cost `C`. Where every
     index is a digit the book's run-together forms are aliases: `wF_1_11` for
     w^F_{1,11}, `aP_1_12`, `x_23` and `x23`. A second convolution is labelled F2,
-    a hidden dense layer H.
+    a hidden dense layer H. Each kind of layer is a class of derive.layers.
     """
-    shape = _input_shape(input_shape)
+    from .layers import Context, image_shape, input_image  # the layers build on this module
+
+    shape = image_shape(input_shape)
     if not isinstance(layers, (list, tuple)) or not layers:
         raise InputError("at least one [[layer]] is required", where="[[layer]]")
     channels, height, width = shape
     if channels * height * width > MAX_INPUT_VALUES:
         raise InputError(f"the input has more than {MAX_INPUT_VALUES:,} values", where="[network] input")
     check_size(len(layers), 0, 0, where="[[layer]]")
-    connections = 0  # counted layer by layer, before each layer is built
-
-    latex: dict[sp.Symbol, str] = {}
-    families: dict[str, dict[tuple[int, ...], sp.Symbol]] = {}
-    aliases: dict[str, sp.Symbol] = {}
-    definitions: dict[sp.Symbol, sp.Expr] = {}
-    order: list[sp.Symbol] = []
-    parameters: list[sp.Symbol] = []
-    integers: dict[str, int] = {}
-
-    def make(family: str, index: tuple[int, ...], text: str, tex: str, *also: tuple[int, ...]) -> sp.Symbol:
-        s = symbol(text)
-        families.setdefault(family, {})[index] = s
-        for other in also:
-            families[family][other] = s
-        latex[s] = tex
-        return s
-
-    def alias(s: sp.Symbol, *names: str) -> None:
-        for n in names:
-            if n != s.name:
-                aliases[n] = s
-
-    # the input image
-    current: dict[tuple[int, int, int], sp.Symbol] = {}
-    inputs = []
-    for c in range(1, channels + 1):
-        for i in range(1, height + 1):
-            for j in range(1, width + 1):
-                if channels == 1:
-                    x = make("x", (i, j), f"x_{i}_{j}", f"x_{{{layer_index_latex(i, j)}}}", (1, i, j))
-                    if i < 10 and j < 10:
-                        alias(x, f"x_{i}{j}", f"x{i}{j}")
-                else:
-                    x = make("x", (c, i, j), f"x_{c}_{i}_{j}", f"x_{{{c},{layer_index_latex(i, j)}}}")
-                families.setdefault("xpad", {})[(c, i, j)] = x
-                if channels == 1:
-                    families["xpad"][(i, j)] = x
-                current[(c, i, j)] = x
-                inputs.append(x)
-    flat: list[sp.Symbol] | None = None  # set once the data is flat (after a dense layer)
-    counts = {"conv": 0, "pool": 0, "dense": 0}
-    dense_total = sum(1 for layer in layers if isinstance(layer, Mapping) and layer.get("type") == "dense")
-    architecture = []
-    plan: list[dict] = []  # each layer's kind, label and geometry, for the numeric kernels
-    pool_kind = None
-    last_activation = None
-
-    for number, layer in enumerate(layers, start=1):
-        where = f"[[layer]] #{number}"
-        if not isinstance(layer, Mapping):
-            raise InputError("must be a table", where=where)
-        kind = layer.get("type")
-        if kind not in LAYER_TYPES:
-            raise InputError(f"type must be one of {', '.join(LAYER_TYPES)}", where=where)
-        if kind == "flatten":
-            _check_layer_keys(layer, {"type"}, where)
-            continue
-        if kind == "conv":
-            _check_layer_keys(layer, {"type", "filters", "kernel", "stride", "padding", "activation", "label"}, where)
-            if flat is not None:
-                raise InputError("a convolution cannot follow a dense layer", where=where)
-            counts["conv"] += 1
-            label = _label(layer, "F" if counts["conv"] == 1 else f"F{counts['conv']}", where)
-            filters = _positive(layer.get("filters"), f"{where} filters")
-            kr, kc = _pair(layer.get("kernel"), f"{where} kernel")
-            stride = _positive(layer.get("stride", 1), f"{where} stride")
-            act = _activation(layer.get("activation", "sigmoid"), where, allow_softmax=False)
-            in_c = max(c for c, _, _ in current)
-            in_h = max(i for _, i, _ in current)
-            in_w = max(j for _, _, j in current)
-            pad_r, pad_c, out_h, out_w = _padding(layer.get("padding", "valid"), in_h, in_w, kr, kc, stride, where)
-            if out_h < 1 or out_w < 1:
-                raise InputError("the kernel is larger than its (padded) input", where=where)
-            connections += filters * out_h * out_w * in_c * kr * kc
-            check_size(number, len(parameters) + filters * (in_c * kr * kc + 1), connections, where=where)
-            nxt: dict[tuple[int, int, int], sp.Symbol] = {}
-            for k in range(1, filters + 1):
-                weights = {}
-                for c in range(1, in_c + 1):
-                    for p in range(1, kr + 1):
-                        for q in range(1, kc + 1):
-                            if in_c == 1:
-                                w = make(f"w{label}", (k, p, q), f"w{label}_{k}_{p}_{q}",
-                                         f"w^{{{label}}}_{{{k},{layer_index_latex(p, q)}}}", (k, 1, p, q))
-                                if p < 10 and q < 10:
-                                    alias(w, f"w{label}_{k}_{p}{q}")
-                            else:
-                                w = make(f"w{label}", (k, c, p, q), f"w{label}_{k}_{c}_{p}_{q}",
-                                         f"w^{{{label}}}_{{{k},{c},{layer_index_latex(p, q)}}}")
-                            weights[(c, p, q)] = w
-                            parameters.append(w)
-                bias = make(f"b{label}", (k,), f"b{label}_{k}", f"b^{{{label}}}_{{{k}}}")
-                parameters.append(bias)
-                for i in range(1, out_h + 1):
-                    for j in range(1, out_w + 1):
-                        terms = []
-                        for (c, p, q), w in weights.items():
-                            source_symbol = current.get((c, stride * (i - 1) + p - pad_r, stride * (j - 1) + q - pad_c))
-                            if source_symbol is not None:  # zero padding contributes nothing
-                                terms.append(product(w, source_symbol))
-                        z = make(f"z{label}", (k, i, j), f"z{label}_{k}_{i}_{j}",
-                                 f"z^{{{label}}}_{{{k},{layer_index_latex(i, j)}}}")
-                        definitions[z] = sp.Add(*terms, bias)
-                        order.append(z)
-                        a = make(f"a{label}", (k, i, j), f"a{label}_{k}_{i}_{j}",
-                                 f"a^{{{label}}}_{{{k},{layer_index_latex(i, j)}}}")
-                        definitions[a] = registry.ACTIVATIONS[act](z)
-                        order.append(a)
-                        if i < 10 and j < 10:
-                            alias(z, f"z{label}_{k}_{i}{j}")
-                            alias(a, f"a{label}_{k}_{i}{j}")
-                        nxt[(k, i, j)] = a
-            if counts["conv"] == 1:
-                integers.update(K=filters, Cin=in_c, kr=kr, kc=kc, stride=stride, padr=pad_r, padc=pad_c,
-                                rowsF=out_h, colsF=out_w)
-            plan.append({"kind": "conv", "label": label, "filters": filters, "kernel": (kr, kc),
-                         "stride": stride, "padding": (pad_r, pad_c), "in_shape": (in_c, in_h, in_w),
-                         "out_shape": (filters, out_h, out_w)})
-            current = nxt
-            architecture.append("conv")
-            last_activation = act
-            continue
-        if kind in POOL_KIND:
-            _check_layer_keys(layer, {"type", "size", "stride", "label"}, where)
-            if flat is not None:
-                raise InputError("pooling cannot follow a dense layer", where=where)
-            counts["pool"] += 1
-            label = _label(layer, "P" if counts["pool"] == 1 else f"P{counts['pool']}", where)
-            mr, mc = _pair(layer.get("size"), f"{where} size")
-            stride = _positive(layer.get("stride", mr), f"{where} stride")
-            in_c = max(c for c, _, _ in current)
-            in_h = max(i for _, i, _ in current)
-            in_w = max(j for _, _, j in current)
-            out_h, out_w = (in_h - mr) // stride + 1, (in_w - mc) // stride + 1
-            if out_h < 1 or out_w < 1:
-                raise InputError("the window is larger than its input", where=where)
-            connections += in_c * out_h * out_w * mr * mc
-            check_size(number, len(parameters), connections, where=where)
-            nxt = {}
-            pool_kind = POOL_KIND[kind]
-            for c in range(1, in_c + 1):
-                for i in range(1, out_h + 1):
-                    for j in range(1, out_w + 1):
-                        window = [
-                            current[(c, stride * (i - 1) + p, stride * (j - 1) + q)]
-                            for p in range(1, mr + 1)
-                            for q in range(1, mc + 1)
-                        ]
-                        a = make(f"a{label}", (c, i, j), f"a{label}_{c}_{i}_{j}",
-                                 f"a^{{{label}}}_{{{c},{layer_index_latex(i, j)}}}")
-                        families.setdefault(f"z{label}", {})[(c, i, j)] = a
-                        alias(a, f"z{label}_{c}_{i}_{j}")
-                        if i < 10 and j < 10:
-                            alias(a, f"a{label}_{c}_{i}{j}", f"z{label}_{c}_{i}{j}")
-                        if pool_kind == "max":
-                            definitions[a] = fn.maxpool(*window)
-                        elif pool_kind == "average":
-                            definitions[a] = sp.Add(*window) / len(window)
-                        else:
-                            definitions[a] = sp.sqrt(sp.Add(*[e**2 for e in window]))
-                        order.append(a)
-                        nxt[(c, i, j)] = a
-            if counts["pool"] == 1:
-                integers.update(pr=mr, pc=mc, pstride=stride, rowsP=out_h, colsP=out_w)
-            plan.append({"kind": "pool", "label": label, "pool": pool_kind, "size": (mr, mc), "stride": stride,
-                         "in_shape": (in_c, in_h, in_w), "out_shape": (in_c, out_h, out_w)})
-            current = nxt
-            architecture.append(kind)
-            continue
-        # dense
-        _check_layer_keys(layer, {"type", "units", "activation", "label"}, where)
-        counts["dense"] += 1
-        is_last = counts["dense"] == dense_total
-        label = _label(layer, "O" if is_last else ("H" if counts["dense"] == 1 else f"H{counts['dense']}"), where)
-        units = _positive(layer.get("units"), f"{where} units")
-        act = _activation(layer.get("activation", "sigmoid"), where, allow_softmax=is_last)
-        sources = list(current.items()) if flat is None else [((m,), s) for m, s in enumerate(flat, start=1)]
-        connections += units * len(sources)
-        check_size(number, len(parameters) + units * (len(sources) + 1), connections, where=where)
-        zs = []
-        for n in range(1, units + 1):
-            terms = []
-            for index, source_symbol in sources:
-                text = "_".join(str(v) for v in (n, *index))
-                if len(index) == 3:  # from a unit (k, i, j) of a feature map: w^O_{n,k,ij}
-                    k, i, j = index
-                    tex = f"w^{{{label}}}_{{{n},{k},{layer_index_latex(i, j)}}}"
-                else:
-                    tex = f"w^{{{label}}}_{{{layer_index_latex(n, *index)}}}"
-                w = make(f"w{label}", (n, *index), f"w{label}_{text}", tex)
-                if len(index) == 3 and index[1] < 10 and index[2] < 10:
-                    alias(w, f"w{label}_{n}_{index[0]}_{index[1]}{index[2]}")
-                parameters.append(w)
-                terms.append(product(w, source_symbol))
-            bias = make(f"b{label}", (n,), f"b{label}_{n}", f"b^{{{label}}}_{{{n}}}")
-            parameters.append(bias)
-            z = make(f"z{label}", (n,), f"z{label}_{n}", f"z^{{{label}}}_{{{n}}}")
-            definitions[z] = sp.Add(*terms, bias)
-            order.append(z)
-            zs.append(z)
-        outputs = []
-        for n, z in enumerate(zs, start=1):
-            a = make(f"a{label}", (n,), f"a{label}_{n}", f"a^{{{label}}}_{{{n}}}")
-            definitions[a] = fn.softmax(sp.Integer(n), *zs) if act == "softmax" else registry.ACTIVATIONS[act](z)
-            order.append(a)
-            outputs.append(a)
-        flat = outputs
-        plan.append({"kind": "dense", "label": label, "units": units})
-        architecture.append("dense")
-        last_activation = act
-        integers["N"] = units
-
-    if flat is None:
+    context = Context(dense_total=sum(1 for t in layers if isinstance(t, Mapping) and t.get("type") == "dense"))
+    inputs = input_image(context, shape)
+    built = _build_layers(context, layers)
+    if not context.flat:
         raise InputError("the last layer must be dense (the outputs the cost compares with targets)", where="[[layer]]")
-    if cost not in COSTS:
-        raise InputError(f"unknown cost '{cost}' (known: {', '.join(COSTS)})", where="[network] cost")
-    if cost == "log_likelihood" and last_activation != "softmax":
-        raise InputError("log_likelihood needs a softmax output layer", where="[network] cost")
-    targets = []
-    for n in range(1, len(flat) + 1):
-        t = make("t", (n,), f"t{n}", f"t_{{{n}}}")
-        families.setdefault("y", {})[(n,)] = t
-        alias(t, f"y{n}")
-        targets.append(t)
-    cost_symbol = symbol("C")
-    if cost == "quadratic":
-        definitions[cost_symbol] = sp.Add(*[(t - a) ** 2 for t, a in zip(targets, flat)]) / 2
-    elif cost == "cross_entropy":
-        definitions[cost_symbol] = -sp.Add(*[t * sp.log(a) + (1 - t) * sp.log(1 - a) for t, a in zip(targets, flat)])
-    elif cost == "log_likelihood":
-        definitions[cost_symbol] = -sp.Add(*[t * sp.log(a) for t, a in zip(targets, flat)])
-    else:
-        definitions[cost_symbol] = fn.cost(*flat)
-        targets = []
-        families.pop("t", None)
-        families.pop("y", None)
-    order.append(cost_symbol)
-    latex[cost_symbol] = "C"
-    families["C"] = {(): cost_symbol}
-    families["C0"] = {(): cost_symbol}
-    facts = {
-        "kind": "cnn",
-        "name": name,
-        "architecture": "-".join(architecture),
-        "pool": pool_kind,
-        "cost": cost,
-        "output_activation": last_activation,
-        "output": "coupled" if last_activation == "softmax" else "elementwise",
-        "regularization": "none",
-        "channels": shape[0],
-        "integers": integers,
-        "plan": tuple(plan),
-        "input_shape": shape,
-        "zero_outside": ("xpad",),
-        # flat facts a formula set's `when` can test
-        "conv_stride": integers.get("stride"),
-        "padding": integers.get("padr") if integers.get("padr") == integers.get("padc") else None,
-        "pool_size": integers.get("pr") if integers.get("pr") == integers.get("pc") else None,
-        "pool_stride": integers.get("pstride"),
-    }
+    last_activation = [layer.activation for layer in built if layer.activation is not None][-1]
+    check_cost(cost, last_activation)
+    targets, cost_symbol = _cnn_cost(context, cost)
     network = Network(
         name=name,
         kind="cnn",
         inputs=tuple(inputs),
         targets=tuple(targets),
-        parameters=tuple(parameters),
+        parameters=tuple(context.parameters),
         constants=(),
-        order=tuple(order),
-        definitions=definitions,
+        order=tuple(context.order),
+        definitions=context.definitions,
         cost=cost_symbol,
-        latex_names=latex,
-        families=families,
-        aliases=aliases,
-        facts=facts,
+        latex_names=context.latex,
+        families=context.families,
+        aliases=context.aliases,
+        facts=_cnn_facts(name, shape, cost, built, last_activation),
         description=description,
         source=source,
     )
@@ -1121,60 +878,70 @@ def convolutional(
     return network
 
 
-def _input_shape(shape) -> tuple[int, int, int]:
-    if not isinstance(shape, (list, tuple)) or len(shape) not in (2, 3):
-        raise InputError("must be [height, width] or [channels, height, width]", where="[network] input")
-    values = [_positive(v, "[network] input") for v in shape]
-    return (1, *values) if len(values) == 2 else tuple(values)
+def _build_layers(context, layers: Sequence[Mapping[str, object]]) -> list:
+    """Each `[[layer]]` table checked and built in turn (a layer's errors come before the next one's)."""
+    from .layers import LAYERS, check_keys
+
+    built = []
+    for number, table in enumerate(layers, start=1):
+        where = f"[[layer]] #{number}"
+        if not isinstance(table, Mapping):
+            raise InputError("must be a table", where=where)
+        kind = table.get("type")
+        if kind not in LAYER_TYPES:
+            raise InputError(f"type must be one of {', '.join(LAYER_TYPES)}", where=where)
+        if kind == "flatten":
+            check_keys(table, {"type"}, where)
+            continue
+        layer = LAYERS[kind](table, where, context)
+        layer.build(context, number, where)
+        built.append(layer)
+    return built
 
 
-def _positive(value, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError("must be a positive integer", where=where)
-    return value
+def _cnn_cost(context, cost: str) -> tuple[list[sp.Symbol], sp.Symbol]:
+    """The targets `t1…` (also `y1…`) and the cost `C` of the flat outputs in `context`."""
+    outputs = list(context.current.values())
+    targets = []
+    for n in range(1, len(outputs) + 1):
+        t = context.make("t", (n,), f"t{n}", f"t_{{{n}}}")
+        context.families.setdefault("y", {})[(n,)] = t
+        context.alias(t, f"y{n}")
+        targets.append(t)
+    cost_symbol = symbol("C")
+    context.define(cost_symbol, cost_expression(cost, targets, outputs))
+    if cost == "generic":
+        targets = []
+        context.families.pop("t", None)
+        context.families.pop("y", None)
+    context.latex[cost_symbol] = "C"
+    context.families["C"] = {(): cost_symbol}
+    context.families["C0"] = {(): cost_symbol}
+    return targets, cost_symbol
 
 
-def _pair(value, where: str) -> tuple[int, int]:
-    if isinstance(value, list) and len(value) == 2:
-        return _positive(value[0], where), _positive(value[1], where)
-    n = _positive(value, where)
-    return n, n
-
-
-def _padding(padding, h: int, w: int, kr: int, kc: int, stride: int, where: str) -> tuple[int, int, int, int]:
-    """(pad rows, pad cols, output height, output width) for 'valid', 'same' or an integer."""
-    if padding == "valid":
-        pr = pc = 0
-    elif padding == "same":
-        if stride != 1:
-            raise InputError("'same' padding needs stride 1 (as in PyTorch); give the padding as a number", where=f"{where} padding")
-        pr, pc = (kr - 1) // 2, (kc - 1) // 2
-        if kr % 2 == 0 or kc % 2 == 0:
-            raise InputError("'same' padding needs an odd kernel; give the padding as a number", where=f"{where} padding")
-    elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
-        pr = pc = padding
-    else:
-        raise InputError("must be \"valid\", \"same\" or a number of zero rows and columns", where=f"{where} padding")
-    return pr, pc, (h + 2 * pr - kr) // stride + 1, (w + 2 * pc - kc) // stride + 1
-
-
-def _activation(name, where: str, allow_softmax: bool) -> str:
-    if name == "softmax" and allow_softmax:
-        return name
-    if name not in registry.ACTIVATIONS:
-        known = ", ".join([*registry.ACTIVATIONS, *(["softmax"] if allow_softmax else [])])
-        raise InputError(f"unknown activation '{name}' (known: {known})", where=f"{where} activation")
-    return name
-
-
-def _label(layer: Mapping, default: str, where: str) -> str:
-    label = layer.get("label", default)
-    if not isinstance(label, str) or not re.fullmatch(r"[A-Z][A-Za-z0-9]*", label):
-        raise InputError("must be a capital letter, optionally followed by letters or digits", where=f"{where} label")
-    return label
-
-
-def _check_layer_keys(layer: Mapping, allowed: set[str], where: str) -> None:
-    for key in layer:
-        if key not in allowed:
-            raise InputError(f"unknown key '{key}' (known: {', '.join(sorted(allowed))})", where=where)
+def _cnn_facts(name: str, shape: tuple[int, int, int], cost: str, built: list, last_activation: str) -> dict:
+    integers: dict[str, int] = {}
+    for layer in built:
+        integers.update(layer.integers())
+    pools = [layer.pool for layer in built if layer.pool is not None]
+    return {
+        "kind": "cnn",
+        "name": name,
+        "architecture": "-".join(layer.architecture for layer in built),
+        "pool": pools[-1] if pools else None,
+        "cost": cost,
+        "output_activation": last_activation,
+        "output": "coupled" if last_activation == "softmax" else "elementwise",
+        "regularization": "none",
+        "channels": shape[0],
+        "integers": integers,
+        "plan": tuple(layer.plan() for layer in built),
+        "input_shape": shape,
+        "zero_outside": ("xpad",),
+        # flat facts a formula set's `when` can test
+        "conv_stride": integers.get("stride"),
+        "padding": integers.get("padr") if integers.get("padr") == integers.get("padc") else None,
+        "pool_size": integers.get("pr") if integers.get("pr") == integers.get("pc") else None,
+        "pool_stride": integers.get("pstride"),
+    }

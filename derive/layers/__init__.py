@@ -1,0 +1,19 @@
+"""The layers of a convolutional network, one class per kind.
+
+`convolutional()` in derive.network reads the `[[layer]]` tables in order and
+makes each into one of these; each checks its table, makes its symbols in the
+shared `Context`, and answers its plan entry and its facts.
+"""
+
+from __future__ import annotations
+
+from ..network import POOL_KIND
+from .base import Context, Layer, check_keys, image_shape, input_image
+from .convolution import Convolution
+from .dense import Dense
+from .pooling import Pooling
+
+LAYERS: dict[str, type[Layer]] = {"conv": Convolution, **{kind: Pooling for kind in POOL_KIND}, "dense": Dense}
+
+__all__ = ["LAYERS", "Context", "Convolution", "Dense", "Layer", "Pooling",
+           "check_keys", "image_shape", "input_image"]
