@@ -154,20 +154,16 @@ def run_train(args) -> int:
     if args.save:  # saving over --load updates a parameter file; over --data it would destroy the data
         data_file = args.data if args.data.lower().endswith(".npz") else None
         refuse_overwriting_inputs([args.save], [data_file])
-    check_settings(epochs=args.epochs or 0, batch=args.batch or 1, lr=1.0 if args.lr is None else args.lr,
-                   momentum=args.momentum or 0.0, lmbda=args.lmbda)
+    # the options given, checked before any work (the defaults they override are valid)
+    given = {key: getattr(args, key) for key in ("epochs", "batch", "lr", "momentum") if getattr(args, key) is not None}
+    check_settings(**{**settings_for(""), **given}, lmbda=args.lmbda)
     network = load(args.spec)
     try:
         kernel = compile_kernel(network, dtype=args.dtype)  # first: a network without numbers is the news
     except KernelError as exc:
         raise InputError(str(exc)) from None
     dataset = load_data(args.data, network, seed=args.seed)
-    settings = settings_for(dataset.name)
-    for key in ("epochs", "batch", "lr", "momentum"):
-        given = getattr(args, key)
-        if given is not None:
-            settings[key] = given
-    check_settings(**settings, lmbda=args.lmbda)
+    settings = {**settings_for(dataset.name), **given}
     initial = None
     try:
         if args.load:

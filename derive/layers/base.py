@@ -11,6 +11,7 @@ numeric kernels) and the integers it contributes to the network's facts.
 
 from __future__ import annotations
 
+import abc
 import re
 from typing import ClassVar, Mapping
 
@@ -107,7 +108,7 @@ def input_image(context: Context, shape: tuple[int, int, int]) -> list[sp.Symbol
     return inputs
 
 
-class Layer:
+class Layer(abc.ABC):
     """One `[[layer]]` table: checked when made, its symbols made by `build`."""
 
     keys: ClassVar[set[str]]  # the keys its table may have
@@ -116,13 +117,13 @@ class Layer:
     activation: str | None = None  # the activation of its units (None: pooling)
     pool: str | None = None  # its pooling kind (None: not pooling)
 
+    @abc.abstractmethod
     def build(self, context: Context, number: int, where: str) -> None:
         """Make its symbols and definitions in `context`; its output becomes `context.current`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def plan(self) -> dict:
         """Its kind, label and geometry, for the numeric kernels."""
-        raise NotImplementedError
 
     def integers(self) -> dict[str, int]:
         """The integers it contributes to the network's facts."""
