@@ -98,7 +98,7 @@ class Derivation:
         prover): a deep network's closed forms grow exponentially that way.
         """
         form = self.closed_form(v)
-        return form if tree_size(form, self.__dict__.setdefault("_tree_sizes", {})) <= limit else None
+        return form if self.registry.printed_size(form) <= limit else None  # one size cache per network
 
     def closed_form(self, v: sp.Symbol) -> sp.Expr:
         """D(of, v) with every adjoint expanded: an expression in node and leaf symbols."""
