@@ -36,9 +36,9 @@ import time
 import sympy as sp
 
 from derive.derivation import Derivations
-from derive.formulas import builtin_sets
-from derive.network import layered
-from derive.proof import prove
+from derive.proof.formulas import builtin_sets
+from derive.graph.network import layered
+from derive.proof.engine import prove
 
 DEFAULT_SIZES = [[2, 3, 2], [12, 3, 2], [10, 10, 10], [30, 20, 10],
                  [100, 30, 10], [300, 30, 10], [784, 30, 10], [784, 100, 10]]
@@ -154,7 +154,7 @@ def parse_sizes(text: str) -> list[list[int]]:
 
 def measure_book_cnn(_sizes, send) -> None:
     """Child: the book's CNN, built, derived and proven with both CNN formula sets."""
-    from derive.spec import load
+    from derive.graph.spec import load
 
     sets = builtin_sets()
     start = time.perf_counter()

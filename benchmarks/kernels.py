@@ -51,9 +51,9 @@ import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_info, threadpool_limits  # installed with scikit-learn
 
-from derive.kernels import compile_kernel
-from derive.network import convolutional, layered
-from derive.spec import load
+from derive.kernels.core import compile_kernel
+from derive.graph.network import convolutional, layered
+from derive.graph.spec import load
 
 LR = 0.01
 CORES = os.cpu_count() or 1

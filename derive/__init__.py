@@ -16,13 +16,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .derivation import Derivations, Derived
-from .errors import DeriveError, FormulaError, InputError
-from .formulas import FormulaSet, builtin_sets, load_set
-from .network import Network, convolutional, free_form, layered
-from .proof import ProofReport, Prover, Verdict
-from .proof import prove as _prove
-from .spec import builtin_names, load, parse_spec
+from derive.derivation import Derivations, Derived
+from derive.errors import DeriveError, FormulaError, InputError
+from derive.proof.formulas import FormulaSet, builtin_sets, load_set
+from derive.graph.network import Network, convolutional, free_form, layered
+from derive.proof.engine import ProofReport, Prover, Verdict
+from derive.proof.engine import prove as _prove
+from derive.graph.spec import builtin_names, load, parse_spec
 
 
 def derive(network: Network) -> Derived:

@@ -21,8 +21,8 @@ from typing import Callable, Iterable
 
 import sympy as sp
 
-from .limits import MAX_PRINTED_SIZE
-from .network import Network, product
+from derive.limits import MAX_PRINTED_SIZE
+from derive.graph.network import Network, product
 
 
 def adjoint_name(of: sp.Symbol, wrt: sp.Symbol) -> str:
@@ -387,9 +387,9 @@ class Derived:
         """Every node, adjoint and the loss at the spec's [values] point (50-digit arithmetic)."""
         if self.network.values is None:
             return None
-        from .numeric import ApproximateArithmetic, Evaluator, to_float
+        from derive.proof.numeric import ApproximateArithmetic, Evaluator, to_float
 
-        from .numeric import Indeterminate
+        from derive.proof.numeric import Indeterminate
 
         evaluate = Evaluator(ApproximateArithmetic(), self.network.values, self.derivations.definition)
         d = self.derivation

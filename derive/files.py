@@ -25,7 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Iterable
 
-from .errors import InputError
+from derive.errors import InputError
 
 BOM = "\ufeff"
 # Python refuses to turn decimal strings of more than 4,300 digits into int (a

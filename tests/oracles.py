@@ -21,9 +21,9 @@ import mpmath
 import sympy as sp
 import torch
 
-from derive import functions as fn
-from derive.numeric import ApproximateArithmetic, Evaluator
-from derive.proof import SIGMA_STAND_INS, SUBSTITUTES
+from derive.graph import functions as fn
+from derive.proof.numeric import ApproximateArithmetic, Evaluator
+from derive.proof.engine import SIGMA_STAND_INS, SUBSTITUTES
 
 torch.set_default_dtype(torch.float64)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from derive.check import DIAGNOSES, check
-from derive.claims import load_claims
+from derive.claims.check import DIAGNOSES, check
+from derive.claims.claimsfile import load_claims
 from derive.cli import main
 from derive.errors import InputError
 
@@ -334,7 +334,7 @@ def test_the_correct_latex_reads_back(tmp_path):
             for r in latex
         ],
     }
-    from derive.claims import parse_claims
+    from derive.claims.claimsfile import parse_claims
 
     back = check(parse_claims(claims, base=tmp_path))
     assert all(r.verdict.status == "proven" for r in back.results)
@@ -382,8 +382,8 @@ def test_written_out_claims_are_folded_into_the_nodes_and_proven_fast(tmp_path):
 
 def test_the_folder_substitutes_equals_only():
     from derive import load
-    from derive.claims import NodeFolder
-    from derive.parser import Vocabulary, parse_formula
+    from derive.claims.claimsfile import NodeFolder
+    from derive.graph.parser import Vocabulary, parse_formula
 
     network = load("two-two-two")
     fold = NodeFolder(network)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from derive.check import DIAGNOSIS_BUDGETS, check
-from derive.claims import MAX_EXPR_DEPTH, MAX_EXPR_NODES, PARSE_ALLOWANCE, load_claims
+from derive.claims.check import DIAGNOSIS_BUDGETS, check
+from derive.claims.claimsfile import MAX_EXPR_DEPTH, MAX_EXPR_NODES, PARSE_ALLOWANCE, load_claims
 from derive.cli import main
 from derive.errors import InputError
 

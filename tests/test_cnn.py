@@ -8,10 +8,10 @@ import pytest
 import sympy as sp
 
 from derive import Derivations, load, load_set, prove
-from derive.check import check
-from derive.claims import parse_claims
+from derive.claims.check import check
+from derive.claims.claimsfile import parse_claims
 from derive.cli import main
-from derive.network import convolutional
+from derive.graph.network import convolutional
 from oracles import derived_gradients, random_point, torch_cnn_gradients
 
 from conftest import DATA

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from derive.data import Dataset, dataset_names, load_dataset, reshape_for
+from derive.train.data import Dataset, dataset_names, load_dataset, reshape_for
 from derive.errors import InputError
 
 SIZES = {  # name: (train, test, per-example shape, classes, image_shape)
@@ -54,7 +54,7 @@ def test_digits_split_ignores_the_seed():
 
 
 def test_book_0_1_train_holds_the_clean_prototypes_and_noisy_copies():
-    from derive.data import BOOK_0_1
+    from derive.train.data import BOOK_0_1
 
     d = load_dataset("book-0-1")
     rows = {tuple(r) for r in d.x_train}
@@ -82,7 +82,7 @@ def test_book_0_1_is_learnable():
 
 
 def test_book_data_nearest_prototype_classifies_every_training_image():
-    from derive.data import BOOK_0_1, BOOK_1_2_3
+    from derive.train.data import BOOK_0_1, BOOK_1_2_3
 
     for name, protos in (("book-0-1", BOOK_0_1), ("book-1-2-3", BOOK_1_2_3)):
         d = load_dataset(name)
@@ -112,7 +112,7 @@ def test_reshape_for(name, shape, n_out):
 
 
 def test_reshape_for_a_clean_image_keeps_its_pixels_in_place():
-    from derive.data import BOOK_0_1
+    from derive.train.data import BOOK_0_1
 
     d = reshape_for(load_dataset("book-0-1"), (1, 3, 4), 2)
     ring = BOOK_0_1["0"][0]

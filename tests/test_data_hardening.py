@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from derive.cli import main
-from derive.data import MAX_NPZ_BYTES, load_dataset, read_npz
+from derive.train.data import MAX_NPZ_BYTES, load_dataset, read_npz
 from derive.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -444,7 +444,7 @@ def test_gradcheck_bounds(capsys):
 
 
 def test_a_nan_gradient_never_passes():
-    from derive.gradcheck import _relative
+    from derive.train.gradcheck import _relative
 
     assert _relative(float("nan"), 1.0, 1e-3) == float("inf")
     assert _relative(float("inf"), 1.0, 1e-3) == float("inf")
@@ -494,7 +494,7 @@ def test_bomb_under_a_memory_limit(tmp_path):
 
 def test_gradcheck_json_with_an_infinite_error_is_valid(capsys):
     from derive.cli import emit_json
-    from derive.gradcheck import GradcheckResult, GroupError
+    from derive.train.gradcheck import GradcheckResult, GroupError
 
     result = GradcheckResult("n", "float64", 1, 1, [GroupError("w", 1, float("inf"), 0.0, "w")])
     emit_json(result.to_dict())  # what `derive gradcheck --json` prints

@@ -157,7 +157,7 @@ def test_free_form_from_sympy_expressions_shares_symbols():
 
 
 def test_fast_product_is_sympys_product():
-    from derive.network import product
+    from derive.graph.network import product
 
     names = ["x1", "x10", "x2", "D(C, z2_1)", "D(C, z10_3)", "w2_1_1", "a", "B", "_t"]
     symbols = [sp.Symbol(n, real=True) for n in names] + [sp.Symbol("p"), sp.Dummy("d")]

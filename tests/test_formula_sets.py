@@ -7,10 +7,10 @@ import pytest
 
 from derive import load, load_set, prove
 from derive.cli import main
-from derive.formulas import parse_set
+from derive.proof.formulas import parse_set
 from derive.errors import InputError
-from derive.network import zhou
-from derive.spec import parse_spec
+from derive.graph.network import zhou
+from derive.graph.spec import parse_spec
 
 NETWORKS = Path(__file__).resolve().parent.parent / "derive" / "networks"
 

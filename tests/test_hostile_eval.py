@@ -14,9 +14,10 @@ from fractions import Fraction
 import pytest
 import sympy as sp
 
-from derive import Derivations, functions as fn, load
+from derive import Derivations, load
+from derive.graph import functions as fn
 from derive.cli import main
-from derive.numeric import (
+from derive.proof.numeric import (
     MAGNITUDE_BITS,
     ApproximateArithmetic,
     Evaluator,
@@ -28,7 +29,7 @@ from derive.numeric import (
     OutOfTime,
     TooLarge,
 )
-from derive.proof import Prover
+from derive.proof.engine import Prover
 
 w = sp.Symbol("w", real=True)
 
@@ -204,8 +205,8 @@ def test_an_evaluator_stops_at_its_deadline():
 # ---------------------------------------------------------------------------
 
 def test_diagnosis_time_follows_the_budget(tmp_path, capsys):
-    from derive.check import DIAGNOSIS_BUDGETS, check
-    from derive.claims import load_claims
+    from derive.claims.check import DIAGNOSIS_BUDGETS, check
+    from derive.claims.claimsfile import load_claims
 
     path = claims_file(tmp_path, "((w1 + w2 + w3)**64)**64 + outh1")
     budget = 0.2

@@ -10,9 +10,9 @@ import sympy as sp
 import torch
 
 from derive import Derivations, builtin_names, layered, load
-from derive.kernels import KernelError, compile_kernel, safe_sigmoid
-from derive.network import convolutional
-from derive.numeric import ApproximateArithmetic, Evaluator
+from derive.kernels.core import KernelError, compile_kernel, safe_sigmoid
+from derive.graph.network import convolutional
+from derive.proof.numeric import ApproximateArithmetic, Evaluator
 
 CONCRETE = [n for n in builtin_names() if not n.startswith("generic")]
 CNN_CONFIGS = {
@@ -225,7 +225,7 @@ def test_free_form_batch_means_with_parameter_factors_and_batch_free_terms():
 def test_pool_routing_comes_from_the_derivations_local_partials(name, monkeypatch):
     """Scale ∂(pool unit)/∂(window element) by 3 in the derivation: the gradients below the pooling
     layer (the conv layer's) scale by 3 in the kernel, those above it do not."""
-    from derive.network import Network
+    from derive.graph.network import Network
 
     shape, layers, cost = CNN_CONFIGS.get(name, (None, None, None))
     build = (lambda: load(name)) if shape is None else (lambda: convolutional(shape, layers, cost, name=name))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from derive.report_labels import FIELD, LANGS, Labels, labels_dir, load, table, templates_dir
+from derive.report.labels import FIELD, LANGS, Labels, labels_dir, load, table, templates_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -54,7 +54,7 @@ def _strings(node: ast.AST) -> list[str]:
 def _python_keys() -> tuple[set[str], set[tuple[str, str]]]:
     """Keys derive's modules name literally: t("key", …) and t.name("table", "key", …)."""
     labels, names = set(), set()
-    for path in (ROOT / "derive").glob("*.py"):
+    for path in (ROOT / "derive").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call) or not node.args:
                 continue
@@ -87,8 +87,8 @@ def test_every_label_derive_names_exists():
 
 def test_the_labels_chosen_at_run_time_exist():
     """Keys made from data: verdicts, diagnoses, layer kinds, pooling kinds."""
-    from derive.diagnosis import DIAGNOSES
-    from derive.network import POOL_KIND
+    from derive.claims.diagnosis import DIAGNOSES
+    from derive.graph.network import POOL_KIND
 
     for lang in LANGS:
         flat = load(lang)
@@ -125,9 +125,9 @@ def test_english_is_the_identity_and_chinese_messages_are_translated():
 
 
 def test_every_diagnosis_of_the_examples_reads_in_chinese():
-    """The [message] templates follow the messages derive/diagnosis.py writes: none is left English."""
-    from derive.check import check
-    from derive.claims import load_claims
+    """The [message] templates follow the messages derive/claims/diagnosis.py writes: none is left English."""
+    from derive.claims.check import check
+    from derive.claims.claimsfile import load_claims
 
     zh = Labels("zh")
     seen = set()

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from derive import functions as fn
+from derive.graph import functions as fn
 from derive.errors import FormulaError
-from derive.latex_input import parse_latex
-from derive.parser import MAX_LENGTH, Vocabulary
+from derive.claims.latex import parse_latex
+from derive.graph.parser import MAX_LENGTH, Vocabulary
 
 NAMES = (
     "x1 x2 x3 y1 y2 w1 w2 w3 w4 w5 w6 w7 w8 b1 b2 outh1 outh2 outo1 outo2 neto1 neto2"

@@ -5,9 +5,9 @@ import time
 import pytest
 import sympy as sp
 
-from derive import functions as fn
+from derive.graph import functions as fn
 from derive.errors import FormulaError
-from derive.parser import MAX_LENGTH, Vocabulary, parse_formula
+from derive.graph.parser import MAX_LENGTH, Vocabulary, parse_formula
 
 x, y, w = sp.symbols("x y w", real=True)
 NAMES = Vocabulary({"x": x, "y": y, "w": w})

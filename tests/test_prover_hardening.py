@@ -10,12 +10,12 @@ import pytest
 import sympy as sp
 
 import derive
-from derive import functions as fn
+from derive.graph import functions as fn
 from derive import load, load_set, prove
 from derive.cli import main
-from derive.formulas import parse_set
+from derive.proof.formulas import parse_set
 from derive.jsontext import json_text
-from derive.proof import _cancels, _exp_generators, _surely_nonzero, shared_text
+from derive.proof.engine import _cancels, _exp_generators, _surely_nonzero, shared_text
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORKS = ROOT / "derive" / "networks"
@@ -289,7 +289,7 @@ def test_wide_sums_under_the_limits_end_within_the_budget(tmp_path, wide_network
 
 def test_sum_terms_counts_from_the_bounds(wide_network):
     from derive.derivation import Derivations
-    from derive.formulas import Instantiator, _template
+    from derive.proof.formulas import Instantiator, _template
 
     network = load(wide_network)
     instantiator = Instantiator(network, Derivations(network))

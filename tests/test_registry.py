@@ -17,15 +17,19 @@ import sympy as sp
 import torch
 
 import derive
-from derive import claims, diagnosis, drawing, kernels, network, numeric, registry
-from derive.check import check
-from derive.claims import load_claims
-from derive.gradcheck import gradcheck
-from derive.kernels import compile_kernel
-from derive.numeric import ApproximateArithmetic, Evaluator, ExactArithmetic, IntervalArithmetic, NotExact
-from derive.parser import Vocabulary, parse_formula
-from derive.tex import Tex
-from derive.train import load_data, train
+from derive.claims import claimsfile as claims, diagnosis
+from derive.graph import network, registry
+from derive.kernels import core as kernels
+from derive.proof import numeric
+from derive.report import drawing
+from derive.claims.check import check
+from derive.claims.claimsfile import load_claims
+from derive.train.gradcheck import gradcheck
+from derive.kernels.core import compile_kernel
+from derive.proof.numeric import ApproximateArithmetic, Evaluator, ExactArithmetic, IntervalArithmetic, NotExact
+from derive.graph.parser import Vocabulary, parse_formula
+from derive.texsafe import Tex
+from derive.train.training import load_data, train
 
 ENTRIES = {e.name: e for e in registry.ENTRIES}
 POINTS = ["-7/2", "-3/4", "1/3", "9/4", "6"]

@@ -16,8 +16,9 @@ import pytest
 
 from derive import load, prove
 from derive.cli import main
-from derive.report import claims_context, network_context, render
-from derive.tex import DEBIAN_PACKAGES, escape, is_safe_math, math_or_text
+from derive.report.render import claims_context, network_context, render
+from derive.report.tex import DEBIAN_PACKAGES
+from derive.texsafe import escape, is_safe_math, math_or_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -233,7 +234,7 @@ def test_hostile_text_compiles_and_shows_literally(tmp_path, monkeypatch):
 
 def test_every_printable_character_prints_as_itself(tmp_path):
     """All of ASCII, escaped, compiled by pdfLaTeX and read back: the same text."""
-    from derive.tex import compile_pdf
+    from derive.report.tex import compile_pdf
 
     ascii_text = "".join(chr(c) for c in range(33, 127))
     chunks = [ascii_text[i : i + 24] for i in range(0, len(ascii_text), 24)]  # short lines: nothing overflows
@@ -348,8 +349,8 @@ def test_context_renders_without_compiling():
 
 
 def test_claims_context_has_one_entry_per_claim():
-    from derive.check import check
-    from derive.claims import load_claims
+    from derive.claims.check import check
+    from derive.claims.claimsfile import load_claims
 
     result = check(load_claims(EXAMPLES / "zhou-homework.toml"))
     context = claims_context(result)
@@ -362,8 +363,8 @@ def test_refutations_carry_their_counterexamples(tmp_path):
     output = tmp_path / "planted.pdf"
     code, _ = run_cli("report", "generic-3-4-4-2", "--formulas", str(planted), "-o", str(output))
     assert code == 1  # as `derive prove` on the same input
-    from derive.formulas import load_set
-    from derive.proof import prove as prove_sets
+    from derive.proof.formulas import load_set
+    from derive.proof.engine import prove as prove_sets
 
     expected = prove_sets(load("generic-3-4-4-2"), [load_set(planted)])
     refuted = [r for r in expected.results if r.verdict.status == "refuted"]
@@ -374,8 +375,8 @@ def test_refutations_carry_their_counterexamples(tmp_path):
 
 
 def test_every_label_and_diagnosis_has_a_chinese_text():
-    from derive.check import DIAGNOSES
-    from derive.report import DIAGNOSIS_TITLES_ZH, LABELS
+    from derive.claims.check import DIAGNOSES
+    from derive.report.render import DIAGNOSIS_TITLES_ZH, LABELS
 
     assert set(LABELS["zh"]) == set(LABELS["en"])
     assert set(DIAGNOSIS_TITLES_ZH) == set(DIAGNOSES)
@@ -383,8 +384,8 @@ def test_every_label_and_diagnosis_has_a_chinese_text():
 
 def test_the_drawing_labels_edges_with_their_weights_and_notes_shared_biases():
     from derive import Derivations
-    from derive.drawing import draw
-    from derive.report import MathWriter
+    from derive.report.drawing import draw
+    from derive.report.render import MathWriter
 
     network = load("two-two-two")
     drawing = draw(network, MathWriter(Derivations(network)))

@@ -20,9 +20,10 @@ import sympy as sp
 from hypothesis import given, settings, strategies as st
 
 from derive.cli import main
-from derive.report import environment
-from derive.tex import compile_pdf, math_or_text
-from derive.texnames import is_safe_math, symbol_latex
+from derive.report.render import environment
+from derive.report.tex import compile_pdf
+from derive.texsafe import math_or_text
+from derive.texsafe import is_safe_math, symbol_latex
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOP = "\\documentclass{article}\\begin{document}\\VAR{title}\n\\def\\x{\\x}\\x\n\\end{document}\n"

@@ -8,9 +8,9 @@ import pytest
 
 from derive import load
 from derive.cli import main
-from derive.gradcheck import gradcheck
-from derive.kernels import compile_kernel
-from derive.train import TrainingDiverged, load_data, load_parameters, save_parameters, train
+from derive.train.gradcheck import gradcheck
+from derive.kernels.core import compile_kernel
+from derive.train.training import TrainingDiverged, load_data, load_parameters, save_parameters, train
 
 
 def test_digits_reach_95_percent_test_accuracy(capsys):
@@ -159,7 +159,7 @@ def test_float64_gradcheck_keeps_its_strict_tolerances():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_gradcheck_catches_a_wrong_kernel(monkeypatch, dtype):
-    from derive.kernels import LayeredKernel
+    from derive.kernels.core import LayeredKernel
 
     original = LayeredKernel.value_and_grad
 

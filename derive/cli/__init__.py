@@ -15,12 +15,12 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from ..errors import DeriveError, InputError
+from derive.errors import DeriveError, InputError
 
 # Before the submodules are imported: they take the exit codes from here.
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
-from .commands import (  # noqa: E402
+from derive.cli.commands import (  # noqa: E402
     check_files,
     compile_report,
     formula_sets,
@@ -34,9 +34,9 @@ from .commands import (  # noqa: E402
     run_train,
     unique_stems,
 )
-from .parser import DESCRIPTION, MAX_BUDGET, MAX_COUNT, Parser, build_parser, count, finite, seconds, seed  # noqa: E402
-from .streams import _finite_json, emit_json, progress_bar  # noqa: E402
-from .text import (  # noqa: E402
+from derive.cli.parser import DESCRIPTION, MAX_BUDGET, MAX_COUNT, Parser, build_parser, count, finite, seconds, seed  # noqa: E402
+from derive.cli.streams import _finite_json, emit_json, progress_bar  # noqa: E402
+from derive.cli.text import (  # noqa: E402
     VERDICT_MARK,
     check_text,
     class_summary,

@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import InputError
-from . import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from .streams import emit_json
-from .text import (
+from derive.errors import InputError
+from derive.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from derive.cli.streams import emit_json
+from derive.cli.text import (
     check_text,
     class_summary,
     class_table,
@@ -27,14 +27,14 @@ from .text import (
 
 def progress_bar(total: int, description: str):
     """derive.cli.progress_bar, looked up at each call, so that it can be replaced there (tests do)."""
-    from . import progress_bar as bar
+    from derive.cli import progress_bar as bar
 
     return bar(total, description)
 
 
 def run_list(args) -> int:
-    from ..formulas import builtin_sets
-    from ..spec import builtin_names, load
+    from derive.proof.formulas import builtin_sets
+    from derive.graph.spec import builtin_names, load
 
     networks = []
     for name in builtin_names():
@@ -46,7 +46,7 @@ def run_list(args) -> int:
         {"id": s.id, "title": s.title, "source": s.source, "formulas": [f.id for f in s.formulas]}
         for s in builtin_sets().values()
     ]
-    from ..data import DESCRIPTIONS
+    from derive.train.data import DESCRIPTIONS
 
     data = [{"name": name, "description": text} for name, text in DESCRIPTIONS.items()]
     if args.json:
@@ -57,8 +57,8 @@ def run_list(args) -> int:
 
 
 def run_derive(args) -> int:
-    from ..derivation import Derived
-    from ..spec import load
+    from derive.derivation import Derived
+    from derive.graph.spec import load
 
     network = load(args.spec)
     if network.missing_values:
@@ -66,7 +66,7 @@ def run_derive(args) -> int:
         more = " …" if len(network.missing_values) > 8 else ""
         print(f"derive: note: [values] has no number for {missing}{more}; "
               "quantities that depend on them are not evaluated", file=sys.stderr)
-    from ..network import undefined_node
+    from derive.graph.network import undefined_node
 
     problem = undefined_node(network)
     if problem is not None:
@@ -92,8 +92,8 @@ def run_derive(args) -> int:
 
 
 def run_prove(args) -> int:
-    from ..proof import prove
-    from ..spec import load
+    from derive.proof.engine import prove
+    from derive.graph.spec import load
 
     network = load(args.spec)
     sets = formula_sets(args.formulas)
@@ -146,10 +146,10 @@ def run_check(args) -> int:
 
 
 def run_train(args) -> int:
-    from ..files import refuse_overwriting_inputs
-    from ..kernels import KernelError, compile_kernel
-    from ..spec import load
-    from ..train import TrainingDiverged, check_settings, load_data, load_parameters, save_parameters, settings_for, train
+    from derive.files import refuse_overwriting_inputs
+    from derive.kernels.core import KernelError, compile_kernel
+    from derive.graph.spec import load
+    from derive.train.training import TrainingDiverged, check_settings, load_data, load_parameters, save_parameters, settings_for, train
 
     if args.save:  # saving over --load updates a parameter file; over --data it would destroy the data
         data_file = args.data if args.data.lower().endswith(".npz") else None
@@ -195,7 +195,7 @@ def run_train(args) -> int:
         save_parameters(result.kernel, result.params, args.save)
     outcome = None
     if args.report:
-        from ..report import render, training_context
+        from derive.report.render import render, training_context
 
         context = training_context(result, settings, lang=args.lang, seed=args.seed)
         outcome = compile_report(render("training", context), Path(args.report), args.lang)
@@ -214,9 +214,9 @@ def run_train(args) -> int:
 
 
 def run_gradcheck(args) -> int:
-    from ..gradcheck import MAX_BATCH, MAX_POINTS, gradcheck
-    from ..kernels import KernelError
-    from ..spec import load
+    from derive.train.gradcheck import MAX_BATCH, MAX_POINTS, gradcheck
+    from derive.kernels.core import KernelError
+    from derive.graph.spec import load
 
     if not 1 <= args.points <= MAX_POINTS or not 1 <= args.batch <= MAX_BATCH:
         raise InputError(f"--points must be from 1 to {MAX_POINTS:,} and --batch from 1 to "
@@ -267,8 +267,8 @@ def refuse_planned_outputs(output: str | None, stems: dict[str, str] | None, inp
 
     `stems` names the reports of several claims files, written into the directory `output`.
     """
-    from ..files import refuse_overwriting_inputs
-    from ..report import report_outputs
+    from derive.files import refuse_overwriting_inputs
+    from derive.report.render import report_outputs
 
     if stems is not None:
         directory = Path(output or "reports")
@@ -280,9 +280,9 @@ def refuse_planned_outputs(output: str | None, stems: dict[str, str] | None, inp
 
 def network_report(args, inputs: list[str]):
     """A network's report: ([its outcome], whether every formula was proven)."""
-    from ..files import refuse_overwriting_inputs
-    from ..report import network_context, render, report_outputs
-    from ..spec import load
+    from derive.files import refuse_overwriting_inputs
+    from derive.report.render import network_context, render, report_outputs
+    from derive.graph.spec import load
 
     network = load(args.inputs[0])
     output = Path(args.output or f"{network.name}-report.pdf")
@@ -298,8 +298,8 @@ def network_report(args, inputs: list[str]):
 
 def claims_reports(args, claims_inputs: list[str], stems: dict[str, str], inputs: list[str]):
     """The reports of claims files: (outcomes, whether every file passed, [(path, error) of bad files])."""
-    from ..files import refuse_overwriting_inputs
-    from ..report import class_context, claims_context, render, report_outputs
+    from derive.files import refuse_overwriting_inputs
+    from derive.report.render import class_context, claims_context, render, report_outputs
 
     if args.explain:
         raise InputError("--explain is for a network's report, not a claims file's")
@@ -335,8 +335,8 @@ def check_files(paths: list[str], args, announce: bool = False):
     A single file's bad input is raised; of several, a bad file is set aside (and,
     with `announce`, its error printed at once) while the others are checked.
     """
-    from ..check import check
-    from ..claims import load_claims
+    from derive.claims.check import check
+    from derive.claims.claimsfile import load_claims
 
     results, bad_files = [], []
     for path in paths:
@@ -356,8 +356,8 @@ def check_files(paths: list[str], args, announce: bool = False):
 
 def is_claims_file(path: str) -> bool:
     """A claims file names its network with `network = "…"`; a spec has a [network] table."""
-    from ..files import read_toml
-    from ..limits import MAX_CLAIMS_BYTES
+    from derive.files import read_toml
+    from derive.limits import MAX_CLAIMS_BYTES
 
     if Path(path).suffix != ".toml":
         return False
@@ -380,8 +380,8 @@ def unique_stems(paths: list[str]) -> list[str]:
 
 
 def compile_report(tex: str, output: Path, lang: str):
-    from ..report import write_report
-    from ..tex import Terminated
+    from derive.report.render import write_report
+    from derive.report.tex import Terminated
 
     if output.suffix == ".pdf" and sys.stderr.isatty():
         print(f"derive: compiling {output} …", file=sys.stderr)
@@ -396,7 +396,7 @@ def compile_report(tex: str, output: Path, lang: str):
 
 
 def formula_sets(requested: list[str] | None):
-    from ..formulas import builtin_sets, load_set
+    from derive.proof.formulas import builtin_sets, load_set
 
     builtin = builtin_sets()
     if not requested:

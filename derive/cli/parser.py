@@ -10,9 +10,9 @@ import argparse
 import re
 import textwrap
 
-from .. import __version__
-from . import EXIT_BAD_INPUT
-from .commands import run_check, run_derive, run_gradcheck, run_list, run_prove, run_report, run_train
+from derive import __version__
+from derive.cli import EXIT_BAD_INPUT
+from derive.cli.commands import run_check, run_derive, run_gradcheck, run_list, run_prove, run_report, run_train
 
 
 DESCRIPTION = """\

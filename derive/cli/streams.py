@@ -10,7 +10,7 @@ def emit_json(data) -> None:
 
     JSON has no NaN or infinity: a non-finite float is written as null.
     """
-    from ..jsontext import json_text
+    from derive.jsontext import json_text
 
     try:
         text = json_text(data)

@@ -7,11 +7,11 @@ shared `Context`, and answers its plan entry and its facts.
 
 from __future__ import annotations
 
-from ..network import POOL_KIND
-from .base import Context, Layer, check_keys, image_shape, input_image
-from .convolution import Convolution
-from .dense import Dense
-from .pooling import Pooling
+from derive.graph.network import POOL_KIND
+from derive.layers.base import Context, Layer, check_keys, image_shape, input_image
+from derive.layers.convolution import Convolution
+from derive.layers.dense import Dense
+from derive.layers.pooling import Pooling
 
 LAYERS: dict[str, type[Layer]] = {"conv": Convolution, **{kind: Pooling for kind in POOL_KIND}, "dense": Dense}
 

@@ -17,9 +17,9 @@ from typing import ClassVar, Mapping
 
 import sympy as sp
 
-from .. import registry
-from ..errors import InputError
-from ..network import check_size, layer_index_latex, symbol
+from derive.graph import registry
+from derive.errors import InputError
+from derive.graph.network import check_size, layer_index_latex, symbol
 
 Units = dict[tuple[int, ...], sp.Symbol]
 

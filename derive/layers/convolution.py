@@ -14,10 +14,10 @@ from typing import Mapping
 
 import sympy as sp
 
-from .. import registry
-from ..errors import InputError
-from ..network import layer_index_latex, product
-from .base import Context, Layer, activation, check_keys, label, pair, positive
+from derive.graph import registry
+from derive.errors import InputError
+from derive.graph.network import layer_index_latex, product
+from derive.layers.base import Context, Layer, activation, check_keys, label, pair, positive
 
 
 class Convolution(Layer):

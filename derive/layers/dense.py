@@ -12,10 +12,10 @@ from typing import Mapping
 
 import sympy as sp
 
-from .. import functions as fn
-from .. import registry
-from ..network import layer_index_latex, product
-from .base import Context, Layer, activation, check_keys, label, positive
+from derive.graph import functions as fn
+from derive.graph import registry
+from derive.graph.network import layer_index_latex, product
+from derive.layers.base import Context, Layer, activation, check_keys, label, positive
 
 
 class Dense(Layer):

@@ -11,10 +11,10 @@ from typing import Mapping
 
 import sympy as sp
 
-from .. import functions as fn
-from ..errors import InputError
-from ..network import POOL_KIND, layer_index_latex
-from .base import Context, Layer, check_keys, label, pair, positive
+from derive.graph import functions as fn
+from derive.errors import InputError
+from derive.graph.network import POOL_KIND, layer_index_latex
+from derive.layers.base import Context, Layer, check_keys, label, pair, positive
 
 def _pooled(kind: str, window: list[sp.Symbol]) -> sp.Expr:
     if kind == "max":

@@ -43,11 +43,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from .derivation import Derivations
-from .errors import InputError
-from .kernels import compile_kernel
-from .network import Network, undefined_node
-from .numeric import ApproximateArithmetic, Evaluator, Indeterminate
+from derive.derivation import Derivations
+from derive.errors import InputError
+from derive.kernels.core import compile_kernel
+from derive.graph.network import Network, undefined_node
+from derive.proof.numeric import ApproximateArithmetic, Evaluator, Indeterminate
 
 FD_TOLERANCE = 1e-6  # float64 (see Tolerances.of for float32)
 SYMBOLIC_TOLERANCE = 1e-10

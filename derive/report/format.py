@@ -1,6 +1,6 @@
 """Numbers and math for the reports: SymPy expressions broken across lines, numbers for tables.
 
-The report's contexts (derive/report_context.py) print every formula through a
+The report's contexts (derive/report/context.py) print every formula through a
 `MathWriter` and every number through `number`; both give `Tex`, which the
 templates print as is.
 """
@@ -12,8 +12,8 @@ from fractions import Fraction
 
 import sympy as sp
 
-from .derivation import Derivations
-from .tex import Tex, escape
+from derive.derivation import Derivations
+from derive.texsafe import Tex, escape
 
 LINE_WIDTH = 62  # visible characters of one displayed equation line
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset, load_dataset, read_npz, reshape_for
-from .errors import DeriveError, InputError
-from .files import path_exists, write_atomically
-from .kernels import Kernel, compile_kernel
-from .network import Network, undefined_node
+from derive.train.data import Dataset, load_dataset, read_npz, reshape_for
+from derive.errors import DeriveError, InputError
+from derive.files import path_exists, write_atomically
+from derive.kernels.core import Kernel, compile_kernel
+from derive.graph.network import Network, undefined_node
 
 MAX_EPOCHS = 1_000_000
 MAX_BATCH = 1 << 20

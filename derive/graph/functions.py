@@ -219,7 +219,7 @@ POOLINGS = ("max", "average", "l2")
 
 def __getattr__(name: str):
     """FORMULA_FUNCTIONS, ACTIVATIONS and the registry's own classes (softplus) live in registry.py."""
-    from . import registry
+    from derive.graph import registry
 
     if name in ("FORMULA_FUNCTIONS", "ACTIVATIONS"):
         return getattr(registry, name)

@@ -41,11 +41,11 @@ from typing import Literal, Mapping
 
 import sympy as sp
 
-from . import functions as fn
-from . import registry
-from .derivation import Derivations
-from .errors import InputError
-from .numeric import (
+from derive.graph import functions as fn
+from derive.graph import registry
+from derive.derivation import Derivations
+from derive.errors import InputError
+from derive.proof.numeric import (
     NOT_REAL,
     UNDEFINED,
     ExactArithmetic,
@@ -1032,7 +1032,7 @@ def prove(
     progress=None,
 ) -> ProofReport:
     """Decide every instance of every formula of `sets` that applies to `network`."""
-    from .formulas import Instantiator
+    from derive.proof.formulas import Instantiator
 
     if not budget > 0:
         raise InputError(f"the budget must be a positive number of seconds, not {budget}")

@@ -55,10 +55,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Mapping
 
-from .errors import InputError
-from .files import parse_toml, path_exists, read_text
-from .limits import MAX_SPEC_BYTES
-from .network import Network, convolutional, free_form, layered, zhou
+from derive.errors import InputError
+from derive.files import parse_toml, path_exists, read_text
+from derive.limits import MAX_SPEC_BYTES
+from derive.graph.network import Network, convolutional, free_form, layered, zhou
 
 LAYERED_KEYS = {"name", "description", "layers", "activation", "cost", "regularization"}
 FREE_FORM_KEYS = {"name", "description", "inputs", "targets", "parameters", "constants", "cost"}

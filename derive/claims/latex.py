@@ -95,8 +95,8 @@ from typing import Mapping
 
 import sympy as sp
 
-from .errors import FormulaError
-from .parser import MAX_EXACT_DIGITS, MAX_LENGTH, Token, Vocabulary, _number, _power, check_constant
+from derive.errors import FormulaError
+from derive.graph.parser import MAX_EXACT_DIGITS, MAX_LENGTH, Token, Vocabulary, _number, _power, check_constant
 
 # Nesting budget in this parser's own units (it spends fewer Python frames per unit than parser.py)
 MAX_DEPTH = 200

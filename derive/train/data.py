@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .files import path_exists, read_bytes
+from derive.errors import InputError
+from derive.files import path_exists, read_bytes
 
 
 @dataclass(frozen=True)

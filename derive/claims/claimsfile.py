@@ -43,16 +43,16 @@ from typing import Mapping
 
 import sympy as sp
 
-from . import functions as fn
-from . import registry
-from .derivation import Derivations
-from .errors import FormulaError, InputError
-from .latex_input import NormalNames, parse_latex_counted
-from .network import NAME, Network, symbol
-from .parser import MAX_EXACT_DIGITS, Vocabulary, check_constant, parse_formula
-from .files import path_exists, read_toml
-from .limits import MAX_CLAIMS_BYTES
-from .spec import load
+from derive.graph import functions as fn
+from derive.graph import registry
+from derive.derivation import Derivations
+from derive.errors import FormulaError, InputError
+from derive.claims.latex import NormalNames, parse_latex_counted
+from derive.graph.network import NAME, Network, symbol
+from derive.graph.parser import MAX_EXACT_DIGITS, Vocabulary, check_constant, parse_formula
+from derive.files import path_exists, read_toml
+from derive.limits import MAX_CLAIMS_BYTES
+from derive.graph.spec import load
 
 KINDS = ("gradient", "update", "identity")
 SYNTAXES = ("sympy", "latex")
@@ -291,7 +291,7 @@ def _claim(entry: Mapping, name: str, vocabulary: "ClaimVocabulary", default_syn
         _choice(expect, VERDICTS, f"{where} expect")
     expect_diagnosis = entry.get("expect_diagnosis")
     if expect_diagnosis is not None:
-        from .check import DIAGNOSES
+        from derive.claims.check import DIAGNOSES
 
         _choice(expect_diagnosis, (*DIAGNOSES, "none"), f"{where} expect_diagnosis")
         if expect is None:

@@ -31,8 +31,8 @@ from typing import Callable, Mapping
 
 import sympy as sp
 
-from .errors import FormulaError
-from .registry import FORMULA_FUNCTIONS
+from derive.errors import FormulaError
+from derive.graph.registry import FORMULA_FUNCTIONS
 
 MAX_LENGTH = 20_000
 MAX_DEPTH = 100  # nesting levels; each costs several Python frames
@@ -347,7 +347,7 @@ def check_constant(value: sp.Expr, column: int | None = None) -> None:
     """
     if value.is_Atom or not value.is_number:
         return
-    from .numeric import Evaluator, Indeterminate, IntervalArithmetic, NotExact, TooLarge
+    from derive.proof.numeric import Evaluator, Indeterminate, IntervalArithmetic, NotExact, TooLarge
 
     try:
         Evaluator(IntervalArithmetic(), {}, lambda s: None)(value)

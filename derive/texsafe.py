@@ -1,4 +1,18 @@
-"""Which math a user may write in LaTeX (a `[latex]` name, a formula set's display form).
+"""User text into TeX, safely: escaping, and which math a user may write.
+
+Three kinds of text enter a report, and each has one way in:
+
+* `escape(text)`: any string from a user (a name, a title, a claim as typed,
+  a file name) becomes TeX that prints it literally. One character at a time,
+  so that `\\` → `\\textbackslash{}` is never re-escaped by a later rule.
+* `Tex`: a `str` that is already TeX, made only by our code (SymPy's printer
+  over validated names, our templates' own macros). Templates print it as is;
+  everything else is escaped (see `finalize` in report/render.py).
+* `math_or_text(tex)`: TeX a user wrote for math (a `[latex]` name, a formula
+  set's display form): kept when `is_safe_math` accepts it, otherwise shown as
+  escaped typewriter text.
+
+Which math a user may write in LaTeX (a `[latex]` name, a formula set's display form).
 
 `is_safe_math(tex)` accepts a string only when it is *safe* (every command on
 a whitelist of math commands that the report preamble defines, nothing that
@@ -8,7 +22,7 @@ between them, `\\big` and friends followed by a delimiter, no double
 superscript or subscript (a prime `'` is a superscript), no `^` or `_` or
 command without its argument, an unbraced argument only a character or a
 command TeX accepts there, `\\text{…}` holding plain text only. Anything it
-rejects is shown as literal text instead (see `tex.math_or_text`).
+rejects is shown as literal text instead (see `math_or_text`).
 
 It is a small recursive-descent parser over the string, never TeX itself.
 With `name=True` (a symbol's name) the string must also take a superscript
@@ -19,6 +33,7 @@ holds a `^` itself).
 from __future__ import annotations
 
 import re
+import unicodedata
 
 MAX_MATH = 500
 
@@ -275,3 +290,167 @@ def symbol_latex(name: str) -> str:
             out.append(f"^{{{primes}}}")
             i = j
     return "".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Escaping: every user string printed literally
+# ---------------------------------------------------------------------------
+
+class Tex(str):
+    """A string that is already TeX, from our own code: printed without escaping."""
+
+    __slots__ = ()
+
+
+_TEXT_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "%": r"\%",
+    "_": r"\_",
+    "^": r"\textasciicircum{}",
+    "~": r"\textasciitilde{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    '"': r"\textquotedbl{}",
+    # Characters TeX's fonts turn into other glyphs, alone or as ligatures
+    # (`` '' -- --- ,, !` ?`): spelled so that each prints as typed.
+    "`": r"\textasciigrave{}",
+    "'": r"\textquotesingle{}",
+    "-": "-{}",
+    ",": ",{}",
+    "\n": " ",
+    "\t": " ",
+    # Symbols users type in names and notes; each becomes TeX any engine reads.
+    "−": r"\ensuremath{-}",
+    "×": r"\ensuremath{\times}",
+    "·": r"\ensuremath{\cdot}",
+    "⋅": r"\ensuremath{\cdot}",
+    "∂": r"\ensuremath{\partial}",
+    "∑": r"\ensuremath{\sum}",
+    "Σ": r"\ensuremath{\Sigma}",
+    "Δ": r"\ensuremath{\Delta}",
+    "∇": r"\ensuremath{\nabla}",
+    "⊙": r"\ensuremath{\odot}",
+    "→": r"\ensuremath{\to}",
+    "←": r"\ensuremath{\leftarrow}",
+    "↦": r"\ensuremath{\mapsto}",
+    "≤": r"\ensuremath{\le}",
+    "≥": r"\ensuremath{\ge}",
+    "≠": r"\ensuremath{\ne}",
+    "≈": r"\ensuremath{\approx}",
+    "±": r"\ensuremath{\pm}",
+    "√": r"\ensuremath{\surd}",
+    "∞": r"\ensuremath{\infty}",
+    "′": r"\ensuremath{'}",
+    "ᵀ": r"\ensuremath{^{\mathsf{T}}}",
+    "²": r"\ensuremath{^2}",
+    "³": r"\ensuremath{^3}",
+    "½": r"\ensuremath{\tfrac12}",
+    "…": r"\ldots{}",
+    "⋮": r"\ensuremath{\vdots}",
+    "–": "--",
+    "—": "---",
+    "‘": "`",
+    "’": "'",
+    "“": "``",
+    "”": "''",
+    "✓": r"\ensuremath{\checkmark}",
+    "✗": r"\ensuremath{\times}",
+    "é": r"\'e",
+    "è": r"\`e",
+    "ü": r"\"u",
+    "ö": r"\"o",
+    "ä": r"\"a",
+}
+_GREEK = {
+    "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta", "η": "eta",
+    "θ": "theta", "ι": "iota", "κ": "kappa", "λ": "lambda", "μ": "mu", "ν": "nu", "ξ": "xi", "π": "pi",
+    "ρ": "rho", "σ": "sigma", "ς": "varsigma", "τ": "tau", "υ": "upsilon", "φ": "phi", "χ": "chi",
+    "ψ": "psi", "ω": "omega", "Γ": "Gamma", "Θ": "Theta", "Λ": "Lambda", "Ξ": "Xi", "Π": "Pi",
+    "Φ": "Phi", "Ψ": "Psi", "Ω": "Omega",
+}
+_TEXT_ESCAPES.update({c: rf"\ensuremath{{\{name}}}" for c, name in _GREEK.items()})
+
+MAX_TEXT = 4000  # characters of one user string shown in a report; the rest is elided
+
+
+def escape(text: object) -> Tex:
+    """`text` as TeX that prints it literally, whatever it holds.
+
+    Characters with no TeX spelling here (Chinese, Cyrillic, emoji, …) are kept:
+    they make the document need XeLaTeX (see `needs_unicode_engine`), where
+    xeCJK and a fallback font print them. Control characters are dropped.
+    """
+    text = str(text)
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT] + "…"
+    out = []
+    for ch in text:
+        mapped = _TEXT_ESCAPES.get(ch)
+        if mapped is not None:
+            out.append(mapped)
+        elif ch < " " or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            continue
+        else:
+            out.append(ch)
+    return Tex("".join(out))
+
+
+def needs_unicode_engine(tex: str) -> bool:
+    """Whether the document holds characters pdfLaTeX cannot typeset (after escaping)."""
+    return any(ord(ch) > 127 for ch in tex)
+
+
+def is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return (
+        0x2E80 <= code <= 0x9FFF
+        or 0xAC00 <= code <= 0xD7AF
+        or 0xF900 <= code <= 0xFAFF
+        or 0xFE30 <= code <= 0xFE4F
+        or 0xFF00 <= code <= 0xFFEF
+        or 0x20000 <= code <= 0x2FA1F
+    )
+
+
+def wrap_fallback(tex: str) -> Tex:
+    """Non-ASCII, non-CJK characters wrapped in the fallback font (XeLaTeX only)."""
+    return Tex(re.sub(r"[^\x00-\x7f]+", lambda m: _fallback_run(m.group(0)), tex))
+
+
+def _fallback_run(run: str) -> str:
+    out, pending = [], []
+    for ch in run:
+        if is_cjk(ch):
+            if pending:
+                out.append(r"{\fallbackfont " + "".join(pending) + "}")
+                pending = []
+            out.append(ch)
+        else:
+            pending.append(ch)
+    if pending:
+        out.append(r"{\fallbackfont " + "".join(pending) + "}")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Math a user wrote: a whitelist of commands, or literal text
+# ---------------------------------------------------------------------------
+
+def math_or_text(tex: str, *, name: bool = True) -> Tex:
+    """User-written math kept as math when it is safe and compiles, else shown as literal typewriter text.
+
+    The rules are `texnames.is_safe_math`'s: every `\\command` on a whitelist of
+    math commands the preamble defines, balanced groups, no double scripts, no
+    `$ % # & ~`, no `^^`, short. `name`: the text names one symbol (a
+    `[latex]` name), so it must also take a superscript (`x**2`); a formula
+    set's display form passes `name=False`.
+    """
+    if is_safe_math(tex, name=name):
+        return Tex(tex)
+    return Tex(r"\text{\ttfamily " + escape(tex) + "}")

@@ -31,8 +31,8 @@ import mpmath
 import sympy as sp
 from mpmath.ctx_iv import MPIntervalContext
 
-from . import functions as fn
-from . import registry
+from derive.graph import functions as fn
+from derive.graph import registry
 
 
 MAX_EXACT_BITS = 1 << 16  # numerator and denominator together: one operation stays under ~10 ms

@@ -44,20 +44,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from importlib import resources
+
 from pathlib import Path
 from fractions import Fraction
 from typing import Iterator, Mapping
 
 import sympy as sp
 
-from . import functions as fn
-from .derivation import Derivations
-from .errors import FormulaError, InputError
-from .files import read_toml
-from .limits import MAX_FORMULA_SET_BYTES
-from .network import Network, product
-from .parser import Vocabulary, parse_formula
+from derive.graph import functions as fn
+from derive.derivation import Derivations
+from derive.shipped import shipped_dir
+from derive.errors import FormulaError, InputError
+from derive.files import read_toml
+from derive.limits import MAX_FORMULA_SET_BYTES
+from derive.graph.network import Network, product
+from derive.graph.parser import Vocabulary, parse_formula
 
 SCALARS = ("C", "C0", "lmbda", "n")
 MAX_INDEX_BITS = 256  # index arithmetic: a power beyond this is no index of any network
@@ -83,11 +84,7 @@ class _Window(sp.Function):
 
 
 def formulas_dir() -> Path:
-    """The shipped formula sets: inside the installed package, or at the top of a checkout."""
-    packaged = resources.files("derive") / "_data" / "formulas"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "formulas"
+    return shipped_dir("formulas")
 
 
 @dataclass(frozen=True)
@@ -607,7 +604,7 @@ class Instantiator:
         coefficient = equation.diff(unknown)
         if coefficient.free_symbols or coefficient == 0:
             raise LookupError("an assumption must be linear in its last symbol, with a constant coefficient")
-        from .proof import _expanded_terms  # the proof engine's bound on what expand makes
+        from derive.proof.engine import _expanded_terms  # the proof engine's bound on what expand makes
 
         if _expanded_terms(equation, MAX_ASSUMPTION_TERMS) > MAX_ASSUMPTION_TERMS:
             raise LookupError(f"an assumption must expand to at most {MAX_ASSUMPTION_TERMS:,} terms")

@@ -8,8 +8,8 @@ templates in `reports/` render that context; Jinja's `finalize` escapes every
 plain string it prints, so a user's text can never become TeX commands, even
 in a user's own template. The context is documented in reports/README.md.
 
-The pieces: derive/report_labels.py reads the labels (reports/labels/LANG.toml),
-derive/report_format.py prints math and numbers, derive/report_context.py
+The pieces: derive/report/labels.py reads the labels (reports/labels/LANG.toml),
+derive/report/format.py prints math and numbers, derive/report/context.py
 builds the contexts; this module renders them and writes the PDF.
 
     context = network_context(network, lang="zh", explain="w1")
@@ -27,10 +27,10 @@ from typing import Mapping
 import jinja2
 from markupsafe import Markup
 
-from .errors import InputError
-from .files import read_text, write_atomically
-from .limits import MAX_TEMPLATE_BYTES
-from .report_context import (  # noqa: F401: the contexts, and what they are made of, as before the split
+from derive.errors import InputError
+from derive.files import read_text, write_atomically
+from derive.limits import MAX_TEMPLATE_BYTES
+from derive.report.context import (  # noqa: F401: the contexts, and what they are made of, as before the split
     MAX_LISTED,
     MAX_PATHS,
     MAX_POINT,
@@ -47,21 +47,10 @@ from .report_context import (  # noqa: F401: the contexts, and what they are mad
     training_context,
     values_section,
 )
-from .report_format import LINE_WIDTH, MathWriter, breakable, exact_text, number, visible_length  # noqa: F401
-from .report_labels import LANGS, Labels, labels_dir, templates_dir  # noqa: F401
-from .tex import (
-    DEBIAN_PACKAGES,
-    Compiled,
-    TemplateSandbox,
-    Tex,
-    compile_pdf,
-    engine_for,
-    escape,
-    needs_unicode_engine,
-    template_error,
-    time_limit,
-    wrap_fallback,
-)
+from derive.report.format import LINE_WIDTH, MathWriter, breakable, exact_text, number, visible_length  # noqa: F401
+from derive.report.labels import LANGS, Labels, labels_dir, templates_dir  # noqa: F401
+from derive.report.tex import DEBIAN_PACKAGES, Compiled, TemplateSandbox, compile_pdf, engine_for, template_error, time_limit
+from derive.texsafe import Tex, escape, needs_unicode_engine, wrap_fallback
 
 KINDS = ("network", "claims", "class", "training")
 
@@ -244,9 +233,9 @@ def _remove_stale(output: Path) -> Path | None:
 
 
 def __getattr__(name: str):
-    """LABELS and DIAGNOSIS_TITLES_ZH, read from the label files (see derive/report_labels.py)."""
+    """LABELS and DIAGNOSIS_TITLES_ZH, read from the label files (see derive/report/labels.py)."""
     if name in ("LABELS", "DIAGNOSIS_TITLES_ZH"):
-        from . import report_labels
+        import derive.report.labels as report_labels
 
         return getattr(report_labels, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

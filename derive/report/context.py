@@ -2,7 +2,7 @@
 
 Text in a context is either `Tex` (formulas from SymPy's printer, labels, numbers)
 or a plain string from a user, which the templates escape. Labels come from
-reports/labels/LANG.toml (derive/report_labels.py); English messages other
+reports/labels/LANG.toml (derive/report/labels.py); English messages other
 modules write are shown in the report's language where the label files have them.
 The context is documented in reports/README.md.
 """
@@ -17,14 +17,14 @@ from typing import Callable, Iterable, Mapping
 import mpmath
 import sympy as sp
 
-from . import __version__
-from .derivation import Derivations
-from .drawing import draw
-from .errors import InputError
-from .network import Network
-from .report_format import MathWriter, breakable, exact_text, number
-from .report_labels import LANGS, Labels
-from .tex import Tex, math_or_text
+from derive import __version__
+from derive.derivation import Derivations
+from derive.report.drawing import draw
+from derive.errors import InputError
+from derive.graph.network import Network
+from derive.report.format import MathWriter, breakable, exact_text, number
+from derive.report.labels import LANGS, Labels
+from derive.texsafe import Tex, math_or_text
 
 MAX_LISTED = 150  # gradients, δs or claims listed in full before the rest is summarised
 MAX_PATHS = 16  # chain-rule paths written out by --explain; beyond, node by node
@@ -38,7 +38,7 @@ def display_source(source: str | None) -> str:
     """Where a network came from, as its reader knows it: a built-in's name, or the path given."""
     if not source:
         return ""
-    from .spec import networks_dir
+    from derive.graph.spec import networks_dir
 
     path = Path(source)
     try:
@@ -172,7 +172,7 @@ def derivation_section(network: Network, derivations: Derivations, math: MathWri
 
 def _evaluator(network: Network, derivations: Derivations):
     """Every symbol at the spec's [values] point in 60-digit arithmetic (None without [values])."""
-    from .numeric import ApproximateArithmetic, Evaluator
+    from derive.proof.numeric import ApproximateArithmetic, Evaluator
 
     if network.values is None:
         return None
@@ -182,7 +182,7 @@ def _evaluator(network: Network, derivations: Derivations):
 def _at(evaluate, expr):
     """expr's value (an mpmath number), or None where it has none: no [values], a leaf without a
     number, or a point outside its domain."""
-    from .numeric import Indeterminate
+    from derive.proof.numeric import Indeterminate
 
     if evaluate is None:
         return None
@@ -356,7 +356,7 @@ def values_section(network: Network, derivations: Derivations, math: MathWriter,
 
 def _finite_difference(network: Network, parameter: sp.Symbol):
     """(C(θ + h) − C(θ − h)) / 2h at the [values] point, evaluated forward only in 60 digits."""
-    from .numeric import ApproximateArithmetic, Evaluator
+    from derive.proof.numeric import ApproximateArithmetic, Evaluator
 
     values = network.values or {}
     if parameter not in values:
@@ -387,8 +387,8 @@ def network_context(
     `formulas`: FormulaSet objects (default: every built-in set that applies).
     `progress(total)`: a progress bar for the proofs, as `derive prove` draws.
     """
-    from .formulas import builtin_sets
-    from .proof import prove
+    from derive.proof.formulas import builtin_sets
+    from derive.proof.engine import prove
 
     context = base_context(lang, network.name, "", display_source(network.source))
     t = context["t"]

@@ -18,12 +18,12 @@ from typing import Iterator
 
 import sympy as sp
 
-from . import functions as fn
-from . import registry
-from .claims import Claim, ClaimsFile
-from .derivation import graph_free_symbols
-from .numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact, OutOfTime
-from .proof import SUBSTITUTES, Prover
+from derive.graph import functions as fn
+from derive.graph import registry
+from derive.claims.claimsfile import Claim, ClaimsFile
+from derive.derivation import graph_free_symbols
+from derive.proof.numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact, OutOfTime
+from derive.proof.engine import SUBSTITUTES, Prover
 
 # The documented diagnosis ids, in the order they are tried.
 DIAGNOSES = {

@@ -20,13 +20,13 @@ from typing import Iterable, Mapping, Sequence
 
 import sympy as sp
 
-from . import functions as fn
-from . import registry
-from .errors import FormulaError, InputError
-from .limits import MAX_CONNECTIONS, MAX_EQUATIONS, MAX_INPUT_VALUES, MAX_LAYERS, MAX_PARAMETERS
-from .parser import Vocabulary, parse_formula, tokenize
-from .tex import math_or_text
-from .texnames import symbol_latex
+from derive.graph import functions as fn
+from derive.graph import registry
+from derive.errors import FormulaError, InputError
+from derive.limits import MAX_CONNECTIONS, MAX_EQUATIONS, MAX_INPUT_VALUES, MAX_LAYERS, MAX_PARAMETERS
+from derive.graph.parser import Vocabulary, parse_formula, tokenize
+from derive.texsafe import math_or_text
+from derive.texsafe import symbol_latex
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({*registry.FORMULA_FUNCTIONS, "D", "Derivative", "sum"})
@@ -696,7 +696,7 @@ def undefined_node(network: Network, evaluate=None) -> tuple[sp.Symbol, str] | N
     undefined by a division by zero, log of a non-positive number, a fractional
     power of a negative one, or a magnitude beyond 2^1000 (see numeric.py).
     """
-    from .numeric import ApproximateArithmetic, Evaluator, Indeterminate
+    from derive.proof.numeric import ApproximateArithmetic, Evaluator, Indeterminate
 
     if evaluate is None:
         if network.values is None:
@@ -839,7 +839,7 @@ def convolutional(
     w^F_{1,11}, `aP_1_12`, `x_23` and `x23`. A second convolution is labelled F2,
     a hidden dense layer H. Each kind of layer is a class of derive.layers.
     """
-    from .layers import Context, image_shape, input_image  # the layers build on this module
+    from derive.layers import Context, image_shape, input_image  # the layers build on this module
 
     shape = image_shape(input_shape)
     if not isinstance(layers, (list, tuple)) or not layers:
@@ -880,7 +880,7 @@ def convolutional(
 
 def _build_layers(context, layers: Sequence[Mapping[str, object]]) -> list:
     """Each `[[layer]]` table checked and built in turn (a layer's errors come before the next one's)."""
-    from .layers import LAYERS, check_keys
+    from derive.layers import LAYERS, check_keys
 
     built = []
     for number, table in enumerate(layers, start=1):
@@ -937,6 +937,7 @@ def _cnn_facts(name: str, shape: tuple[int, int, int], cost: str, built: list, l
         "channels": shape[0],
         "integers": integers,
         "plan": tuple(layer.plan() for layer in built),
+        "layers": tuple(built),  # the Layer objects, in order: later stages ask each for its part
         "input_shape": shape,
         "zero_outside": ("xpad",),
         # flat facts a formula set's `when` can test

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from . import functions as fn
-from .claims import MAX_EXPR_DEPTH, Claim, ClaimsFile, expanded_terms, ismax, max_pools
-from .diagnosis import DIAGNOSES, DIAGNOSIS_BUDGETS, Diagnosis, Screen, diagnose, differ  # noqa: F401
-from .network import NO_TIE
-from .numeric import OutOfTime
-from .proof import DEFAULT_BUDGET, Prover, Verdict
+from derive.graph import functions as fn
+from derive.claims.claimsfile import MAX_EXPR_DEPTH, Claim, ClaimsFile, expanded_terms, ismax, max_pools
+from derive.claims.diagnosis import DIAGNOSES, DIAGNOSIS_BUDGETS, Diagnosis, Screen, diagnose, differ  # noqa: F401
+from derive.graph.network import NO_TIE
+from derive.proof.numeric import OutOfTime
+from derive.proof.engine import DEFAULT_BUDGET, Prover, Verdict
 
 # Of the DIAGNOSIS_BUDGETS, naming the correct formula's parts gets at most this many (it
 # screens at exact points first, so it takes far less); the diagnosis gets the rest.

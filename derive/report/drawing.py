@@ -22,9 +22,9 @@ from typing import Callable
 
 import sympy as sp
 
-from . import registry
-from .network import Network
-from .tex import Tex
+from derive.graph import registry
+from derive.graph.network import Network
+from derive.texsafe import Tex
 
 COLUMN_GAP = 2.4  # cm between columns of units
 ROW_GAP = 1.05  # cm between units of a column

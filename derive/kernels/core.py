@@ -51,12 +51,12 @@ import numpy as np
 import sympy as sp
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import functions as fn
-from . import registry
-from .derivation import Derivations
-from .errors import DeriveError, InputError
-from .network import Network, product
-from .registry import safe_sigmoid  # noqa: F401 (part of this module's interface)
+from derive.graph import functions as fn
+from derive.graph import registry
+from derive.derivation import Derivations
+from derive.errors import DeriveError, InputError
+from derive.graph.network import Network, product
+from derive.graph.registry import safe_sigmoid  # noqa: F401 (part of this module's interface)
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 

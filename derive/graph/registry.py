@@ -36,7 +36,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import ArgumentIndexError
 
-from . import functions as fn
+from derive.graph import functions as fn
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,17 @@ from __future__ import annotations
 import re
 import tomllib
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
-from .tex import Tex, escape
+from derive.shipped import shipped_dir
+from derive.texsafe import Tex, escape
 
 LANGS = ("en", "zh")
 FIELD = re.compile(r"\{(\w+)\}")
 
 
 def templates_dir() -> Path:
-    """The shipped templates: inside the installed package, or at the top of a checkout."""
-    packaged = resources.files("derive") / "_data" / "reports"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "reports"
+    return shipped_dir("reports")
 
 
 def labels_dir() -> Path:
