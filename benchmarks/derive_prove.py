@@ -37,8 +37,8 @@ import sympy as sp
 
 from derive.derivation import Derivations
 from derive.proof.formulas import builtin_sets
-from derive.graph.network import layered
-from derive.proof.engine import prove
+from derive.graph.layered import layered
+from derive.proof import prove
 
 DEFAULT_SIZES = [[2, 3, 2], [12, 3, 2], [10, 10, 10], [30, 20, 10],
                  [100, 30, 10], [300, 30, 10], [784, 30, 10], [784, 100, 10]]

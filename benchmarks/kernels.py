@@ -51,8 +51,9 @@ import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_info, threadpool_limits  # installed with scikit-learn
 
-from derive.kernels.core import compile_kernel
-from derive.graph.network import convolutional, layered
+from derive.kernels import compile_kernel
+from derive.graph.convolutional import convolutional
+from derive.graph.layered import layered
 from derive.graph.spec import load
 
 LR = 0.01

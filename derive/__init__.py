@@ -19,9 +19,12 @@ __version__ = "0.1.0"
 from derive.derivation import Derivations, Derived
 from derive.errors import DeriveError, FormulaError, InputError
 from derive.proof.formulas import FormulaSet, builtin_sets, load_set
-from derive.graph.network import Network, convolutional, free_form, layered
-from derive.proof.engine import ProofReport, Prover, Verdict
-from derive.proof.engine import prove as _prove
+from derive.graph.convolutional import convolutional
+from derive.graph.free_form import free_form
+from derive.graph.layered import layered
+from derive.graph.network import Network
+from derive.proof import ProofReport, Prover, Verdict
+from derive.proof import prove as _prove
 from derive.graph.spec import builtin_names, load, parse_spec
 
 
@@ -35,16 +38,9 @@ def prove(network: Network, formulas=None, *, budget: float = 5.0, seed: int = 0
 
     `formulas`: built-in set ids, `FormulaSet` objects or paths to .toml files.
     """
-    available = builtin_sets()
-    chosen = []
-    for item in formulas or list(available):
-        if isinstance(item, FormulaSet):
-            chosen.append(item)
-        elif item in available:
-            chosen.append(available[item])
-        else:
-            chosen.append(load_set(item))
-    return _prove(network, [s for s in chosen if s.applicable(network)], budget=budget, seed=seed)
+    from derive.proof.sets import applicable_sets
+
+    return _prove(network, applicable_sets(network, formulas), budget=budget, seed=seed)
 
 
 __all__ = [

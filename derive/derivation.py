@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 import sympy as sp
 
 from derive.limits import MAX_PRINTED_SIZE
+from derive.graph.naming import delta_latex
 from derive.graph.network import Network, product
 
 
@@ -235,9 +236,10 @@ class Derivations:
         if not self._latex_pending:
             return
         network = self.network
-        z_index = self.__dict__.get("_z_index")
-        if z_index is None:
-            z_index = self.__dict__["_z_index"] = {s: idx for idx, s in network.families.get("z", {}).items()}
+        layered_net_inputs = self.__dict__.get("_layered_net_inputs")
+        if layered_net_inputs is None:  # family z: a layered net's (a CNN's are zF, zO, …)
+            layered_net_inputs = frozenset(network.families.get("z", {}).values())
+            self.__dict__["_layered_net_inputs"] = layered_net_inputs
         known = network.latex_names
 
         def symbol(s: sp.Symbol) -> str:
@@ -246,9 +248,8 @@ class Derivations:
         pending, self._latex_pending = self._latex_pending, []
         for s in pending:
             derivation, wrt = self._adjoints[s]
-            if derivation.of == network.cost and wrt in z_index:
-                l, j = z_index[wrt]
-                name = rf"\delta^{{{l}}}_{{{j}}}"
+            if derivation.of == network.cost and wrt in layered_net_inputs:
+                name = delta_latex(network, wrt)
             else:
                 name = rf"\frac{{\partial {symbol(derivation.of)}}}{{\partial {symbol(wrt)}}}"
             self._latex_adjoints[s] = name
@@ -387,9 +388,9 @@ class Derived:
         """Every node, adjoint and the loss at the spec's [values] point (50-digit arithmetic)."""
         if self.network.values is None:
             return None
-        from derive.proof.numeric import ApproximateArithmetic, Evaluator, to_float
+        from derive.graph.numeric import ApproximateArithmetic, Evaluator, to_float
 
-        from derive.proof.numeric import Indeterminate
+        from derive.graph.numeric import Indeterminate
 
         evaluate = Evaluator(ApproximateArithmetic(), self.network.values, self.derivations.definition)
         d = self.derivation

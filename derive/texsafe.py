@@ -445,7 +445,7 @@ def _fallback_run(run: str) -> str:
 def math_or_text(tex: str, *, name: bool = True) -> Tex:
     """User-written math kept as math when it is safe and compiles, else shown as literal typewriter text.
 
-    The rules are `texnames.is_safe_math`'s: every `\\command` on a whitelist of
+    The rules are `is_safe_math`'s: every `\\command` on a whitelist of
     math commands the preamble defines, balanced groups, no double scripts, no
     `$ % # & ~`, no `^^`, short. `name`: the text names one symbol (a
     `[latex]` name), so it must also take a superscript (`x**2`); a formula

@@ -22,8 +22,8 @@ import sympy as sp
 import torch
 
 from derive.graph import functions as fn
-from derive.proof.numeric import ApproximateArithmetic, Evaluator
-from derive.proof.engine import SIGMA_STAND_INS, SUBSTITUTES
+from derive.graph.numeric import ApproximateArithmetic, Evaluator
+from derive.proof import SIGMA_STAND_INS, SUBSTITUTES
 
 torch.set_default_dtype(torch.float64)
 

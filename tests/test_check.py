@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from derive.claims.check import DIAGNOSES, check
+from derive.claims.check import check
+from derive.claims.mistakes import DIAGNOSES
 from derive.claims.claimsfile import load_claims
 from derive.cli import main
 from derive.errors import InputError
@@ -382,7 +383,7 @@ def test_written_out_claims_are_folded_into_the_nodes_and_proven_fast(tmp_path):
 
 def test_the_folder_substitutes_equals_only():
     from derive import load
-    from derive.claims.claimsfile import NodeFolder
+    from derive.claims.vocabulary import NodeFolder
     from derive.graph.parser import Vocabulary, parse_formula
 
     network = load("two-two-two")

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from derive.claims.check import DIAGNOSIS_BUDGETS, check
-from derive.claims.claimsfile import MAX_EXPR_DEPTH, MAX_EXPR_NODES, PARSE_ALLOWANCE, load_claims
+from derive.claims.claimsfile import load_claims
+from derive.claims.vocabulary import MAX_EXPR_DEPTH, MAX_EXPR_NODES, PARSE_ALLOWANCE
 from derive.cli import main
 from derive.errors import InputError
 

@@ -11,7 +11,7 @@ from derive import Derivations, load, load_set, prove
 from derive.claims.check import check
 from derive.claims.claimsfile import parse_claims
 from derive.cli import main
-from derive.graph.network import convolutional
+from derive.graph.convolutional import convolutional
 from oracles import derived_gradients, random_point, torch_cnn_gradients
 
 from conftest import DATA

@@ -9,7 +9,7 @@ from derive import load, load_set, prove
 from derive.cli import main
 from derive.proof.formulas import parse_set
 from derive.errors import InputError
-from derive.graph.network import zhou
+from derive.graph.zhou import zhou
 from derive.graph.spec import parse_spec
 
 NETWORKS = Path(__file__).resolve().parent.parent / "derive" / "networks"

@@ -17,7 +17,7 @@ import sympy as sp
 from derive import Derivations, load
 from derive.graph import functions as fn
 from derive.cli import main
-from derive.proof.numeric import (
+from derive.graph.numeric import (
     MAGNITUDE_BITS,
     ApproximateArithmetic,
     Evaluator,
@@ -29,7 +29,7 @@ from derive.proof.numeric import (
     OutOfTime,
     TooLarge,
 )
-from derive.proof.engine import Prover
+from derive.proof import Prover
 
 w = sp.Symbol("w", real=True)
 

@@ -10,9 +10,10 @@ import sympy as sp
 import torch
 
 from derive import Derivations, builtin_names, layered, load
-from derive.kernels.core import KernelError, compile_kernel, safe_sigmoid
-from derive.graph.network import convolutional
-from derive.proof.numeric import ApproximateArithmetic, Evaluator
+from derive.graph.registry import safe_sigmoid
+from derive.kernels import KernelError, compile_kernel
+from derive.graph.convolutional import convolutional
+from derive.graph.numeric import ApproximateArithmetic, Evaluator
 
 CONCRETE = [n for n in builtin_names() if not n.startswith("generic")]
 CNN_CONFIGS = {

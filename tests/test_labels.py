@@ -87,7 +87,7 @@ def test_every_label_derive_names_exists():
 
 def test_the_labels_chosen_at_run_time_exist():
     """Keys made from data: verdicts, diagnoses, layer kinds, pooling kinds."""
-    from derive.claims.diagnosis import DIAGNOSES
+    from derive.claims.mistakes import DIAGNOSES
     from derive.graph.network import POOL_KIND
 
     for lang in LANGS:

@@ -82,7 +82,7 @@ def test_a_cnn_beyond_the_limits_is_refused_before_its_layer_is_built(tmp_path, 
 
 
 def test_the_largest_benchmark_network_is_still_accepted():
-    from derive.graph.network import layered as build
+    from derive.graph.layered import layered as build
 
     # 784-100-10, the README's largest benchmark: 79,510 parameters, under the limits
     sizes = [784, 100, 10]

@@ -6,7 +6,7 @@ import sympy as sp
 from derive import Derivations, builtin_sets, layered, load, load_set, prove
 from derive.graph import functions as fn
 from derive.proof.formulas import Instantiator
-from derive.proof.engine import SIGMA_STAND_INS, Prover
+from derive.proof import SIGMA_STAND_INS, Prover
 
 from conftest import DATA
 
@@ -110,7 +110,7 @@ def test_a_claim_true_only_at_the_values_point_is_refuted():
     derivations = Derivations(network)
     d, s = derivations.cost, network.by_name
     lhs, rhs = d.adjoint(s["w2"]), 2 * d.adjoint(s["w1"])
-    from derive.proof.numeric import ApproximateArithmetic, Evaluator
+    from derive.graph.numeric import ApproximateArithmetic, Evaluator
 
     at_values = Evaluator(ApproximateArithmetic(), network.values, derivations.definition)
     assert abs(at_values(lhs) - at_values(rhs)) < 1e-40  # it holds at the spec's point …

@@ -15,7 +15,8 @@ from derive import load, load_set, prove
 from derive.cli import main
 from derive.proof.formulas import parse_set
 from derive.jsontext import json_text
-from derive.proof.engine import _cancels, _exp_generators, _surely_nonzero, shared_text
+from derive.proof import shared_text
+from derive.proof.algebra import _cancels, _exp_generators, _surely_nonzero
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORKS = ROOT / "derive" / "networks"

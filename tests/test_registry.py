@@ -19,14 +19,14 @@ import torch
 import derive
 from derive.claims import claimsfile as claims, diagnosis
 from derive.graph import network, registry
-from derive.kernels import core as kernels
+from derive.kernels import elementwise as kernels
 from derive.proof import numeric
 from derive.report import drawing
 from derive.claims.check import check
 from derive.claims.claimsfile import load_claims
 from derive.train.gradcheck import gradcheck
-from derive.kernels.core import compile_kernel
-from derive.proof.numeric import ApproximateArithmetic, Evaluator, ExactArithmetic, IntervalArithmetic, NotExact
+from derive.kernels import compile_kernel
+from derive.graph.numeric import ApproximateArithmetic, Evaluator, ExactArithmetic, IntervalArithmetic, NotExact
 from derive.graph.parser import Vocabulary, parse_formula
 from derive.texsafe import Tex
 from derive.train.training import load_data, train

@@ -16,7 +16,7 @@ import pytest
 
 from derive import load, prove
 from derive.cli import main
-from derive.report.render import claims_context, network_context, render
+from derive.report import claims_context, network_report_context, render
 from derive.report.tex import DEBIAN_PACKAGES
 from derive.texsafe import escape, is_safe_math, math_or_text
 
@@ -342,7 +342,7 @@ def test_tex_only_needs_no_engine_and_is_deterministic(tmp_path):
 
 
 def test_context_renders_without_compiling():
-    context = network_context(load("generic-2-3-2"))
+    context = network_report_context(load("generic-2-3-2"))
     tex = render("network", context)
     assert tex.startswith("\\documentclass") and "\\end{document}" in tex
     assert context["proofs"]["summary"]["refuted"] == 0
@@ -364,7 +364,7 @@ def test_refutations_carry_their_counterexamples(tmp_path):
     code, _ = run_cli("report", "generic-3-4-4-2", "--formulas", str(planted), "-o", str(output))
     assert code == 1  # as `derive prove` on the same input
     from derive.proof.formulas import load_set
-    from derive.proof.engine import prove as prove_sets
+    from derive.proof import prove as prove_sets
 
     expected = prove_sets(load("generic-3-4-4-2"), [load_set(planted)])
     refuted = [r for r in expected.results if r.verdict.status == "refuted"]
@@ -375,8 +375,8 @@ def test_refutations_carry_their_counterexamples(tmp_path):
 
 
 def test_every_label_and_diagnosis_has_a_chinese_text():
-    from derive.claims.check import DIAGNOSES
-    from derive.report.render import DIAGNOSIS_TITLES_ZH, LABELS
+    from derive.claims.mistakes import DIAGNOSES
+    from derive.report.labels import DIAGNOSIS_TITLES_ZH, LABELS
 
     assert set(LABELS["zh"]) == set(LABELS["en"])
     assert set(DIAGNOSIS_TITLES_ZH) == set(DIAGNOSES)
@@ -385,7 +385,7 @@ def test_every_label_and_diagnosis_has_a_chinese_text():
 def test_the_drawing_labels_edges_with_their_weights_and_notes_shared_biases():
     from derive import Derivations
     from derive.report.drawing import draw
-    from derive.report.render import MathWriter
+    from derive.report.format import MathWriter
 
     network = load("two-two-two")
     drawing = draw(network, MathWriter(Derivations(network)))

@@ -9,7 +9,7 @@ import pytest
 from derive import load
 from derive.cli import main
 from derive.train.gradcheck import gradcheck
-from derive.kernels.core import compile_kernel
+from derive.kernels import compile_kernel
 from derive.train.training import TrainingDiverged, load_data, load_parameters, save_parameters, train
 
 
@@ -159,7 +159,7 @@ def test_float64_gradcheck_keeps_its_strict_tolerances():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_gradcheck_catches_a_wrong_kernel(monkeypatch, dtype):
-    from derive.kernels.core import LayeredKernel
+    from derive.kernels import LayeredKernel
 
     original = LayeredKernel.value_and_grad
 

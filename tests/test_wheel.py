@@ -33,7 +33,7 @@ def test_installed_wheel_proves_a_builtin_network(tmp_path):
 
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     where = subprocess.run(
-        [str(python), "-c", "import derive, derive.formulas as f, derive.report as r; print(derive.__file__); "
+        [str(python), "-c", "import derive, derive.proof.formulas as f, derive.report.labels as r; print(derive.__file__); "
                             "print(f.formulas_dir()); print(r.templates_dir())"],
         capture_output=True, text=True, check=True, cwd=tmp_path, env=clean,
     ).stdout.split()

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.graph import functions as fn
-from derive.claims.claimsfile import MAX_EXPR_DEPTH, Claim, ClaimsFile, expanded_terms, ismax, max_pools
-from derive.claims.diagnosis import DIAGNOSES, DIAGNOSIS_BUDGETS, Diagnosis, Screen, diagnose, differ  # noqa: F401
+from derive.claims.claimsfile import Claim, ClaimsFile, expanded_terms
+from derive.claims.vocabulary import MAX_EXPR_DEPTH
+from derive.claims.diagnosis import DIAGNOSIS_BUDGETS, Diagnosis, Screen, diagnose, differ
+from derive.graph.naming import delta_latex, delta_names
 from derive.graph.network import NO_TIE
-from derive.proof.numeric import OutOfTime
-from derive.proof.engine import DEFAULT_BUDGET, Prover, Verdict
+from derive.graph.numeric import OutOfTime
+from derive.proof import DEFAULT_BUDGET, Prover, Verdict
+from derive.proof.vocabulary import ismax, max_pools
 
 # Of the DIAGNOSIS_BUDGETS, naming the correct formula's parts gets at most this many (it
 # screens at exact points first, so it takes far less); the diagnosis gets the rest.
@@ -303,7 +306,7 @@ def render(cf: ClaimsFile, claim: Claim, expr: sp.Expr) -> tuple[str, str]:
     indicator as `ismax(aF_1_1_1)` (LaTeX `\\left[a^{F}_{1,11} = \\max\\right]`).
     """
     network, derivations = cf.network, cf.derivations
-    deltas = _delta_names(network)
+    deltas = delta_names(network)
     text_names: dict[sp.Expr, sp.Expr] = {}
     latex_names = dict(network.latex_names)
     for s in expr.free_symbols:
@@ -313,8 +316,7 @@ def render(cf: ClaimsFile, claim: Claim, expr: sp.Expr) -> tuple[str, str]:
         derivation, wrt = info
         if derivation.of == network.cost and wrt in deltas:
             text_names[s] = sp.Symbol(deltas[wrt], real=True)
-            base = network.latex_names.get(wrt, "")
-            latex_names[s] = "\\delta" + base[1:] if base[:1] in ("z", "a") else sp.latex(text_names[s])
+            latex_names[s] = delta_latex(network, wrt) or sp.latex(text_names[s])
         else:
             top = derivation.of.name if re.fullmatch(r"[A-Za-z]+", derivation.of.name) else network.latex(derivation.of)
             latex_names[s] = rf"\frac{{\partial {top}}}{{\partial {network.latex(wrt)}}}"
@@ -331,21 +333,4 @@ def render(cf: ClaimsFile, claim: Claim, expr: sp.Expr) -> tuple[str, str]:
     readable = expr.xreplace(indicators) if indicators else expr
     latex = sp.latex(readable, symbol_names=latex_names)
     return str(readable.xreplace(text_names) if text_names else readable), latex
-
-
-def _delta_names(network) -> dict[sp.Symbol, str]:
-    """Each net input z ↦ the name a claim gives its neuron error ∂C/∂z: delta2_1, deltaF_1_1_1, deltaO_1."""
-    found: dict[sp.Symbol, str] = {}
-    for key, family in network.families.items():
-        if not key.startswith("z"):
-            continue
-        for index, z in family.items():
-            if z in found or z not in network.definitions:
-                continue
-            if z.name.startswith("z"):
-                found[z] = "delta" + z.name[1:]
-            else:  # a pooling unit, whose z is its a: deltaP_1_1_1
-                found[z] = "delta" + key[1:] + "_" + "_".join(str(v) for v in index)
-    return found
-
 

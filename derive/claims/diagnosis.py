@@ -18,27 +18,12 @@ from typing import Iterator
 
 import sympy as sp
 
-from derive.graph import functions as fn
 from derive.graph import registry
+from derive.claims.mistakes import DIAGNOSES
 from derive.claims.claimsfile import Claim, ClaimsFile
 from derive.derivation import graph_free_symbols
-from derive.proof.numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact, OutOfTime
-from derive.proof.engine import SUBSTITUTES, Prover
-
-# The documented diagnosis ids, in the order they are tried.
-DIAGNOSES = {
-    "sign": "sign flipped",
-    "constant-factor": "off by a constant factor",
-    "wrong-quantity": "∂C/∂a where ∂C/∂z belongs, or the reverse",
-    "missing-sigma-prime": "the σ' factor is missing",
-    "sigma-for-sigma-prime": "σ written where σ' belongs",
-    "transposed-index": "a transposed index: w_jk where w_kj belongs",
-    "wrong-weight": "a weight that does not connect those units",
-    "wrong-unit": "a unit's quantity where another unit's belongs",
-    "shared-parameter": "a shared parameter counted once",
-    "missing-path": "a missing path: a term of the sum over the units fed is missing",
-    "one-hot": "holds only for one-hot targets (entries summing to 1), which the file does not assume",
-}
+from derive.graph.numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact, OutOfTime
+from derive.proof import SUBSTITUTES, Prover
 
 # A diagnosis proves corrected claims one after another; all of them together get at
 # most DIAGNOSIS_BUDGETS times the prover's per-identity budget (--budget), so the
@@ -171,21 +156,14 @@ def differ(a, b) -> bool:
 
 
 def _candidates(cf: ClaimsFile, claim: Claim, screen: Screen) -> Iterator[_Candidate]:
+    """Every candidate correction, in the order of DIAGNOSES (lazily: a proven early one saves the later work)."""
     network, derivations = cf.network, cf.derivations
     R = claim.rhs
     one_hot = _one_hot(network, claim)
     if one_hot is not None:
         yield one_hot
     yield _Candidate("sign", "the sign is flipped: the correct value is −1 × the claim", -R)
-
-    factor = _constant_ratio(screen, claim)
-    if factor is not None and factor not in (1, -1, 0):
-        shown = _fraction_text(factor)
-        yield _Candidate(
-            "constant-factor",
-            f"off by a constant factor: the correct value is {shown} × the claim",
-            sp.Rational(factor.numerator, factor.denominator) * R,
-        )
+    yield from _constant_factor(screen, claim)
 
     target_wrt = _target_variable(claim, derivations)
     applied = _activations(network)  # a ↦ (its argument, σ' at that argument)
@@ -198,7 +176,31 @@ def _candidates(cf: ClaimsFile, claim: Claim, screen: Screen) -> Iterator[_Candi
     wrong_quantity = list(_wrong_quantity(network, target_wrt, activations, inverse, R))
     if not through_deltas:
         yield from wrong_quantity
+    yield from _missing_sigma_prime(network, derivations, claim, applied)
+    yield from _sigma_for_sigma_prime(applied, R)
+    if through_deltas:
+        yield from wrong_quantity
 
+    yield from _transposed_indices(network, derivations, target_wrt, R)
+    yield from _wrong_weight_or_unit(network, R)
+    if target_wrt is not None:
+        yield from _shared_parameter(network, target_wrt, R)
+        yield from _missing_paths(target_wrt, R)
+
+
+def _constant_factor(screen: Screen, claim: Claim) -> Iterator[_Candidate]:
+    factor = _constant_ratio(screen, claim)
+    if factor is not None and factor not in (1, -1, 0):
+        shown = _fraction_text(factor)
+        yield _Candidate(
+            "constant-factor",
+            f"off by a constant factor: the correct value is {shown} × the claim",
+            sp.Rational(factor.numerator, factor.denominator) * claim.rhs,
+        )
+
+
+def _missing_sigma_prime(network, derivations, claim: Claim, applied) -> Iterator[_Candidate]:
+    """The claim times σ' of each activation, those the claim involves first (at most 50)."""
     relevant = _relevant_symbols(claim, derivations)
     ordered = sorted(applied, key=lambda a: (a not in relevant and applied[a][0] not in relevant, network.position[a]))
     for a in ordered[:50]:
@@ -206,9 +208,11 @@ def _candidates(cf: ClaimsFile, claim: Claim, screen: Screen) -> Iterator[_Candi
         yield _Candidate(
             "missing-sigma-prime",
             f"the factor σ'({argument}) = {derivative} is missing",
-            R * derivative,
+            claim.rhs * derivative,
         )
 
+
+def _sigma_for_sigma_prime(applied, R: sp.Expr) -> Iterator[_Candidate]:
     for a in sorted((s for s in R.free_symbols if s in applied), key=lambda s: s.name):
         argument, derivative = applied[a]
         yield _Candidate(
@@ -217,37 +221,41 @@ def _candidates(cf: ClaimsFile, claim: Claim, screen: Screen) -> Iterator[_Candi
             R * derivative / a,
         )
 
-    if through_deltas:
-        yield from wrong_quantity
 
+def _transposed_indices(network, derivations, target_wrt, R: sp.Expr) -> Iterator[_Candidate]:
+    """Each weight of the claim with its indices exchanged, all of them at once, and the unit indices swapped."""
     weights = network.families.get("w", {})
-    if weights:
-        by_symbol = {s: idx for idx, s in weights.items()}
-        used = [s for s in R.free_symbols if s in by_symbol]
-        swaps = {}
-        for s in used:
-            l, j, k = by_symbol[s]
-            partner = weights.get((l, k, j))
-            if partner is not None and partner != s:
-                swaps[s] = partner
-        for s, partner in sorted(swaps.items(), key=lambda kv: kv[0].name):
+    if not weights:
+        return
+    by_symbol = {s: idx for idx, s in weights.items()}
+    used = [s for s in R.free_symbols if s in by_symbol]
+    swaps = {}
+    for s in used:
+        l, j, k = by_symbol[s]
+        partner = weights.get((l, k, j))
+        if partner is not None and partner != s:
+            swaps[s] = partner
+    for s, partner in sorted(swaps.items(), key=lambda kv: kv[0].name):
+        yield _Candidate(
+            "transposed-index",
+            f"{s} has its indices transposed: {partner} belongs (Nielsen's w^l_jk runs to j from k)",
+            R.xreplace({s: partner}),
+        )
+    if len(swaps) > 1:
+        yield _Candidate("transposed-index", "the weights' indices are transposed throughout", R.xreplace(swaps))
+    if target_wrt is not None and target_wrt[1] in by_symbol:
+        _, j, k = by_symbol[target_wrt[1]]
+        swapped = _swap_unit_indices(network, derivations, R, j, k)
+        if swapped is not None:
             yield _Candidate(
                 "transposed-index",
-                f"{s} has its indices transposed: {partner} belongs (Nielsen's w^l_jk runs to j from k)",
-                R.xreplace({s: partner}),
+                f"the unit indices {j} and {k} are swapped: ∂C/∂w^l_jk = a^(l-1)_k δ^l_j",
+                swapped,
             )
-        if len(swaps) > 1:
-            yield _Candidate("transposed-index", "the weights' indices are transposed throughout", R.xreplace(swaps))
-        if target_wrt is not None and target_wrt[1] in by_symbol:
-            _, j, k = by_symbol[target_wrt[1]]
-            swapped = _swap_unit_indices(network, derivations, R, j, k)
-            if swapped is not None:
-                yield _Candidate(
-                    "transposed-index",
-                    f"the unit indices {j} and {k} are swapped: ∂C/∂w^l_jk = a^(l-1)_k δ^l_j",
-                    swapped,
-                )
 
+
+def _wrong_weight_or_unit(network, R: sp.Expr) -> Iterator[_Candidate]:
+    """Each parameter or node of the claim replaced by another of its family that the claim does not use."""
     parameters = set(network.parameters)
     for s in sorted(R.free_symbols, key=lambda s: s.name):
         if s in parameters:
@@ -265,26 +273,32 @@ def _candidates(cf: ClaimsFile, claim: Claim, screen: Screen) -> Iterator[_Candi
                 message = f"{s} is used where {other} belongs"
             yield _Candidate(kind, message, R.xreplace({s: other}))
 
-    if target_wrt is not None:
-        derivation, v, scale = target_wrt
-        terms = derivation.terms(v)
-        closed = derivation.small_closed_form(v, MAX_CANDIDATE_SIZE)
-        if len(terms) > 1 and v in parameters and closed is not None:
-            for t in terms:
-                yield _Candidate(
-                    "shared-parameter",
-                    f"{v} feeds {', '.join(str(u.consumer) for u in terms)}; the claim counts only the term "
-                    f"through {t.consumer}",
-                    scale * closed,
-                    lhs=scale * t.adjoint * t.partial,
-                    prove_rhs=R,
-                )
-        for through, term in _path_terms(derivation, v):
+
+def _shared_parameter(network, target_wrt, R: sp.Expr) -> Iterator[_Candidate]:
+    """A parameter feeding several nodes: the claim proven equal to one term of its gradient's sum."""
+    derivation, v, scale = target_wrt
+    terms = derivation.terms(v)
+    closed = derivation.small_closed_form(v, MAX_CANDIDATE_SIZE)
+    if len(terms) > 1 and v in set(network.parameters) and closed is not None:
+        for t in terms:
             yield _Candidate(
-                "missing-path",
-                f"the path through {through} is missing: add {scale * term}",
-                R + scale * term,
+                "shared-parameter",
+                f"{v} feeds {', '.join(str(u.consumer) for u in terms)}; the claim counts only the term "
+                f"through {t.consumer}",
+                scale * closed,
+                lhs=scale * t.adjoint * t.partial,
+                prove_rhs=R,
             )
+
+
+def _missing_paths(target_wrt, R: sp.Expr) -> Iterator[_Candidate]:
+    derivation, v, scale = target_wrt
+    for through, term in _path_terms(derivation, v):
+        yield _Candidate(
+            "missing-path",
+            f"the path through {through} is missing: add {scale * term}",
+            R + scale * term,
+        )
 
 
 def _one_hot(network, claim: Claim) -> _Candidate | None:

@@ -35,7 +35,7 @@ from derive.cli.commands import (  # noqa: E402
     unique_stems,
 )
 from derive.cli.parser import DESCRIPTION, MAX_BUDGET, MAX_COUNT, Parser, build_parser, count, finite, seconds, seed  # noqa: E402
-from derive.cli.streams import _finite_json, emit_json, progress_bar  # noqa: E402
+from derive.cli.streams import emit_json, progress_bar  # noqa: E402
 from derive.cli.text import (  # noqa: E402
     VERDICT_MARK,
     check_text,

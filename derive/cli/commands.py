@@ -12,6 +12,7 @@ from pathlib import Path
 from derive.errors import InputError
 from derive.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from derive.cli.streams import emit_json
+from derive.proof.sets import applicable_sets, formula_sets
 from derive.cli.text import (
     check_text,
     class_summary,
@@ -92,12 +93,12 @@ def run_derive(args) -> int:
 
 
 def run_prove(args) -> int:
-    from derive.proof.engine import prove
+    from derive.proof import prove
     from derive.graph.spec import load
 
     network = load(args.spec)
     sets = formula_sets(args.formulas)
-    applicable = [s for s in sets if s.applicable(network)]
+    applicable = applicable_sets(network, sets)
     if not applicable:
         names = ", ".join(s.id for s in sets)
         raise InputError(
@@ -147,7 +148,7 @@ def run_check(args) -> int:
 
 def run_train(args) -> int:
     from derive.files import refuse_overwriting_inputs
-    from derive.kernels.core import KernelError, compile_kernel
+    from derive.kernels import KernelError, compile_kernel
     from derive.graph.spec import load
     from derive.train.training import TrainingDiverged, check_settings, load_data, load_parameters, save_parameters, settings_for, train
 
@@ -195,7 +196,7 @@ def run_train(args) -> int:
         save_parameters(result.kernel, result.params, args.save)
     outcome = None
     if args.report:
-        from derive.report.render import render, training_context
+        from derive.report import render, training_context
 
         context = training_context(result, settings, lang=args.lang, seed=args.seed)
         outcome = compile_report(render("training", context), Path(args.report), args.lang)
@@ -215,7 +216,7 @@ def run_train(args) -> int:
 
 def run_gradcheck(args) -> int:
     from derive.train.gradcheck import MAX_BATCH, MAX_POINTS, gradcheck
-    from derive.kernels.core import KernelError
+    from derive.kernels import KernelError
     from derive.graph.spec import load
 
     if not 1 <= args.points <= MAX_POINTS or not 1 <= args.batch <= MAX_BATCH:
@@ -281,16 +282,15 @@ def refuse_planned_outputs(output: str | None, stems: dict[str, str] | None, inp
 def network_report(args, inputs: list[str]):
     """A network's report: ([its outcome], whether every formula was proven)."""
     from derive.files import refuse_overwriting_inputs
-    from derive.report.render import network_context, render, report_outputs
+    from derive.report.render import network_report_context, render, report_outputs
     from derive.graph.spec import load
 
     network = load(args.inputs[0])
     output = Path(args.output or f"{network.name}-report.pdf")
     refuse_overwriting_inputs(report_outputs(output), inputs)
-    formulas = formula_sets(args.formulas) if args.formulas else None
-    context = network_context(network, lang=args.lang, explain=args.explain, formulas=formulas,
-                              budget=args.budget, seed=args.seed,
-                              progress=lambda total: progress_bar(total, "proving"))
+    context = network_report_context(network, lang=args.lang, explain=args.explain, formulas=args.formulas,
+                                     budget=args.budget, seed=args.seed,
+                                     progress=lambda total: progress_bar(total, "proving"))
     proofs = context["proofs"]
     passed = proofs is None or proofs["summary"]["proven"] == proofs["summary"]["total"]
     return [compile_report(render("network", context, template=args.template), output, args.lang)], passed
@@ -299,7 +299,8 @@ def network_report(args, inputs: list[str]):
 def claims_reports(args, claims_inputs: list[str], stems: dict[str, str], inputs: list[str]):
     """The reports of claims files: (outcomes, whether every file passed, [(path, error) of bad files])."""
     from derive.files import refuse_overwriting_inputs
-    from derive.report.render import class_context, claims_context, render, report_outputs
+    from derive.report import class_context, claims_context, render
+    from derive.report.render import report_outputs
 
     if args.explain:
         raise InputError("--explain is for a network's report, not a claims file's")
@@ -394,19 +395,3 @@ def compile_report(tex: str, output: Path, lang: str):
         print(f"derive: {outcome.message}", file=sys.stderr)
     return outcome
 
-
-def formula_sets(requested: list[str] | None):
-    from derive.proof.formulas import builtin_sets, load_set
-
-    builtin = builtin_sets()
-    if not requested:
-        return list(builtin.values())
-    sets = []
-    for item in requested:
-        if item in builtin:
-            sets.append(builtin[item])
-        elif item.endswith(".toml") or Path(item).exists():
-            sets.append(load_set(item))
-        else:
-            raise InputError(f"no formula set '{item}' (built-in: {', '.join(builtin)}; or give a .toml path)")
-    return sets

@@ -347,7 +347,7 @@ def check_constant(value: sp.Expr, column: int | None = None) -> None:
     """
     if value.is_Atom or not value.is_number:
         return
-    from derive.proof.numeric import Evaluator, Indeterminate, IntervalArithmetic, NotExact, TooLarge
+    from derive.graph.numeric import Evaluator, Indeterminate, IntervalArithmetic, NotExact, TooLarge
 
     try:
         Evaluator(IntervalArithmetic(), {}, lambda s: None)(value)

@@ -58,7 +58,11 @@ from typing import Mapping
 from derive.errors import InputError
 from derive.files import parse_toml, path_exists, read_text
 from derive.limits import MAX_SPEC_BYTES
-from derive.graph.network import Network, convolutional, free_form, layered, zhou
+from derive.graph.convolutional import convolutional
+from derive.graph.free_form import free_form
+from derive.graph.layered import layered
+from derive.graph.network import Network
+from derive.graph.zhou import zhou
 
 LAYERED_KEYS = {"name", "description", "layers", "activation", "cost", "regularization"}
 FREE_FORM_KEYS = {"name", "description", "inputs", "targets", "parameters", "constants", "cost"}
@@ -111,77 +115,75 @@ def from_dict(data: Mapping, *, source: str | None = None) -> Network:
     name = network.get("name", Path(source).stem if source else "network")
     if not isinstance(name, str) or not name:
         raise InputError("must be a non-empty string", where="[network] name")
-    description = network.get("description", "")
     values = data.get("values")
     if values is not None and not isinstance(values, dict):
         raise InputError("must be a table of numbers", where="[values]")
+    common = {"name": name, "values": values, "description": network.get("description", ""), "source": source}
     if "input" in network or "layer" in data:
-        _check_keys(network, CNN_KEYS, "convolutional")
-        if "equations" in data or "layers" in network:
-            raise InputError("a convolutional spec has 'input' and [[layer]] tables, not 'layers' or [equations]")
-        if "input" not in network:
-            raise InputError("is required: [height, width] or [channels, height, width]", where="[network] input")
-        return convolutional(
-            network["input"],
-            data.get("layer", []),
-            cost=network.get("cost", "quadratic"),
-            name=name,
-            values=values,
-            description=description,
-            source=source,
-        )
+        return _convolutional_spec(data, network, common)
     if "zhou" in network:
         _check_keys(network, ZHOU_KEYS, "Zhou threshold")
         sizes = network["zhou"]
         if not (isinstance(sizes, list) and len(sizes) == 3):
             raise InputError("must be three layer sizes [d, q, l]", where="[network] zhou")
-        return zhou(*sizes, name=name, values=values, description=description, source=source)
+        return zhou(*sizes, **common)
     if "layers" in network:
-        if "equations" in data:
-            raise InputError("a spec is either layered ('layers') or free-form ([equations]), not both")
-        _check_keys(network, LAYERED_KEYS, "layered")
-        if "latex" in data:
-            raise InputError("a layered network's names are Nielsen's; [latex] is for free-form specs")
-        return layered(
-            _required(network, "layers"),
-            activation=network.get("activation", "sigmoid"),
-            cost=network.get("cost", "quadratic"),
-            regularization=network.get("regularization", "none"),
-            name=name,
-            values=values,
-            description=description,
-            source=source,
-        )
+        return _layered_spec(data, network, common)
     if "equations" in data:
-        _check_keys(network, FREE_FORM_KEYS, "free-form")
-        equations = data["equations"]
-        if not isinstance(equations, dict) or not equations:
-            raise InputError("must be a table of name = \"formula\" lines", where="[equations]")
-        for key, value in equations.items():
-            if not isinstance(value, str):
-                raise InputError("must be a formula string", where=f"[equations] {key}")
-        cost = _required(network, "cost")
-        if not isinstance(cost, str):
-            raise InputError("must be the name of the cost's equation", where="[network] cost")
-        latex = data.get("latex")
-        if latex is not None and not (isinstance(latex, dict) and all(isinstance(v, str) for v in latex.values())):
-            raise InputError("must be a table of name = \"LaTeX\"", where="[latex]")
-        return free_form(
-            equations,
-            cost=cost,
-            inputs=_list(network, "inputs"),
-            targets=_list(network, "targets"),
-            parameters=_list(network, "parameters") if "parameters" in network else None,
-            constants=_list(network, "constants"),
-            name=name,
-            values=values,
-            latex_names=latex,
-            description=description,
-            source=source,
-        )
+        return _free_form_spec(data, network, common)
     raise InputError(
         "[network] needs 'layers' (a layered network), 'input' with [[layer]] tables (convolutional), "
         "'zhou' (Zhou's threshold network) or an [equations] table (free-form)"
+    )
+
+
+def _convolutional_spec(data: Mapping, network: Mapping, common: dict) -> Network:
+    _check_keys(network, CNN_KEYS, "convolutional")
+    if "equations" in data or "layers" in network:
+        raise InputError("a convolutional spec has 'input' and [[layer]] tables, not 'layers' or [equations]")
+    if "input" not in network:
+        raise InputError("is required: [height, width] or [channels, height, width]", where="[network] input")
+    return convolutional(network["input"], data.get("layer", []), cost=network.get("cost", "quadratic"), **common)
+
+
+def _layered_spec(data: Mapping, network: Mapping, common: dict) -> Network:
+    if "equations" in data:
+        raise InputError("a spec is either layered ('layers') or free-form ([equations]), not both")
+    _check_keys(network, LAYERED_KEYS, "layered")
+    if "latex" in data:
+        raise InputError("a layered network's names are Nielsen's; [latex] is for free-form specs")
+    return layered(
+        _required(network, "layers"),
+        activation=network.get("activation", "sigmoid"),
+        cost=network.get("cost", "quadratic"),
+        regularization=network.get("regularization", "none"),
+        **common,
+    )
+
+
+def _free_form_spec(data: Mapping, network: Mapping, common: dict) -> Network:
+    _check_keys(network, FREE_FORM_KEYS, "free-form")
+    equations = data["equations"]
+    if not isinstance(equations, dict) or not equations:
+        raise InputError("must be a table of name = \"formula\" lines", where="[equations]")
+    for key, value in equations.items():
+        if not isinstance(value, str):
+            raise InputError("must be a formula string", where=f"[equations] {key}")
+    cost = _required(network, "cost")
+    if not isinstance(cost, str):
+        raise InputError("must be the name of the cost's equation", where="[network] cost")
+    latex = data.get("latex")
+    if latex is not None and not (isinstance(latex, dict) and all(isinstance(v, str) for v in latex.values())):
+        raise InputError("must be a table of name = \"LaTeX\"", where="[latex]")
+    return free_form(
+        equations,
+        cost=cost,
+        inputs=_list(network, "inputs"),
+        targets=_list(network, "targets"),
+        parameters=_list(network, "parameters") if "parameters" in network else None,
+        constants=_list(network, "constants"),
+        latex_names=latex,
+        **common,
     )
 
 

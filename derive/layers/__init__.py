@@ -1,8 +1,10 @@
 """The layers of a convolutional network, one class per kind.
 
-`convolutional()` in derive.network reads the `[[layer]]` tables in order and
+`convolutional()` in derive/graph/convolutional.py reads the `[[layer]]` tables in order and
 makes each into one of these; each checks its table, makes its symbols in the
-shared `Context`, and answers its plan entry and its facts.
+shared `Context`, and answers its facts; later stages ask
+each built layer (the network's `layers` fact) for their part: its numeric
+kernel stage, its column of the drawing, its row of the report.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ aliases, LaTeX names, definitions, evaluation order, parameters) and carries
 what the next layer reads: the current feature map (or, after a dense layer,
 the flat units), how many layers of each kind came before, the connections
 counted so far. A `Layer` checks its `[[layer]]` table when it is made and
-makes its symbols when it is built; then it answers its plan entry (for the
-numeric kernels) and the integers it contributes to the network's facts.
+makes its symbols when it is built; then it answers the
+integers it contributes to the network's facts, and for each later stage its
+part: its numeric kernel stage, its column of the drawing, its report row.
 """
 
 from __future__ import annotations
@@ -122,8 +123,23 @@ class Layer(abc.ABC):
         """Make its symbols and definitions in `context`; its output becomes `context.current`."""
 
     @abc.abstractmethod
-    def plan(self) -> dict:
-        """Its kind, label and geometry, for the numeric kernels."""
+    def kernel_stage(self, compiler):
+        """Its stage of a convolutional kernel, after checking its units against what it declares.
+
+        `compiler` (derive.kernels.cnn.StageCompiler) lends what is the kernel's to know: the
+        network, the units feeding this layer, the parameters' place in the flat buffer, the
+        lambdified formulas. The stage answers forward(kernel, index, params, a, buffered) ->
+        (cached, output) and backward(kernel, index, params, grad, upstream, cached) -> ∂C/∂input."""
+
+    @abc.abstractmethod
+    def drawing_column(self) -> tuple[str, tuple[int, ...], str]:
+        """Its column in the network drawing: the LaTeX name of its output, the output's shape
+        ((channels, rows, cols) for a map, (units,) when flat), the LaTeX operation leading to it."""
+
+    @abc.abstractmethod
+    def report_row(self, index: int, t) -> dict:
+        """Its row of the report's layer table, the `index`-th (the input is the first); `t` the
+        report's Labels, which name its kind and word its details."""
 
     def integers(self) -> dict[str, int]:
         """The integers it contributes to the network's facts."""

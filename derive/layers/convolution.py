@@ -10,9 +10,11 @@ Names: `wF_k_p_q` (`wF_k_c_p_q` with several input channels), `bF_k`,
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
+import numpy as np
 import sympy as sp
+from numpy.lib.stride_tricks import sliding_window_view
 
 from derive.graph import registry
 from derive.errors import InputError
@@ -77,15 +79,10 @@ class Convolution(Layer):
 
     def _unit(self, context: Context, weights: Mapping, bias: sp.Symbol, k: int, i: int, j: int) -> sp.Symbol:
         """z^F_{k,ij} and a^F_{k,ij}; returns the a."""
-        label, stride = self.label, self.stride
-        terms = []
-        for (c, p, q), w in weights.items():
-            source = context.current.get((c, stride * (i - 1) + p - self.pad_r, stride * (j - 1) + q - self.pad_c))
-            if source is not None:  # zero padding contributes nothing
-                terms.append(product(w, source))
+        label = self.label
         z = context.make(f"z{label}", (k, i, j), f"z{label}_{k}_{i}_{j}",
                          f"z^{{{label}}}_{{{k},{layer_index_latex(i, j)}}}")
-        context.define(z, sp.Add(*terms, bias))
+        context.define(z, self._cross_correlation(weights, bias, context.current, i, j))
         a = context.make(f"a{label}", (k, i, j), f"a{label}_{k}_{i}_{j}",
                          f"a^{{{label}}}_{{{k},{layer_index_latex(i, j)}}}")
         context.define(a, registry.ACTIVATIONS[self.activation](z))
@@ -94,10 +91,43 @@ class Convolution(Layer):
             context.alias(a, f"a{label}_{k}_{i}{j}")
         return a
 
-    def plan(self) -> dict:
-        return {"kind": "conv", "label": self.label, "filters": self.filters, "kernel": (self.kr, self.kc),
-                "stride": self.stride, "padding": (self.pad_r, self.pad_c), "in_shape": self.in_shape,
-                "out_shape": (self.filters, self.out_h, self.out_w)}
+    def _cross_correlation(self, weights: Mapping, bias: sp.Symbol, current: Mapping, i: int, j: int) -> sp.Expr:
+        """z at (i, j) of the filter with these weights (by (c, p, q)) over the map `current` (by (c, i, j))."""
+        terms = []
+        for (c, p, q), w in weights.items():
+            source = current.get((c, self.stride * (i - 1) + p - self.pad_r, self.stride * (j - 1) + q - self.pad_c))
+            if source is not None:  # zero padding contributes nothing
+                terms.append(product(w, source))
+        return sp.Add(*terms, bias)
+
+    def kernel_stage(self, compiler) -> ConvolutionStage:
+        network, label, channels = compiler.network, self.label, self.in_shape[0]
+        weights = np.empty((self.filters, channels, self.kr, self.kc), dtype=object)
+        for key, s in network.families[f"w{label}"].items():
+            if len(key) == 4:
+                k, c, p, q = key
+                weights[k - 1, c - 1, p - 1, q - 1] = s
+        biases = np.array([network.families[f"b{label}"][(k,)] for k in range(1, self.filters + 1)], dtype=object)
+        by_filter = [{(c + 1, p + 1, q + 1): w for (c, p, q), w in np.ndenumerate(weights[k])} for k in range(self.filters)]
+        for (k, i, j), z in network.families[f"z{label}"].items():  # each unit is the declared cross-correlation
+            if network.definitions[z] != self._cross_correlation(by_filter[k - 1], biases[k - 1], compiler.current, i, j):
+                raise compiler.error(f"{z} is not the convolution its layer declares")
+        weight, bias = compiler.parameters(f"W{label}", weights, f"b{label}", biases, fan_in=channels * self.kr * self.kc)
+        zs = [network.families[f"z{label}"][(k, 1, 1)] for k in range(1, self.filters + 1)]
+        nodes = [network.families[f"a{label}"][(k, 1, 1)] for k in range(1, self.filters + 1)]
+        activation, derivative = compiler.activation(zs, nodes)
+        return ConvolutionStage(weight, bias, self.stride, (self.pad_r, self.pad_c), activation, derivative,
+                                (self.filters, self.out_h, self.out_w))
+
+    def drawing_column(self) -> tuple[str, tuple[int, ...], str]:
+        stride = rf",\ s={self.stride}" if self.stride != 1 else ""
+        return f"a^{{{self.label}}}", (self.filters, self.out_h, self.out_w), rf"\text{{conv }}{self.kr}\times{self.kc}" + stride
+
+    def report_row(self, index: int, t) -> dict:
+        details = t.name("layer_details", "conv", filters=self.filters, size=f"{self.kr}×{self.kc}",
+                         stride=self.stride, padding=f"{self.pad_r},{self.pad_c}")
+        return {"index": index, "kind": "conv", "kind_text": t.name("layer_kind", "conv"), "units": "",
+                "activation": self.activation, "shape": f"{self.filters}×{self.out_h}×{self.out_w}", "details": details}
 
     def integers(self) -> dict[str, int]:
         if self.number != 1:  # the first convolution's, for the formula sets
@@ -121,3 +151,84 @@ def _padding(padding, h: int, w: int, kr: int, kc: int, stride: int, where: str)
     else:
         raise InputError("must be \"valid\", \"same\" or a number of zero rows and columns", where=f"{where} padding")
     return pr, pc, (h + 2 * pr - kr) // stride + 1, (w + 2 * pc - kc) // stride + 1
+
+
+class ConvolutionStage:
+    """A convolution in a numeric kernel: im2col, one matrix product, the activation; and back.
+
+    Maps are laid out channel first, (C, m, H, W): the product (K, C·kr·kc) @ (C·kr·kc, m·h·w)
+    is then already the next stage's contiguous input."""
+
+    def __init__(self, weight, bias, stride: int, padding: tuple[int, int], activation: Callable,
+                 derivative: Callable, out_shape: tuple[int, int, int]):
+        self.weight, self.bias = weight, bias  # blocks of the flat parameter buffer: (K, C, kr, kc), (K,)
+        self.stride, self.padding = stride, padding
+        self.activation, self.derivative = activation, derivative
+        self.out_shape = out_shape
+
+    def forward(self, kernel, index: int, params: np.ndarray, a: np.ndarray, buffered: bool):
+        """(what backward needs, the output map) from the input map `a`; `buffered`: into the kernel's workspaces."""
+        cols = _im2col(a, self, kernel.workspace(index, "cols", shape=self._cols_shape(a)) if buffered else None)
+        K = self.out_shape[0]
+        z = kernel.workspace(index, "z", shape=(K, cols.shape[1])) if buffered else None
+        z = np.matmul(self.weight.view(params).reshape(K, -1), cols, out=z)  # (K, m·h·w)
+        z += params[self.bias.offset : self.bias.end, None]
+        out = (self.activation if buffered else self.activation.plain)(z)
+        return (a, cols, z, out), out.reshape(K, a.shape[1], *self.out_shape[1:])
+
+    def backward(self, kernel, index: int, params: np.ndarray, grad: np.ndarray, upstream: np.ndarray, cached):
+        """∂C/∂(its input map) from ∂C/∂(its output) `upstream` (None for the first stage); its parameters'
+        gradients into `grad`."""
+        source, cols, z, out = cached
+        K = self.out_shape[0]
+        delta = upstream.reshape(K, -1)  # (K, m·h·w): a view, upstream being contiguous here
+        delta *= self.derivative(z, out)
+        np.matmul(delta, cols.T, out=self.weight.view(grad).reshape(K, -1))
+        np.add.reduce(delta, axis=1, out=grad[self.bias.offset : self.bias.end])
+        if not index:
+            return None
+        w = self.weight.view(params).reshape(K, -1)
+        columns = np.matmul(w.T, delta, out=kernel.workspace(index, "dcols", shape=cols.shape))
+        padded = self._padded_shape(source.shape)
+        return _col2im(columns, source.shape, self, kernel.workspace(index, "up", shape=padded, zero=True))
+
+    def _cols_shape(self, a: np.ndarray) -> tuple[int, int]:
+        _, out_h, out_w = self.out_shape
+        _, C, kr, kc = self.weight.shape
+        return (C * kr * kc, a.shape[1] * out_h * out_w)
+
+    def _padded_shape(self, shape) -> tuple[int, ...]:
+        C, m, H, W = shape
+        pad_r, pad_c = self.padding
+        return (C, m, H + 2 * pad_r, W + 2 * pad_c)
+
+
+def _im2col(a: np.ndarray, stage: ConvolutionStage, out: np.ndarray | None = None) -> np.ndarray:
+    """Every receptive field as a column: (C·kr·kc, m·out_h·out_w) from a (C, m, H, W), one strided copy."""
+    pad_r, pad_c = stage.padding
+    if pad_r or pad_c:
+        a = np.pad(a, ((0, 0), (0, 0), (pad_r, pad_r), (pad_c, pad_c)))
+    _, out_h, out_w = stage.out_shape
+    _, C, kr, kc = stage.weight.shape
+    s = stage.stride
+    windows = sliding_window_view(a, (kr, kc), axis=(2, 3))[:, :, : s * (out_h - 1) + 1 : s, : s * (out_w - 1) + 1 : s]
+    # (C, m, out_h, out_w, kr, kc) -> (C, kr, kc, m, out_h, out_w): the innermost run stays a row of the map
+    windows = windows.transpose(0, 4, 5, 1, 2, 3)
+    if out is None:
+        return np.ascontiguousarray(windows).reshape(C * kr * kc, -1)
+    np.copyto(out.reshape(windows.shape), windows)
+    return out
+
+
+def _col2im(cols: np.ndarray, shape, stage: ConvolutionStage, out: np.ndarray) -> np.ndarray:
+    """The transpose of _im2col: add each column's entries back onto the (C, m, H, W) input, in `out` (zeros, padded)."""
+    C, m, H, W = shape
+    pad_r, pad_c = stage.padding
+    _, out_h, out_w = stage.out_shape
+    _, _, kr, kc = stage.weight.shape
+    s = stage.stride
+    patches = cols.reshape(C, kr, kc, m, out_h, out_w)
+    for p in range(kr):
+        for q in range(kc):
+            out[:, :, p : p + s * out_h : s, q : q + s * out_w : s] += patches[:, p, q]
+    return out[:, :, pad_r : pad_r + H, pad_c : pad_c + W]

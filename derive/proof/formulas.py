@@ -44,7 +44,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-
 from pathlib import Path
 from fractions import Fraction
 from typing import Iterator, Mapping
@@ -58,16 +57,16 @@ from derive.errors import FormulaError, InputError
 from derive.files import read_toml
 from derive.limits import MAX_FORMULA_SET_BYTES
 from derive.graph.network import Network, product
+from derive.graph.naming import net_input_family
 from derive.graph.parser import Vocabulary, parse_formula
+from derive.proof.vocabulary import ALIASES, NetworkVocabulary
 
-SCALARS = ("C", "C0", "lmbda", "n")
 MAX_INDEX_BITS = 256  # index arithmetic: a power beyond this is no index of any network
 MAX_ASSUMPTION_TERMS = 10_000  # an assumption is solved by expanding it
 
 
 class OutOfBudget(Exception):
     """Building an instance took longer than its budget."""
-ALIASES = {"t": "y"}
 ROLES = ("input", "target", "parameter", "constant", "node", "cost")
 
 
@@ -291,19 +290,11 @@ def _template(text: str, index_symbols: Mapping[str, sp.Symbol], where: str) -> 
         body = args[0].xreplace({args[1]: index})
         return sp.Sum(body, (index, args[2], args[3]))
 
-    def two(placeholder):
+    def taking(count: int, func):
         def build(args: list) -> sp.Expr:
-            if len(args) != 2:
-                raise ValueError("takes two arguments")
-            return placeholder(*args)
-
-        return build
-
-    def one(func):
-        def build(args: list) -> sp.Expr:
-            if len(args) != 1:
-                raise ValueError("takes one argument")
-            return func(args[0])
+            if len(args) != count:
+                raise ValueError("takes one argument" if count == 1 else "takes two arguments")
+            return func(*args)
 
         return build
 
@@ -312,10 +303,10 @@ def _template(text: str, index_symbols: Mapping[str, sp.Symbol], where: str) -> 
         extra_functions={
             "D": derivative,
             "sum": finite_sum,
-            "ismax": two(_IsMax),
-            "window": two(_Window),
-            "floor": one(sp.floor),
-            "ceil": one(sp.ceiling),
+            "ismax": taking(2, _IsMax),
+            "window": taking(2, _Window),
+            "floor": taking(1, sp.floor),
+            "ceil": taking(1, sp.ceiling),
         },
         unknown_name=name,
         indexed=indexed,
@@ -332,20 +323,13 @@ def _template(text: str, index_symbols: Mapping[str, sp.Symbol], where: str) -> 
 
 
 class Instantiator:
-    """Turns templates into expressions over one network's symbols."""
+    """Turns templates into expressions over one network's symbols (their words mean what `shared` says)."""
 
     def __init__(self, network: Network, derivations: Derivations):
         self.network = network
         self.derivations = derivations
-        facts = network.facts
-        self.sizes = facts.get("sizes", ())
-        self.L = facts.get("L")
-        self.integers = dict(facts.get("integers", {}))
-        if self.L is not None:
-            self.integers["L"] = self.L
-        self.zero_outside = set(facts.get("zero_outside", ()))
-        if facts.get("kind") == "threshold" and len(self.sizes) == 3:  # Zhou's d-q-l
-            self.integers.update(zip(("d", "q", "l"), self.sizes))
+        self.shared = NetworkVocabulary(network, derivations)
+        self.zero_outside = set(network.facts.get("zero_outside", ()))
         self.free: frozenset[str] = frozenset()
         self.deadline: float | None = None  # a time.perf_counter() value: building one instance stops there
         self._has_sum: dict[sp.Expr, bool] = {}
@@ -401,7 +385,7 @@ class Instantiator:
         if expr.is_Symbol:
             if expr in env:
                 return Fraction(env[expr])
-            found = self.integers.get(expr.name)
+            found = self.shared.integers.get(expr.name)
             if found is not None:
                 return Fraction(found)
             raise LookupError(f"'{expr.name}' is not an index or a size here")
@@ -428,9 +412,9 @@ class Instantiator:
             return pick(self._rational(a, env) for a in expr.args)
         if isinstance(expr, sp.Indexed) and expr.base.label.name == "size":
             (layer,) = (self.integer(i, env) for i in expr.indices)
-            if not 1 <= layer <= len(self.sizes):
+            if not 1 <= layer <= len(self.shared.sizes):
                 raise LookupError(f"there is no layer {layer}")
-            return Fraction(self.sizes[layer - 1])
+            return Fraction(self.shared.sizes[layer - 1])
         raise LookupError(f"'{expr}' is not an integer expression")
 
     def expr(self, template: sp.Expr, env: Mapping[sp.Symbol, int]) -> sp.Expr:
@@ -536,19 +520,20 @@ class Instantiator:
     def name(self, name: str) -> sp.Expr:
         if name in self.free:
             return sp.Symbol(name, real=True)
-        if name in SCALARS and name in self.network.families:
-            return self.network.families[name][()]
-        if name in self.integers:
-            return sp.Integer(self.integers[name])
+        scalar = self.shared.scalar(name)
+        if scalar is not None:
+            return scalar
+        if name in self.shared.integers:
+            return sp.Integer(self.shared.integers[name])
         found = self.network.by_name.get(name)
         if found is None:
             raise LookupError(f"the network has no quantity named '{name}'")
         return found
 
     def indexed(self, family: str, indices: tuple[int, ...]) -> sp.Expr:
-        if family.startswith("delta"):  # delta[l, j], deltaF[k, i, j]: ∂C/∂z of that family
-            z = self.indexed("z" + family.removeprefix("delta"), indices)
-            return self.derivations.cost.adjoint(z)
+        net_inputs = net_input_family(family)
+        if net_inputs is not None:  # delta[l, j], deltaF[k, i, j]: ∂C/∂z of that family
+            return self.derivations.cost.adjoint(self.indexed(net_inputs, indices))
         table = self.network.families.get(ALIASES.get(family, family))
         if table is None:  # a network without index families: v[1, 2] is v1_2 or v12
             names = ["_".join(str(i) for i in indices)]
@@ -574,24 +559,22 @@ class Instantiator:
         return sp.S.One if element in definition.free_symbols else sp.S.Zero
 
     def _is_max(self, element: sp.Expr, pool: sp.Expr) -> sp.Expr:
-        definition = self.network.definitions.get(pool)
-        if not isinstance(definition, fn.maxpool):
+        found = self.shared.indicator(element, pool)
+        if found is None:
             raise LookupError(f"ismax(): {pool} is not a max-pooling unit")
-        if element not in definition.args:
-            return sp.S.Zero
-        return fn.is_max(sp.Integer(definition.args.index(element) + 1), *definition.args)
+        return found
 
     def _adjoint(self, of: sp.Expr, wrt: sp.Expr) -> sp.Expr:
         if not (isinstance(of, sp.Symbol) and isinstance(wrt, sp.Symbol)):
             raise LookupError("D(X, v) needs two names of the network")
-        return self.derivations.of(of).adjoint(wrt)
+        return self.shared.adjoint(of, wrt)
 
     def _activation(self, z: sp.Symbol) -> sp.Expr:
-        for user in self.network.consumers.get(z, ()):
-            definition = self.network.definitions[user]
-            if isinstance(definition, sp.Function) and definition.args == (z,):
-                return user
-        raise LookupError(f"{z} does not feed an elementwise activation")
+        """σ(z) in a template: only the node z feeds (a formula set holds for a network's own activations)."""
+        node = self.network.activation_node(z)
+        if node is None:
+            raise LookupError(f"{z} does not feed an elementwise activation")
+        return node
 
     def _assumption(self, assume, env) -> dict[sp.Symbol, sp.Expr]:
         """Solve the assumption for its last leaf symbol, as a substitution."""
@@ -604,7 +587,7 @@ class Instantiator:
         coefficient = equation.diff(unknown)
         if coefficient.free_symbols or coefficient == 0:
             raise LookupError("an assumption must be linear in its last symbol, with a constant coefficient")
-        from derive.proof.engine import _expanded_terms  # the proof engine's bound on what expand makes
+        from derive.proof.algebra import _expanded_terms  # the proof engine's bound on what expand makes
 
         if _expanded_terms(equation, MAX_ASSUMPTION_TERMS) > MAX_ASSUMPTION_TERMS:
             raise LookupError(f"an assumption must expand to at most {MAX_ASSUMPTION_TERMS:,} terms")

@@ -10,11 +10,9 @@ The context is documented in reports/README.md.
 from __future__ import annotations
 
 import datetime as _dt
-from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
-import mpmath
 import sympy as sp
 
 from derive import __version__
@@ -22,16 +20,21 @@ from derive.derivation import Derivations
 from derive.report.drawing import draw
 from derive.errors import InputError
 from derive.graph.network import Network
+from derive.proof.report import ProofReport
+from derive.proof.values import (
+    MAX_PATHS,
+    NetworkValues,
+    chain_paths,
+    count_chain_paths,
+    explain_target,
+    nodes_between,
+)
 from derive.report.format import MathWriter, breakable, exact_text, number
 from derive.report.labels import LANGS, Labels
 from derive.texsafe import Tex, math_or_text
 
 MAX_LISTED = 150  # gradients, δs or claims listed in full before the rest is summarised
-MAX_PATHS = 16  # chain-rule paths written out by --explain; beyond, node by node
 MAX_POINT = 24  # counterexample coordinates shown
-FD_LIMIT = 200  # parameters whose finite-difference check a values table shows
-FD_STEP = Fraction(1, 10**20)
-FD_DIGITS = 60
 
 
 def display_source(source: str | None) -> str:
@@ -94,25 +97,7 @@ def network_section(network: Network, math: MathWriter, t: Labels) -> dict:
         c, h, w = facts["input_shape"]
         layers.append({"index": 1, "kind": "input", "kind_text": t.name("layer_kind", "input"), "units": c * h * w,
                        "activation": "", "shape": f"{c}×{h}×{w}", "details": ""})
-        for i, step in enumerate(facts["plan"], start=2):
-            kind = step["kind"]
-            if kind == "conv":
-                kr, kc = step["kernel"]
-                pad = step["padding"]
-                details = t.name("layer_details", "conv", filters=step["filters"], size=f"{kr}×{kc}",
-                                 stride=step["stride"], padding=f"{pad[0]},{pad[1]}")
-                shape = "×".join(str(n) for n in step["out_shape"])
-            elif kind == "pool":
-                pr, pc = step["size"]
-                details = t.name("layer_details", "pool", pool=t.name("pool", step["pool"]), size=f"{pr}×{pc}",
-                                 stride=step["stride"])
-                shape = "×".join(str(n) for n in step["out_shape"])
-            else:
-                details, shape = "", str(step.get("units", ""))
-            layers.append({"index": i, "kind": kind, "kind_text": t.name("layer_kind", kind),
-                           "units": step.get("units", ""),
-                           "activation": _activation_of(network, step.get("label", "")) if kind != "pool" else "",
-                           "shape": shape, "details": details})
+        layers += [layer.report_row(i, t) for i, layer in enumerate(facts["layers"], start=2)]
     counts = {
         "inputs": len(network.inputs),
         "targets": len(network.targets),
@@ -130,19 +115,6 @@ def network_section(network: Network, math: MathWriter, t: Labels) -> dict:
         "layers": layers,
         "drawing": draw(network, math),
     }
-
-
-def _activation_of(network: Network, label: str) -> str:
-    """The activation a CNN layer applies, read off its first unit's equation (a = σ(z))."""
-    members = network.families.get(f"a{label}")
-    if not members:
-        return ""
-    definition = network.definitions.get(next(iter(members.values())))
-    if definition is None:
-        return ""
-    if isinstance(definition, sp.Function):
-        return type(definition).__name__
-    return "identity" if definition.is_Symbol else ""
 
 
 def derivation_section(network: Network, derivations: Derivations, math: MathWriter) -> dict:
@@ -170,105 +142,58 @@ def derivation_section(network: Network, derivations: Derivations, math: MathWri
     }
 
 
-def _evaluator(network: Network, derivations: Derivations):
-    """Every symbol at the spec's [values] point in 60-digit arithmetic (None without [values])."""
-    from derive.proof.numeric import ApproximateArithmetic, Evaluator
-
-    if network.values is None:
-        return None
-    return Evaluator(ApproximateArithmetic(FD_DIGITS), network.values, derivations.definition)
-
-
-def _at(evaluate, expr):
-    """expr's value (an mpmath number), or None where it has none: no [values], a leaf without a
-    number, or a point outside its domain."""
-    from derive.proof.numeric import Indeterminate
-
-    if evaluate is None:
-        return None
-    try:
-        return evaluate(expr)
-    except (KeyError, Indeterminate, ZeroDivisionError, TypeError, ValueError):
-        return None
+def _value(values: NetworkValues | None, expr: sp.Expr):
+    """expr's number at the [values] point, or None (no [values], or no number there)."""
+    return None if values is None else values.at(expr)
 
 
 def explain_section(
-    network: Network, derivations: Derivations, math: MathWriter, name: str, t: Labels, evaluate=None
+    network: Network, derivations: Derivations, math: MathWriter, name: str, t: Labels,
+    values: NetworkValues | None = None,
 ) -> dict:
-    """∂C/∂θ for one parameter (or node), path by path, each factor with its number."""
-    target = network.by_name.get(name)
+    """∂C/∂θ for one parameter (or node), path by path, each factor with its number.
+
+    `values`: from `network_values(…, explain=…)` for the same target (None: no numbers).
+    """
+    target = explain_target(network, derivations, name)
     d = derivations.cost
-    if target is None or (target not in d.ancestors):
-        known = ", ".join(p.name for p in network.parameters[:12])
-        raise InputError(f"--explain: '{name}' is not a parameter or node the cost depends on (parameters: {known}, …)")
-    paths = _paths(network, d, target, MAX_PATHS + 1)
+    paths = chain_paths(network, d, target, MAX_PATHS + 1)
     result = {
         "target": math(d.adjoint(target)),
         "target_name": name,
         "intro": t("explain_intro", target=Tex(f"${math(d.adjoint(target))}$")),
-        "value": number(_at(evaluate, d.adjoint(target))),
+        "value": number(_value(values, d.adjoint(target))),
         "closed": math.lines(d.closed_form(target)),
     }
     if len(paths) <= MAX_PATHS:
         rows = []
         for path in paths:
             factors = []
-            product_value = 1
             for upper, lower in zip(path, path[1:]):
                 partial = network.local_partials(upper)[lower]
-                value = _at(evaluate, partial)
-                product_value = None if value is None or product_value is None else product_value * value
                 factors.append({
                     "symbol": Tex(rf"\frac{{\partial {math(upper)}}}{{\partial {math(lower)}}}"),
                     "expr": math(partial),
-                    "value": number(value),
+                    "value": number(_value(values, partial)),
                 })
+            product = None if values is None else values.path_products.get(tuple(path))
             rows.append({"chain": Tex(r" \to ".join(math(s) for s in path)), "factors": factors,
-                         "value": number(product_value)})
+                         "value": number(product)})
         result.update(mode="paths", paths=rows, path_count=len(paths))
     else:
         steps = []
-        between = d._needed(target)  # the nodes on some path from the cost down to the target
-        needed = [n for n in reversed(d.nodes()) if n in between and n != target]
-        for n in [*needed, target]:
+        for n in [*nodes_between(d, target), target]:
             steps.append({
                 "lhs": math(d.adjoint(n)),
                 "rhs": math.lines(d.definition(n)),
-                "value": number(_at(evaluate, d.adjoint(n))),
+                "value": number(_value(values, d.adjoint(n))),
             })
-        count = _count_paths(network, d, target)
+        count = count_chain_paths(network, d, target)
         result.update(mode="nodes", steps=steps, path_count=count, note=t("explain_nodes", paths=count))
     return result
 
 
-def _paths(network: Network, d, start: sp.Symbol, limit: int) -> list[list[sp.Symbol]]:
-    """Paths from the cost down to `start` (cost first), at most `limit` of them."""
-    found: list[list[sp.Symbol]] = []
-    stack = [[start]]
-    while stack and len(found) < limit:
-        path = stack.pop()
-        head = path[-1]
-        if head == d.of:
-            found.append(list(reversed(path)))
-            continue
-        for user in reversed(network.consumers.get(head, ())):
-            if user in d.ancestors:
-                stack.append([*path, user])
-    return found
-
-
-def _count_paths(network: Network, d, start: sp.Symbol) -> int:
-    counts: dict[sp.Symbol, int] = {d.of: 1}
-    for node in reversed(network.order):
-        if node == d.of or node not in d.ancestors:
-            continue
-        counts[node] = sum(counts.get(u, 0) for u in network.consumers.get(node, ()))
-    if start in counts:
-        return counts[start]
-    return sum(counts.get(u, 0) for u in network.consumers.get(start, ()))  # a leaf: through the nodes it feeds
-
-
-def proof_section(report, math: MathWriter, t: Labels) -> dict:
+def proof_section(report: ProofReport, math: MathWriter, t: Labels) -> dict:
     sources = {s.id: s for s in report.sets}
     families = []
     for row in report.families():
@@ -329,79 +254,52 @@ def counterexample_context(cx, t: Labels, identity: bool = True) -> dict | None:
     }
 
 
-def values_section(network: Network, derivations: Derivations, math: MathWriter, evaluate) -> dict | None:
+def values_section(network: Network, derivations: Derivations, math: MathWriter,
+                   values: NetworkValues | None) -> dict | None:
     """Every node and gradient at the spec's [values] point, with a finite-difference check."""
-    if evaluate is None:
+    if values is None:
         return None
     d = derivations.cost
     nodes = []
     for n in network.order:
-        value = _at(evaluate, n)
+        value = values.at(n)
         if value is not None:
             nodes.append({"name": math(n), "value": number(value)})
-    gradients = []
-    for p in d.parameters()[:FD_LIMIT]:
-        value = _at(evaluate, d.adjoint(p))
-        fd = _finite_difference(network, p)
-        relative = None
-        if value is not None and fd is not None:
-            relative = abs(value - fd) / max(abs(value), abs(fd), mpmath.mpf(10) ** -300)
-        gradients.append({"parameter": math(p), "name": math(d.adjoint(p)), "value": number(value),
-                          "fd": number(fd), "relative": number(relative, 2)})
+    gradients = [
+        {"parameter": math(g.parameter), "name": math(d.adjoint(g.parameter)), "value": number(g.value),
+         "fd": number(g.finite_difference), "relative": number(g.relative, 2)}
+        for g in values.gradients
+    ]
     if not nodes and not gradients:
         return None
-    return {"nodes": nodes, "gradients": gradients, "loss": number(_at(evaluate, network.cost)),
-            "omitted": max(0, len(d.parameters()) - FD_LIMIT)}
-
-
-def _finite_difference(network: Network, parameter: sp.Symbol):
-    """(C(θ + h) − C(θ − h)) / 2h at the [values] point, evaluated forward only in 60 digits."""
-    from derive.proof.numeric import ApproximateArithmetic, Evaluator
-
-    values = network.values or {}
-    if parameter not in values:
-        return None
-    results = []
-    for sign in (1, -1):
-        point = dict(values)
-        point[parameter] = values[parameter] + sign * FD_STEP
-        value = _at(Evaluator(ApproximateArithmetic(FD_DIGITS), point, network.definitions.get), network.cost)
-        if value is None:
-            return None
-        results.append(value)
-    return (results[0] - results[1]) / 2 * FD_STEP.denominator / FD_STEP.numerator
+    return {"nodes": nodes, "gradients": gradients, "loss": number(values.at(network.cost)),
+            "omitted": values.gradients_omitted}
 
 
 def network_context(
     network: Network,
+    derivations: Derivations,
     *,
+    proofs: ProofReport | None = None,
+    values: NetworkValues | None = None,
     lang: str = "en",
     explain: str | None = None,
-    formulas: list | None = None,
-    budget: float = 5.0,
-    seed: int = 0,
-    progress: Callable | None = None,
 ) -> dict:
     """Everything a network report shows: declaration, derivation, explanation, proofs, numbers.
 
-    `formulas`: FormulaSet objects (default: every built-in set that applies).
-    `progress(total)`: a progress bar for the proofs, as `derive prove` draws.
+    The numbers are computed before: `proofs` by derive.proof.report.prove (None when no
+    formula set applies), `values` by derive.proof.values.network_values (None without
+    [values]; with `explain`, for that target). derive.report.render.network_report_context
+    does both.
     """
-    from derive.proof.formulas import builtin_sets
-    from derive.proof.engine import prove
-
     context = base_context(lang, network.name, "", display_source(network.source))
     t = context["t"]
-    derivations = Derivations(network)
     math = MathWriter(derivations)
     context["network"] = network_section(network, math, t)
     context["derivation"] = derivation_section(network, derivations, math)
-    evaluate = _evaluator(network, derivations)  # one evaluator: each node is computed once for both sections
-    context["explain"] = explain_section(network, derivations, math, explain, t, evaluate) if explain else None
-    sets = [s for s in (builtin_sets().values() if formulas is None else formulas) if s.applicable(network)]
-    report = prove(network, sets, derivations=derivations, budget=budget, seed=seed, progress=progress) if sets else None
-    context["proofs"] = proof_section(report, math, t) if report is not None else None
-    context["values"] = values_section(network, derivations, math, evaluate)
+    context["explain"] = explain_section(network, derivations, math, explain, t, values) if explain else None
+    context["proofs"] = proof_section(proofs, math, t) if proofs is not None else None
+    context["values"] = values_section(network, derivations, math, values)
     context["assumptions"] = [t.message(a) for a in network.assumptions]
     return context
 

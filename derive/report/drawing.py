@@ -217,18 +217,7 @@ def _cnn(network: Network, math) -> Drawing:
     facts = network.facts
     x = 0.0
     c, h, w = facts["input_shape"]
-    stages = [("x", (c, h, w), "")]
-    for step in facts["plan"]:
-        if step["kind"] == "conv":
-            kr, kc = step["kernel"]
-            stages.append((f"a^{{{step['label']}}}", step["out_shape"],
-                           rf"\text{{conv }}{kr}\times{kc}" + (rf",\ s={step['stride']}" if step["stride"] != 1 else "")))
-        elif step["kind"] == "pool":
-            pr, pc = step["size"]
-            name = {"max": r"\max", "average": r"\text{avg}", "l2": r"L_2"}[step["pool"]]
-            stages.append((f"a^{{{step['label']}}}", step["out_shape"], rf"{name}\ {pr}\times{pc}"))
-        elif step["kind"] == "dense":
-            stages.append((f"a^{{{step['label']}}}", (step["units"],), r"\text{dense}"))
+    stages = [("x", (c, h, w), ""), *(layer.drawing_column() for layer in facts["layers"])]
     largest = max(max(shape[-2:]) if len(shape) == 3 else 1 for _, shape, _ in stages)
     cell = min(0.35, 2.4 / largest)
     previous_right = None

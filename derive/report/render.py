@@ -11,8 +11,10 @@ in a user's own template. The context is documented in reports/README.md.
 The pieces: derive/report/labels.py reads the labels (reports/labels/LANG.toml),
 derive/report/format.py prints math and numbers, derive/report/context.py
 builds the contexts; this module renders them and writes the PDF.
+`network_report_context` proves and evaluates what a network's report shows
+and builds its context.
 
-    context = network_context(network, lang="zh", explain="w1")
+    context = network_report_context(network, lang="zh", explain="w1")
     tex = render("network", context)
     outcome = write_report(tex, Path("report.pdf"), lang="zh")
 """
@@ -22,37 +24,51 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 import jinja2
 from markupsafe import Markup
 
+from derive.derivation import Derivations
 from derive.errors import InputError
 from derive.files import read_text, write_atomically
 from derive.limits import MAX_TEMPLATE_BYTES
-from derive.report.context import (  # noqa: F401: the contexts, and what they are made of, as before the split
-    MAX_LISTED,
-    MAX_PATHS,
-    MAX_POINT,
-    base_context,
-    claims_context,
-    class_context,
-    counterexample_context,
-    derivation_section,
-    display_source,
-    explain_section,
-    network_context,
-    network_section,
-    proof_section,
-    training_context,
-    values_section,
-)
-from derive.report.format import LINE_WIDTH, MathWriter, breakable, exact_text, number, visible_length  # noqa: F401
-from derive.report.labels import LANGS, Labels, labels_dir, templates_dir  # noqa: F401
+from derive.report.context import network_context
+from derive.report.format import number
+from derive.report.labels import templates_dir
 from derive.report.tex import DEBIAN_PACKAGES, Compiled, TemplateSandbox, compile_pdf, engine_for, template_error, time_limit
 from derive.texsafe import Tex, escape, needs_unicode_engine, wrap_fallback
 
 KINDS = ("network", "claims", "class", "training")
+
+
+def network_report_context(
+    network,
+    *,
+    lang: str = "en",
+    explain: str | None = None,
+    formulas: Iterable | None = None,
+    budget: float = 5.0,
+    seed: int = 0,
+    progress: Callable | None = None,
+) -> dict:
+    """A network report's context: the formula sets that apply proven, the [values] point evaluated.
+
+    `formulas`: set ids, FormulaSet objects or .toml paths (default: every built-in set).
+    `progress(total)`: a progress bar for the proofs, as `derive prove` draws.
+    Bad input (a formula file, an --explain name the cost does not depend on) is refused
+    before any proof is run.
+    """
+    from derive.proof.report import prove
+    from derive.proof.sets import applicable_sets
+    from derive.proof.values import explain_target, network_values
+
+    sets = applicable_sets(network, formulas)  # a formula file's mistakes are reported first
+    derivations = Derivations(network)
+    target = explain_target(network, derivations, explain) if explain else None
+    proofs = prove(network, sets, derivations=derivations, budget=budget, seed=seed, progress=progress) if sets else None
+    values = network_values(network, derivations, explain=target)
+    return network_context(network, derivations, proofs=proofs, values=values, lang=lang, explain=explain)
 
 
 # ---------------------------------------------------------------------------
@@ -231,11 +247,3 @@ def _remove_stale(output: Path) -> Path | None:
         raise InputError(f"cannot remove the older PDF: {exc.strerror or exc}", where=str(output)) from None
     return None
 
-
-def __getattr__(name: str):
-    """LABELS and DIAGNOSIS_TITLES_ZH, read from the label files (see derive/report/labels.py)."""
-    if name in ("LABELS", "DIAGNOSIS_TITLES_ZH"):
-        import derive.report.labels as report_labels
-
-        return getattr(report_labels, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

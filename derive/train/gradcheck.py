@@ -45,9 +45,9 @@ import numpy as np
 
 from derive.derivation import Derivations
 from derive.errors import InputError
-from derive.kernels.core import compile_kernel
+from derive.kernels import compile_kernel
 from derive.graph.network import Network, undefined_node
-from derive.proof.numeric import ApproximateArithmetic, Evaluator, Indeterminate
+from derive.graph.numeric import ApproximateArithmetic, Evaluator, Indeterminate
 
 FD_TOLERANCE = 1e-6  # float64 (see Tolerances.of for float32)
 SYMBOLIC_TOLERANCE = 1e-10

@@ -26,7 +26,7 @@ import numpy as np
 from derive.train.data import Dataset, load_dataset, read_npz, reshape_for
 from derive.errors import DeriveError, InputError
 from derive.files import path_exists, write_atomically
-from derive.kernels.core import Kernel, compile_kernel
+from derive.kernels import Kernel, compile_kernel
 from derive.graph.network import Network, undefined_node
 
 MAX_EPOCHS = 1_000_000
@@ -163,25 +163,8 @@ def train(
         kernel.constants.update(lmbda=lmbda, n=float(n))
     regularized = lmbda if "n" in kernel.constants else None  # named in a divergence's hint
     rng = np.random.default_rng(seed)
-    if initial is not None:
-        params = np.array(initial, dtype=kernel.dtype)
-    elif dataset.name == "values":
-        params = kernel.from_values({s: float(v) for s, v in network.values.items()})
-    else:
-        params = kernel.init(int(rng.integers(2**31)))
-    with np.errstate(over="ignore"):  # a float64 number beyond float32 becomes inf: found below
-        x = np.ascontiguousarray(dataset.x_train, dtype=kernel.dtype)
-        y = np.ascontiguousarray(dataset.y_train, dtype=kernel.dtype)
-        x_test = y_test = None
-        if dataset.x_test is not None and len(dataset.x_test):
-            x_test = np.ascontiguousarray(dataset.x_test, dtype=kernel.dtype)
-            y_test = np.ascontiguousarray(dataset.y_test, dtype=kernel.dtype)
-        params = np.asarray(params, dtype=kernel.dtype)
-    for what, array in (("the data", x), ("the targets", y), ("the test data", x_test),
-                        ("the test targets", y_test), ("the initial parameters", params)):
-        if array is not None and not np.isfinite(array).all():
-            raise InputError(f"{what} of {dataset.name} hold numbers beyond the range of {kernel.dtype.name} "
-                             "(or NaN): nothing finite can be computed from them")
+    params = _initial_parameters(network, dataset, kernel, initial, rng)
+    x, y, x_test, y_test, params = _finite_arrays(dataset, kernel, params)
     velocity = np.zeros_like(params)
     start = time.perf_counter()
     history = []
@@ -226,6 +209,33 @@ def train(
         result.test_loss, _ = kernel.value_and_grad(params, x_test, y_test)
         result.test_accuracy = _accuracy(kernel, params, x_test, y_test)
     return result
+
+
+def _initial_parameters(network: Network, dataset: Dataset, kernel: Kernel, initial, rng) -> np.ndarray:
+    """The given start, the spec's [values] (training on them), or the kernel's random initialisation."""
+    if initial is not None:
+        return np.array(initial, dtype=kernel.dtype)
+    if dataset.name == "values":
+        return kernel.from_values({s: float(v) for s, v in network.values.items()})
+    return kernel.init(int(rng.integers(2**31)))
+
+
+def _finite_arrays(dataset: Dataset, kernel: Kernel, params: np.ndarray):
+    """The data, targets and parameters in the kernel's dtype, refused when a number does not fit it."""
+    with np.errstate(over="ignore"):  # a float64 number beyond float32 becomes inf: found below
+        x = np.ascontiguousarray(dataset.x_train, dtype=kernel.dtype)
+        y = np.ascontiguousarray(dataset.y_train, dtype=kernel.dtype)
+        x_test = y_test = None
+        if dataset.x_test is not None and len(dataset.x_test):
+            x_test = np.ascontiguousarray(dataset.x_test, dtype=kernel.dtype)
+            y_test = np.ascontiguousarray(dataset.y_test, dtype=kernel.dtype)
+        params = np.asarray(params, dtype=kernel.dtype)
+    for what, array in (("the data", x), ("the targets", y), ("the test data", x_test),
+                        ("the test targets", y_test), ("the initial parameters", params)):
+        if array is not None and not np.isfinite(array).all():
+            raise InputError(f"{what} of {dataset.name} hold numbers beyond the range of {kernel.dtype.name} "
+                             "(or NaN): nothing finite can be computed from them")
+    return x, y, x_test, y_test, params
 
 
 def check_settings(*, epochs: int, batch: int, lr: float, momentum: float, lmbda: float = 1.0) -> None:

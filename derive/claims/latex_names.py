@@ -1,0 +1,375 @@
+"""The LaTeX reader's names and scripts: how `w^2_{13}`, `\\hat{y}` or `wx` become vocabulary names.
+
+The rules are the "Name rules" of `derive.claims.latex`'s docstring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.errors import FormulaError
+from derive.graph.parser import Token, Vocabulary, _number, _power
+from derive.claims.latex_tokens import (
+    DECORATIONS, GREEK, WORDS, NormalNames, TokenCursor, error_message, normal_form,
+)
+
+MAX_INDEX_DIGITS = 6
+MAX_TOWER = 8  # exponents within exponents: SymPy's Pow inspects its whole exponent, so towers cost O(n²)
+_BASE_ALIASES = {"lambda": ("lambda", "lmbda")}  # SymPy spells λ `lmbda`
+
+
+@dataclass
+class TypedName:
+    base: str
+    kind: str  # "run" (may be split into letters), "joined" (`w5`), "word", "greek"
+    column: int
+    typed: str = ""
+    typed_without_sup: str = ""
+    sub: list[list[str]] | None = None  # comma-separated parts, each a list of pieces
+    sup: list[list[str]] | None = None  # the superscript as text, if it is plain
+    sup_span: tuple[int, int] | None = None  # its tokens, to read it again as an exponent
+    sup_expr: sp.Expr | None = None
+    sup_column: int = 0
+
+
+class NameReader(TokenCursor):
+    """Reads scripts and names.
+
+    The formula parser built on this supplies `braced`, `delimited`, `opens_bracket` and `call`.
+    """
+
+    vocabulary: Vocabulary
+    latex_names: NormalNames
+    tower: int  # exponents open within exponents
+    indices: dict[str, int]  # the enclosing sums' indices and their current values
+    index_log: list[str]  # sum indices read in scripts, in order (a name's use of an index)
+    probes: list  # open upper bounds being measured, innermost last (latex_sums.Probe)
+
+    # -- scripts ---------------------------------------------------------------------
+    def plain_script(self) -> list[list[tuple[str, str]]] | None:
+        """A script made only of letters, digits, words, `,` `+` `-`: its items, or None."""
+        if self.at("{"):
+            self.advance()
+            return self.script_items()
+        token = self.token
+        if token.kind in ("number", "letters"):
+            return [[self.item(self.first_char())]]
+        if token.text[1:] in GREEK and token.kind == "command":
+            self.advance()
+            return [[("word", GREEK[token.text[1:]])]]
+        return None
+
+    def script_items(self) -> list[list[tuple[str, str]]] | None:
+        parts: list[list[tuple[str, str]]] = [[]]
+        while not self.at("}"):
+            token = self.token
+            name = token.text[1:] if token.kind == "command" else ""
+            if token.kind == "letters":
+                parts[-1].extend(self.item(Token("letters", c, token.column)) for c in token.text)
+            elif token.kind == "number":
+                parts[-1].append(("digits", token.text))
+            elif self.at(",") or self.at("+") or self.at("-"):
+                parts.append([]) if token.text == "," else parts[-1].append(("op", token.text))
+            elif name in GREEK:
+                parts[-1].append(("word", GREEK[name]))
+            elif name in WORDS:
+                self.advance()
+                parts[-1].append(("word", self.word()))
+                continue
+            else:
+                return None
+            self.advance()
+        self.advance()
+        return parts
+
+    def item(self, token: Token) -> tuple[str, str]:
+        if token.kind == "letters" and token.text in self.indices:
+            self.index_log.append(token.text)
+            return ("index", str(self.indices[token.text]))
+        return ("digits" if token.kind == "number" else "letter", token.text)
+
+    def pieces(self, parts, column: int, what: str, strict: bool) -> list[list[str]] | None:
+        result = []
+        for part in parts:
+            if any(kind == "op" for kind, _ in part):
+                value = index_arithmetic(part)
+                if value is None:
+                    if strict:
+                        raise FormulaError(f"{what}: index arithmetic needs integers", column=column)
+                    return None
+                result.append([str(value)])
+            elif not part:
+                if strict:
+                    raise FormulaError(f"empty {what}", column=column)
+                return None
+            else:  # each digit is a piece: `13` is the layered `1_3`
+                result.append([p for kind, text in part for p in (text if kind == "digits" else [text])])
+        return result
+
+    def script_expression(self) -> sp.Expr:
+        """An exponent: `{...}`, or one digit, letter or Greek name."""
+        if self.at("{"):
+            self.tower += 1
+            if self.tower > MAX_TOWER:
+                raise FormulaError(f"exponents are nested more than {MAX_TOWER} deep", column=self.token.column)
+            value = self.braced("^{")
+            self.tower -= 1
+            return value
+        token = self.token
+        if token.kind == "number":
+            return _number(self.first_char())
+        if token.kind == "letters":
+            return self.bare(self.first_char())
+        if token.kind == "command" and token.text[1:] in GREEK:
+            return self.bare(self.advance())
+        raise self.error("expected '{' or a single character after '^'")
+
+    # -- names -----------------------------------------------------------------------
+    def word(self) -> str:
+        """The letters and digits of `\\mathrm{out}` and friends (after the command)."""
+        self.expect("{")
+        text = ""
+        while self.token.kind in ("letters", "number"):
+            text += self.advance().text
+        if not text:
+            raise self.error("expected letters")
+        self.expect("}", closing="{")
+        return text
+
+    def name_base(self) -> tuple[str, str, list | None]:
+        token = self.advance()
+        command = token.text[1:] if token.kind == "command" else ""
+        if token.kind == "letters":
+            following = self.token
+            if following.kind == "number" and following.column == token.column + len(token.text):
+                return token.text + self.advance().text, "joined", None
+            return token.text, "run", None
+        if command in GREEK:
+            return GREEK[command], "greek", None
+        if command in WORDS:
+            return self.word(), "word", None
+        # a decoration: \hat y, \hat{y}, \hat{\theta}, \hat{y_1}
+        suffix, inner_sub = DECORATIONS[command], None
+        if not self.at("{"):
+            if self.token.kind != "letters" and self.token.text[1:] not in GREEK:
+                raise self.error(f"expected a letter after {token.text}")
+            letter = self.advance() if self.token.kind == "command" else self.first_char()
+            return GREEK.get(letter.text[1:], letter.text) + suffix, "word", None
+        self.advance()
+        inner = self.token
+        if inner.kind != "letters" and inner.text[1:] not in GREEK:
+            raise self.error(f"expected a letter after {token.text}{{")
+        self.advance()
+        if self.at("_"):
+            self.advance()
+            inner_sub = self.subscript()
+        self.expect("}", closing=token.text + "{")
+        return GREEK.get(inner.text[1:], inner.text) + suffix, "word", inner_sub
+
+    def subscript(self) -> list[list[str]]:
+        column = self.token.column
+        parts = self.plain_script()
+        if parts is None:
+            raise self.error("expected a subscript of letters and digits such as _1 or _{o1},")
+        return self.pieces(parts, column, "subscript", strict=True)
+
+    def name(self) -> tuple[sp.Expr, bool]:
+        start = self.pos
+        first = self.token
+        logged = len(self.index_log)
+        base, kind, sub = self.name_base()
+        if kind in ("run", "word") and sub is None and len(base) > 1 and self.opens_bracket():
+            try:  # relu(z), \operatorname{sigmoid}(z)
+                builder = self.vocabulary.function(base)
+            except LookupError:
+                builder = None
+            if builder is not None:
+                self.enter()
+                args = self.delimited(args=True)
+                self.depth -= 1
+                return self.call(base, args, first), False
+        name = TypedName(base, kind, first.column)
+        base_end = self.pos
+        sub_span = None
+        while self.at("_") or self.at("^"):
+            script = self.advance()
+            if script.text == "_":
+                if sub is not None:
+                    raise FormulaError("double subscript", column=script.column)
+                sub_start = self.pos
+                sub = self.subscript()
+                sub_span = (sub_start - 1, self.pos)
+                continue
+            if name.sup_span is not None:
+                raise FormulaError("double superscript", column=script.column)
+            if self.at("'") or self.at(r"\prime"):
+                raise self.error("a prime is only understood in \\sigma'(...); expected an exponent")
+            name.sup_column = script.column
+            sup_start = self.pos
+            parts = self.plain_script()
+            if parts is not None:
+                name.sup = self.pieces(parts, script.column, "superscript", strict=False)
+            else:  # not plain text: it can only be an exponent
+                self.pos = sup_start
+                self.enter()
+                name.sup_expr = self.script_expression()
+                self.depth -= 1
+            name.sup_span = (sup_start, self.pos)
+        if self.at("'"):
+            raise FormulaError("a prime ' is only understood in \\sigma'(...)", column=self.token.column)
+        name.sub = sub
+        name.typed = self.source(start, self.pos)
+        name.typed_without_sup = self.source(start, base_end) + (self.source(*sub_span) if sub_span else "")
+        uses = {p.index for p in self.probes} & set(self.index_log[logged:])
+        if uses:  # a name indexed by an open sum bound: whether it exists decides the bound
+            tried: list[str] = []
+            value = self.value(name, tried, [], whole=True)
+            shown = str(value) if isinstance(value, sp.Symbol) else (tried[0] if tried else name.typed)
+            self.probes[-1].records.append((shown, frozenset(uses), value is not None))
+            return (sp.Dummy("absent") if value is None else value), True
+        return self.resolve(name), True
+
+    def resolve(self, name: TypedName) -> sp.Expr:
+        tried: list[str] = []
+        messages: list[str] = []
+        value = self.value(name, tried, messages, whole=True)
+        if value is not None:
+            return value
+        message = f"unknown name '{name.typed}' (tried {', '.join(tried)})"
+        if name.kind == "joined":
+            letters = name.base.rstrip("0123456789.")
+            digits = name.base[len(letters):]
+            message += f"; write {letters}_{digits} for a subscript or {letters} \\cdot {digits} for a product"
+        elif name.base == "sigma" and name.sub is None:
+            message += "; to apply σ write \\sigma(...)"
+        elif messages and messages[0] != f"unknown name '{tried[0]}'":
+            hint = messages[0]
+            prefix = f"unknown name '{tried[0]}'"
+            message += " " + hint[len(prefix):].strip() if hint.startswith(prefix) else f": {hint}"
+        raise FormulaError(message, column=name.column)
+
+    def value(self, name: TypedName, tried: list[str], messages: list[str], whole: bool) -> sp.Expr | None:
+        """The name's value following the module's name rules, or None."""
+        if whole and (found := self.mapped(name.typed, name.column)) is not None:
+            return found
+        if name.sub is not None and name.sup is not None and len(name.sup) == 1:
+            layered = "_".join(_layer_parts(name.sub))
+            bases = _BASE_ALIASES.get(name.base, (name.base,))
+            found = self.lookup([b + "".join(name.sup[0]) + "_" + layered for b in bases], tried, messages)
+            if found is not None:
+                return found
+        found = None
+        if whole and name.sup_span is not None:
+            found = self.mapped(name.typed_without_sup, name.column)
+        if found is None and name.kind == "run" and name.base in self.indices and name.sub is None:
+            found = sp.Integer(self.indices[name.base])
+        if found is None:
+            candidates = [c for b in _BASE_ALIASES.get(name.base, (name.base,)) for c in _candidates(b, name.sub)]
+            found = self.lookup(candidates, tried, messages)
+        if found is None and name.base == "e" and name.sub is None and name.sup_span is not None:
+            return self.call("exp", [self.exponent(name)], Token("command", "e^", name.column))
+        if found is None and name.kind == "run" and len(name.base) > 1:
+            return self.split(name)
+        if found is None or name.sup_span is None:
+            return found
+        return _power(found, self.exponent(name), name.sup_column)
+
+    def split(self, name: TypedName) -> sp.Expr | None:
+        """`wx` as `w*x`: single letters, the scripts going to the last one."""
+        factors = []
+        for letter in name.base[:-1]:
+            if letter in self.indices:
+                factors.append(sp.Integer(self.indices[letter]))
+            elif (found := self.lookup([letter], [], [])) is not None:
+                factors.append(found)
+            else:
+                return None
+        last = TypedName(name.base[-1], "run", name.column, sub=name.sub, sup=name.sup, sup_span=name.sup_span,
+                     sup_expr=name.sup_expr, sup_column=name.sup_column)
+        found = self.value(last, [], [], whole=False)
+        return None if found is None else sp.Mul(*factors, found)
+
+    def exponent(self, name: TypedName) -> sp.Expr:
+        """The superscript read as an expression (again, when it was first read as text)."""
+        if name.sup_expr is None:
+            resume = self.pos
+            self.pos = name.sup_span[0]
+            self.enter()
+            name.sup_expr = self.script_expression()
+            self.depth -= 1
+            self.pos = resume
+        return name.sup_expr
+
+    def bare(self, token: Token) -> sp.Expr:
+        """A single letter or Greek command standing alone (an exponent, `\\frac ab`)."""
+        text = GREEK.get(token.text[1:], token.text) if token.kind == "command" else token.text
+        if text in self.indices:
+            return sp.Integer(self.indices[text])
+        found = self.mapped(token.text, token.column)
+        if found is None:
+            found = self.lookup([text], [], [])
+        if found is None:
+            raise FormulaError(f"unknown name '{text}'", column=token.column)
+        return found
+
+    def mapped(self, typed: str, column: int) -> sp.Expr | None:
+        target = self.latex_names.get(normal_form(typed))
+        if target is None:
+            return None
+        try:
+            return self.vocabulary.name(target)
+        except LookupError as exc:
+            raise FormulaError(f"latex_names maps '{typed}' to '{target}': {error_message(exc)}", column=column) from None
+
+    def lookup(self, candidates: list[str], tried: list[str], messages: list[str]) -> sp.Expr | None:
+        for candidate in candidates:
+            if candidate in tried:
+                continue
+            tried.append(candidate)
+            try:
+                return self.vocabulary.name(candidate)
+            except LookupError as exc:
+                messages.append(error_message(exc))
+        return None
+
+
+def _candidates(base: str, sub: list[list[str]] | None) -> list[str]:
+    if sub is None:
+        return [base]
+    if len(sub) == 1:
+        text = "".join(sub[0])
+        return [base + text, base + "_" + text]
+    parts = ["".join(part) for part in sub]
+    joined = "_".join(parts)
+    candidates = [base + joined, base + "_" + joined]
+    if all(len(part) == 1 for part in parts):  # w_{1,3}: w13 is unambiguous
+        candidates.append(base + "".join(parts))
+    return candidates
+
+
+def _layer_parts(sub: list[list[str]]) -> list[str]:
+    if len(sub) > 1:
+        return ["".join(part) for part in sub]
+    if all(piece.lstrip("-").isdigit() for piece in sub[0]):
+        return sub[0]
+    return ["".join(sub[0])]
+
+
+def index_arithmetic(part: list[tuple[str, str]]) -> int | None:
+    """`k+1`, `-2`, `12`: integers (digits or sum indices) joined by + and -, else None."""
+    total, sign, want_value = 0, 1, True
+    for kind, text in part:
+        if kind == "op":
+            sign = (sign if want_value else 1) * (-1 if text == "-" else 1)
+            want_value = True
+        elif kind in ("digits", "index") and want_value and text.lstrip("-").isdigit():
+            if len(text) > MAX_INDEX_DIGITS:
+                return None
+            total += sign * int(text)
+            sign, want_value = 1, False
+        else:
+            return None
+    return None if want_value else total
+

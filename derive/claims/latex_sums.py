@@ -1,0 +1,157 @@
+"""The LaTeX reader's sums: `\\sum_{k=1}^{3}` expanded term by term, and open bounds `\\sum_{k=1}^{n}` measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from derive.errors import FormulaError
+from derive.graph.parser import Token
+from derive.claims.latex_names import NameReader, index_arithmetic
+
+MAX_SUM_TERMS = 1_000  # terms all the sums of one formula expand to, nested ones included
+
+
+class _Absent(FormulaError):
+    """An open-bounded sum whose summand's names do not exist even for its first index."""
+
+
+@dataclass
+class Probe:
+    """One reading of a sum's body at one value of `index`: the names read that use an open bound's index."""
+
+    index: str
+    records: list = field(default_factory=list)  # (name shown, the indices it uses, whether it exists)
+
+    @property
+    def found(self) -> list[str]:
+        return [shown for shown, uses, exists in self.records if self.index in uses and exists]
+
+    @property
+    def missing(self) -> list[str]:
+        return [shown for shown, uses, exists in self.records if self.index in uses and not exists]
+
+
+class SumReader(NameReader):
+    """Reads sums; the formula parser built on it supplies `product`, each term's reading."""
+
+    sum_terms: int  # terms the formula's sums have expanded to so far
+
+    def sum(self) -> sp.Expr:
+        command = self.advance()
+        self.enter()
+        bounds: dict[str, object] = {}
+        while (self.at("_") or self.at("^")) and self.token.text not in bounds:
+            script = self.advance().text
+            bounds[script] = self.lower_bound() if script == "_" else self.upper_bound()
+        if len(bounds) != 2:
+            raise self.error("expected the bounds of the sum, as in \\sum_{k=1}^{n},")
+        index, first = bounds["_"]
+        last = bounds["^"]
+        if index in self.indices:
+            raise FormulaError(f"the index {index} is already used by an outer sum", column=command.column)
+        if isinstance(last, str):
+            last = self.open_bound(index, first, last, command)
+        count = last - first + 1
+        if count < 1:
+            raise FormulaError(f"empty sum: the upper bound {last} is below the lower bound {first}",
+                               column=command.column)
+        self.sum_terms += count
+        if self.sum_terms > MAX_SUM_TERMS:
+            raise FormulaError(f"the sums expand to more than {MAX_SUM_TERMS:,} terms", column=command.column)
+        body, terms = self.pos, []
+        for value in range(first, last + 1):
+            self.indices[index] = value
+            self.pos = body
+            terms.append(self.product(signed=True))
+        del self.indices[index]
+        self.depth -= 1
+        return sp.Add(*terms)
+
+    def lower_bound(self) -> tuple[str, int]:
+        self.expect("{")
+        token = self.token
+        if token.kind != "letters" or len(token.text) != 1:
+            raise self.error("expected a one-letter index, as in \\sum_{k=1}")
+        self.advance()
+        self.expect("=")
+        return token.text, self.bound(self.script_items, "lower bound")
+
+    def upper_bound(self) -> int | str:
+        """An integer, or a name: one [definitions] gives a whole number, or else an open bound (`n`)."""
+        start, column = self.pos, self.token.column
+        parts = self.plain_script()
+        if parts is not None and len(parts) == 1 and len(parts[0]) == 1 and parts[0][0][0] in ("letter", "word"):
+            text = parts[0][0][1]
+            try:
+                value = self.vocabulary.name(text)
+            except LookupError:
+                value = None
+            if isinstance(value, sp.Integer):
+                return int(value)
+            if value is not None and value.is_number:
+                raise FormulaError(f"the upper bound {text} of a sum is {value}, not a whole number", column=column)
+            return text
+        self.pos = start
+        return self.bound(self.plain_script, "upper bound")
+
+    def open_bound(self, index: str, first: int, bound: str, command: Token) -> int:
+        """The symbolic upper bound `n` of `\\sum_{k=1}^{n}`: the last k for which the summand's names exist.
+
+        The summand is read for k = first, first + 1, …; n is the last k at which every
+        name that uses k exists. Where some of them exist at n + 1 and others do not,
+        the bound is ambiguous and refused; so is a summand with no name using k.
+        """
+        body = self.pos
+        value = first
+        while True:
+            if value - first >= MAX_SUM_TERMS:
+                raise FormulaError(f"the sum up to {bound} would have more than {MAX_SUM_TERMS:,} terms",
+                                   column=command.column)
+            probe = Probe(index)
+            self.probes.append(probe)
+            self.indices[index] = value
+            self.pos = body
+            try:
+                self.product(signed=True)
+            except FormulaError:
+                if not probe.missing:  # a real error, not a consequence of an absent name
+                    raise
+            finally:
+                self.probes.pop()
+                del self.indices[index]
+            outer = self.probes[-1] if self.probes else None
+            if outer is not None and (not probe.missing or value == first):
+                outer.records.extend(probe.records)  # what an outer bound learns from this reading
+            where = f"\\sum_{{{index}={first}}}^{{{bound}}}"
+            if probe.missing and probe.found:
+                have = ", ".join(sorted(set(probe.found)))
+                lack = ", ".join(sorted(set(probe.missing)))
+                raise FormulaError(
+                    f"{where}: the bound {bound} is ambiguous: at {index}={value} the network has {have} "
+                    f"but not {lack}; write the bound as a number or define {bound} in [definitions]",
+                    column=command.column,
+                )
+            if probe.missing:
+                break
+            if not probe.found:
+                raise FormulaError(
+                    f"{where}: no name in the summand uses {index}, so {bound} is unknown; write the bound "
+                    f"as a number or define {bound} in [definitions]",
+                    column=command.column,
+                )
+            value += 1
+        if value == first:
+            lack = ", ".join(sorted(set(probe.missing)))
+            raise _Absent(f"{where}: the network has no {lack}", column=command.column)
+        self.pos = body
+        return value - 1
+
+    def bound(self, read, what: str) -> int:
+        column = self.token.column
+        parts = read()
+        value = index_arithmetic(parts[0]) if parts is not None and len(parts) == 1 else None
+        if value is None:
+            raise FormulaError(f"the {what} of a sum must be an integer", column=column)
+        return value
