@@ -20,7 +20,7 @@ import derive
 from derive.claims import claimsfile as claims, diagnosis
 from derive.graph import network, registry
 from derive.kernels import elementwise as kernels
-from derive.proof import numeric
+from derive.graph import numeric
 from derive.report import drawing
 from derive.claims.check import check
 from derive.claims.claimsfile import load_claims

@@ -35,7 +35,7 @@ from derive.files import read_text, write_atomically
 from derive.limits import MAX_TEMPLATE_BYTES
 from derive.report.context import network_context
 from derive.report.format import number
-from derive.report.labels import templates_dir
+from derive.report.labels import LANGS, templates_dir
 from derive.report.tex import DEBIAN_PACKAGES, Compiled, TemplateSandbox, compile_pdf, engine_for, template_error, time_limit
 from derive.texsafe import Tex, escape, needs_unicode_engine, wrap_fallback
 
@@ -63,6 +63,8 @@ def network_report_context(
     from derive.proof.sets import applicable_sets
     from derive.proof.values import explain_target, network_values
 
+    if lang not in LANGS:  # before minutes of proofs, not after
+        raise InputError(f"--lang must be one of {', '.join(LANGS)}")
     sets = applicable_sets(network, formulas)  # a formula file's mistakes are reported first
     derivations = Derivations(network)
     target = explain_target(network, derivations, explain) if explain else None
