@@ -53,9 +53,9 @@ def grade_file(path: Path, budget: float) -> list[tuple[str, str, str, str]]:
         message = getattr(r, "message", "") or ""
         rows.append((r.claim.name, expected.get(r.claim.name, "proven"), r.verdict.status, message))
     graded = {row[0] for row in rows}
-    for name, message in getattr(result.claims_file, "errors", []):
-        if name not in graded:
-            rows.append((name, expected.get(name, "proven"), "unparsed", message))
+    for u in result.claims_file.unparsed:
+        if u.name not in graded:
+            rows.append((u.name, expected.get(u.name, "proven"), "unparsed", u.message))
     return rows
 
 

@@ -189,7 +189,7 @@ def test_builder_errors_have_a_column():
         (r"\sqrt[3]{x_1}", 6, r"\sqrt[n]{...} is not supported"),
         (r"\sum_{k=1}^{n-1} x_k", 12, "the upper bound of a sum must be an integer"),
         (r"\sum_{k=1.5}^{3} x_k", 9, "the lower bound of a sum must be an integer"),
-        (r"\sum_{k} x_k", 8, "expected '=' but found '}'"),
+        (r"\sum_{k}^{3} x_k", 1, "expected a lower bound with the upper one"),  # \sum_{k} x_k is read (notation)
         (r"\sum x_k", 6, r"expected the bounds of the sum"),
         (r"\sum_{k=3}^{1} x_k", 1, "empty sum"),
         (r"\sum_{k=1}^{2} \sum_{k=1}^{2} x_k", 16, "the index k is already used by an outer sum"),

@@ -13,12 +13,14 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
 from derive.graph import functions as fn
-from derive.claims.claimsfile import Claim, ClaimsFile, expanded_terms
+from derive.claims.claimsfile import Claim, ClaimsFile, Unparsed, expanded_terms
+from derive.claims.decide import PartOutcome, decide_parts
+from derive.claims.parts_output import hide_correct, parts_dict
 from derive.claims.vocabulary import MAX_EXPR_DEPTH
 from derive.claims.diagnosis import DIAGNOSIS_BUDGETS, Diagnosis, Screen, diagnose, differ
 from derive.graph.naming import delta_latex, delta_names
@@ -45,6 +47,8 @@ class ClaimResult:
     diagnosis: Diagnosis | None = None
     lhs_text: str = ""  # the claim's sides as SymPy text, printed once (see check)
     rhs_text: str = ""
+    outcome: PartOutcome | None = None  # a claim of several instances or links: the part the verdict is about
+    show_correct: bool = True  # the file's show_correct: false hides the correct formula and the answer key
 
     @property
     def expect_matched(self) -> bool | None:
@@ -87,7 +91,11 @@ class ClaimResult:
             "assumptions": list(claim.assumptions),
             "seconds": round(self.verdict.seconds, 4),
         }
-        if claim.expect is not None:
+        if claim.generic is not None:
+            entry.update(parts_dict(claim, self.outcome))
+        if not self.show_correct:
+            hide_correct(entry)
+        if claim.expect is not None and self.show_correct:
             entry["expect"] = claim.expect
             if claim.expect_diagnosis is not None:
                 entry["expect_diagnosis"] = claim.expect_diagnosis
@@ -101,19 +109,31 @@ class FileResult:
     results: list[ClaimResult]
     seconds: float
 
+    @property
+    def unparsed(self) -> list[Unparsed]:
+        return self.claims_file.unparsed
+
     def summary(self) -> dict:
         counts = {"proven": 0, "refuted": 0, "undecided": 0}
         for r in self.results:
             counts[r.verdict.status] += 1
-        counts["total"] = len(self.results)
+        if self.unparsed:  # only then: a file read whole reports what it always did
+            counts["unparsed"] = len(self.unparsed)
+        counts["total"] = len(self.results) + len(self.unparsed)
         counts["passed"] = sum(r.passed for r in self.results)
         with_expect = [r for r in self.results if r.claim.expect is not None]
-        counts["expect_mismatches"] = sum(1 for r in with_expect if not r.expect_matched)
+        counts["expect_mismatches"] = (sum(1 for r in with_expect if not r.expect_matched)
+                                       + sum(1 for u in self.unparsed if u.expect is not None))
         return counts
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        return not self.unparsed and all(r.passed for r in self.results)
+
+    def in_file_order(self) -> list:
+        """The ClaimResults and the Unparsed claims together, as the file lists them."""
+        by_name = {r.claim.name: r for r in self.results} | {u.name: u for u in self.unparsed}
+        return [by_name[name] for name in self.claims_file.order if name in by_name]
 
     @property
     def assumptions(self) -> list[str]:
@@ -142,12 +162,20 @@ class FileResult:
             "network": cf.network.name,
             "title": cf.title,
             "student": cf.student,
-            "claims": [r.to_dict() for r in self.results],
+            "claims": [unparsed_dict(r) if isinstance(r, Unparsed) else r.to_dict() for r in self.in_file_order()],
             "summary": self.summary(),
             "assumptions": self.assumptions,
             "grade": self.grade,
             "seconds": round(self.seconds, 3),
         }
+
+
+def unparsed_dict(u: Unparsed) -> dict:
+    """An unparsed claim in --json: its name, formula and why, where a graded claim has its verdict."""
+    entry = {"name": u.name, "formula": u.text, "verdict": "unparsed", "message": u.message}
+    if u.expect is not None:
+        entry.update(expect=u.expect, expect_matched=False)
+    return entry
 
 
 def check(claims_file: ClaimsFile, *, budget: float = DEFAULT_BUDGET, seed: int = 0, progress=None) -> FileResult:
@@ -160,14 +188,22 @@ def check(claims_file: ClaimsFile, *, budget: float = DEFAULT_BUDGET, seed: int 
     prover = Prover(claims_file.derivations, budget=budget, seed=seed)
     results = []
     for claim in progress(claims_file.claims) if progress else claims_file.claims:
-        verdict = prover.decide(claim.lhs, claim.rhs, claim.assume, claim.assumptions)
+        began = time.perf_counter()
+        outcome = None
+        if claim.generic is not None:  # instances and links: the part the verdict is about stands for the claim
+            outcome = decide_parts(claim, prover, budget)
+            verdict, decided = outcome.verdict, outcome.claim
+        else:
+            verdict, decided = prover.decide(claim.lhs, claim.rhs, claim.assume, claim.assumptions), claim
         now = time.perf_counter()
         deadline = now + DIAGNOSIS_BUDGETS * budget
-        expected = expected_formula(claims_file, claim, prover, deadline=min(deadline, now + NAMING_BUDGETS * budget))
-        diagnosis = diagnose(claims_file, claim, prover, deadline) if verdict.status == "refuted" else None
-        text, latex = render(claims_file, claim, expected)
+        expected = expected_formula(claims_file, decided, prover, deadline=min(deadline, now + NAMING_BUDGETS * budget))
+        diagnosis = diagnose(claims_file, decided, prover, deadline) if verdict.status == "refuted" else None
+        text, latex = render(claims_file, decided, expected)
+        verdict = replace(verdict, seconds=time.perf_counter() - began)  # the whole claim: decision, naming, diagnosis
         results.append(ClaimResult(claim, verdict, expected, text, latex, diagnosis,
-                                   lhs_text=str(claim.lhs), rhs_text=str(claim.rhs)))
+                                   lhs_text=str(decided.lhs), rhs_text=str(decided.rhs), outcome=outcome,
+                                   show_correct=claims_file.show_correct))
     return FileResult(claims_file, results, time.perf_counter() - start)
 
 

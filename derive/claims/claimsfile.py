@@ -44,9 +44,11 @@ import sympy as sp
 
 from derive.claims.mistakes import DIAGNOSES
 from derive.derivation import Derivations
-from derive.errors import InputError
+from derive.errors import FormulaError, InputError
 from derive.claims.latex import NormalNames
 from derive.claims.vocabulary import PARSE_ALLOWANCE, ClaimVocabulary
+from derive.claims.generic import Generic, read_generic, split_chain
+from derive.claims.indices import fixed_letters, parse_index_table
 from derive.graph.network import NAME, Network
 from derive.files import path_exists, read_toml
 from derive.limits import MAX_CLAIMS_BYTES
@@ -56,8 +58,9 @@ KINDS = ("gradient", "update", "identity")
 SYNTAXES = ("sympy", "latex")
 VERDICTS = ("proven", "refuted", "undecided")
 CLAIM_KEYS = {"name", "kind", "wrt", "of", "formula", "lhs", "rhs", "rate", "syntax", "expect", "expect_diagnosis",
-              "assume"}
-TOP_KEYS = {"network", "title", "student", "syntax", "definitions", "latex_names", "assume", "claim"}
+              "assume", "indices", "where"}
+TOP_KEYS = {"network", "title", "student", "syntax", "definitions", "latex_names", "assume", "claim", "indices",
+            "show_correct"}
 ASSUME_KEYS = {"lhs", "rhs", "text", "syntax"}
 
 
@@ -81,6 +84,21 @@ class Claim:
     mentioned: tuple[sp.Symbol, ...] = ()  # the derivative symbols (δs) the formula names, even where they cancel
     assume: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict, hash=False)  # leaf ↦ its value under the assumptions
     assumptions: tuple[str, ...] = ()  # their texts, the file's first
+    generic: Generic | None = field(default=None, hash=False, compare=False)  # its instances and links, if several
+
+
+@dataclass(frozen=True)
+class Unparsed:
+    """A claim the file states but derive cannot read: it is graded `unparsed`, and the others still are.
+
+    One student's typo must not cost the class its feedback: only a fault of the
+    whole file (its network, its TOML, a table every claim reads) is exit 2.
+    """
+
+    name: str
+    text: str  # the formula as written, "" when the entry has none
+    message: str  # what is wrong, with the column where it is a syntax error
+    expect: str | None = None
 
 
 @dataclass
@@ -92,7 +110,9 @@ class ClaimsFile:
     definitions: dict[str, sp.Expr] = field(default_factory=dict)
     title: str = ""
     student: str = ""
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (claim name, message) for claims that did not parse
+    unparsed: list["Unparsed"] = field(default_factory=list)  # the claims that could not be read, graded so
+    order: list[str] = field(default_factory=list)  # every claim's name, in the file's order
+    show_correct: bool = True  # false: the correct formula, the corrected one and the answer key are not shown
 
 
 def load_claims(path: str | Path) -> ClaimsFile:
@@ -119,6 +139,13 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
     if not isinstance(latex_names, dict) or not all(isinstance(v, str) for v in latex_names.values()):
         raise InputError("must be a table of \"LaTeX name\" = \"network name\"", where="[latex_names]")
     vocabulary = ClaimVocabulary(network, derivations)
+    raw_names = data.get("definitions", {})
+    vocabulary.indices = fixed_letters(network, lambda n: n in network.by_name or (
+        isinstance(raw_names, dict) and n in raw_names))
+    file_indices = parse_index_table(data.get("indices"), "[indices]")
+    show_correct = data.get("show_correct", True)
+    if not isinstance(show_correct, bool):
+        raise InputError("must be true or false", where="show_correct")
     for latex_name, target in latex_names.items():
         if target not in network.by_name:
             raise InputError(f"'{target}' is not a name of the network", where=f"[latex_names] {latex_name}")
@@ -136,36 +163,58 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
         if name in network.by_name:
             raise InputError(f"'{name}' is already a name of the network", where=where)
         text, syntax = _formula_entry(raw, default_syntax, where)
-        definitions[name] = vocabulary.parse(text, syntax, latex_names, where)
+        either = syntax == "latex" and not (isinstance(raw, dict) and "syntax" in raw)
+        definitions[name] = _definition(vocabulary, text, None if either else syntax, latex_names, where)
         vocabulary.define(name, definitions[name])
 
     file_assumptions = _assumptions(data.get("assume"), vocabulary, default_syntax, latex_names, "assume")
+    try:  # every claim reads them: a fault of theirs is the file's, refused once (exit 2)
+        solve_assumptions(network, list(file_assumptions))
+    except InputError as exc:
+        raise exc.located("assume") from None
 
     entries = data.get("claim", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise InputError("claims are [[claim]] tables")
     if not entries:
         raise InputError("the file has no [[claim]]")
-    claims = []
-    seen = set()
+    claims, unparsed = [], []
+    seen: dict[str, None] = {}
     for number, entry in enumerate(entries, start=1):
         name = entry.get("name", f"claim {number}")
         if not isinstance(name, str):
             raise InputError("must be a string", where=f"[[claim]] #{number} name")
         if name in seen:
             raise InputError(f"two claims are named '{name}'", where=f"[[claim]] {name}")
-        seen.add(name)
+        seen[name] = None
         vocabulary.allow(PARSE_ALLOWANCE, "the claim's formulas and assumptions")
-        claims.append(_claim(entry, name, vocabulary, default_syntax, latex_names, file_assumptions))
+        try:
+            claims.append(_claim(entry, name, vocabulary, default_syntax, latex_names, file_assumptions, file_indices))
+        except InputError as exc:  # a FormulaError too: this claim's fault, not the file's
+            unparsed.append(Unparsed(name, _written(entry), str(exc), _written(entry, "expect") or None))
     return ClaimsFile(
         path=path,
         network=network,
         derivations=derivations,
         claims=claims,
+        unparsed=unparsed,
+        order=list(seen),
         definitions=definitions,
         title=str(data.get("title", "")),
         student=str(data.get("student", "")),
+        show_correct=show_correct,
     )
+
+
+def _written(entry: Mapping, key: str = "formula") -> str:
+    """An entry's text as the file wrote it (an identity's two sides joined), for an unparsed claim's row."""
+    value = entry.get(key)
+    if isinstance(value, str):
+        return value
+    lhs, rhs = entry.get("lhs"), entry.get("rhs")
+    if key == "formula" and isinstance(lhs, str) and isinstance(rhs, str):
+        return f"{lhs} = {rhs}"
+    return ""
 
 
 def _network(reference: str, base: Path) -> Network:
@@ -184,6 +233,29 @@ def _choice(value, options, where: str) -> str:
     if value not in options:
         raise InputError(f"must be one of {', '.join(options)}", where=where)
     return value
+
+
+def _definition(vocabulary: ClaimVocabulary, text: str, syntax: str | None, latex_names, where: str) -> sp.Expr:
+    """A definition in its stated syntax; in a LaTeX file without one (None), in whichever of LaTeX and
+    SymPy syntax reads it.
+
+    Teachers write helper names as code (`(y1 - outo1)**2/2`) beside formulas in
+    LaTeX. A text both read differently is refused with both readings, never guessed.
+    """
+    if syntax is not None:
+        return vocabulary.parse(text, syntax, latex_names, where)
+    readings, failures = {}, []
+    for candidate in ("latex", "sympy"):
+        try:
+            readings[candidate] = vocabulary.parse(text, candidate, latex_names, where)
+        except InputError as exc:  # a FormulaError, placed in the file
+            failures.append(exc)
+    if not readings:  # the reader that got furthest says what is wrong (one that read it all: a limit, a name)
+        raise max(failures, key=lambda exc: float("inf") if exc.column is None else exc.column)
+    if len(readings) == 2 and readings["latex"] != readings["sympy"]:  # as trees: no algebra on a stranger's text
+        raise FormulaError(f"reads two ways: as LaTeX {readings['latex']}, in SymPy syntax {readings['sympy']}; "
+                           "say which with { formula = \"…\", syntax = \"latex\" }").located(where)
+    return readings.get("latex", readings.get("sympy"))
 
 
 def _formula_entry(raw, default_syntax: str, where: str) -> tuple[str, str]:
@@ -272,13 +344,23 @@ def expanded_terms(expr: sp.Expr) -> float:
 
 
 def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_syntax: str, latex_names,
-           file_assumptions: list = ()) -> Claim:
+           file_assumptions: list = (), file_indices: Mapping[str, str] = {}) -> Claim:
     where = f"[[claim]] {name}"
     unknown = set(entry) - CLAIM_KEYS
     if unknown:
         raise InputError(f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(CLAIM_KEYS))})", where=where)
-    kind = _choice(entry.get("kind", "gradient"), KINDS, f"{where} kind")
     syntax = _choice(entry.get("syntax", default_syntax), SYNTAXES, f"{where} syntax")
+    pieces = None
+    formula = entry.get("formula")
+    if isinstance(formula, str) and formula.strip() and ("=" in formula or "\\equiv" in formula):
+        try:
+            pieces = split_chain(formula, syntax)
+        except InputError as exc:
+            raise exc.located(f"{where} formula") from None
+        if len(pieces) == 1:
+            pieces = None
+    implied = "identity" if pieces is not None and "wrt" not in entry else "gradient"
+    kind = _choice(entry.get("kind", implied), KINDS, f"{where} kind")
     expect, expect_diagnosis = _expectations(entry, where)
     network = vocabulary.network
     vocabulary.used.clear()
@@ -291,41 +373,46 @@ def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_synta
         return value
 
     wrt = of = rate = None
+    head = None
     if kind == "identity":
-        for key in ("wrt", "of", "rate", "formula"):
-            if key in entry:
-                raise InputError(f"an identity claim has lhs and rhs, not '{key}'", where=where)
-        lhs_text, rhs_text = text_of("lhs"), text_of("rhs")
-        lhs = vocabulary.parse(lhs_text, syntax, latex_names, f"{where} lhs")
-        vocabulary.mentioned.clear()  # the δs the right side names
-        rhs = vocabulary.parse(rhs_text, syntax, latex_names, f"{where} rhs")
-        text = f"{lhs_text} = {rhs_text}"
-        target = lhs
+        if pieces is not None:
+            for key in ("wrt", "of", "rate", "lhs", "rhs"):
+                if key in entry:
+                    raise InputError(f"an identity written as formula = 'lhs = rhs' has no '{key}'", where=where)
+            text = formula
+        else:
+            for key in ("wrt", "of", "rate", "formula"):
+                if key in entry:
+                    raise InputError(f"an identity claim has lhs and rhs (or formula = 'lhs = rhs'), not '{key}'",
+                                     where=where)
+            lhs_text, rhs_text = text_of("lhs"), text_of("rhs")
+            pieces = [(lhs_text, 0), (rhs_text, 0)]
+            text = f"{lhs_text} = {rhs_text}"
     else:
-        wrt, of, rate, target = _differentiated(entry, kind, vocabulary, where)
+        wrt, of, rate, head = _differentiated(entry, kind, vocabulary, where)
         text = text_of("formula")
-        lhs = target
+        pieces = pieces or [(text, 0)]
+    generic = read_generic(entry, kind, syntax, pieces, vocabulary, latex_names, file_indices, head,
+                           f"{where} formula" if "formula" in entry else where)
+    if generic is not None:
+        lhs, rhs = generic.parts[0].lhs, generic.parts[0].rhs
+        target, mentioned = lhs, generic.parts[0].mentioned
+    elif kind == "identity":
+        lhs = vocabulary.parse(pieces[0][0], syntax, latex_names, f"{where} lhs")
+        vocabulary.mentioned.clear()  # the δs the right side names
+        rhs = vocabulary.parse(pieces[1][0], syntax, latex_names, f"{where} rhs")
+        target, mentioned = lhs, tuple(vocabulary.mentioned)
+    else:
+        target = lhs = head
         rhs = vocabulary.parse(text, syntax, latex_names, f"{where} formula")
-    mentioned = tuple(vocabulary.mentioned)
+        mentioned = tuple(vocabulary.mentioned)
     equations = [*file_assumptions, *_assumptions(entry.get("assume"), vocabulary, syntax, latex_names,
                                                   f"{where} assume")]
     return Claim(
-        name=name,
-        kind=kind,
-        syntax=syntax,
-        text=text,
-        lhs=lhs,
-        rhs=rhs,
-        target=target,
-        wrt=wrt,
-        of=of,
-        rate=rate,
-        expect=expect,
-        expect_diagnosis=expect_diagnosis,
-        definitions_used=tuple(vocabulary.used),
-        mentioned=mentioned,
-        assume=solve_assumptions(network, equations),
-        assumptions=tuple(text for *_, text, _where in equations),
+        name=name, kind=kind, syntax=syntax, text=text, lhs=lhs, rhs=rhs, target=target, wrt=wrt, of=of,
+        rate=rate, expect=expect, expect_diagnosis=expect_diagnosis, definitions_used=tuple(vocabulary.used),
+        mentioned=mentioned, assume=solve_assumptions(network, equations),
+        assumptions=tuple(text for *_, text, _where in equations), generic=generic,
     )
 
 

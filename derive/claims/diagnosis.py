@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterator
 
@@ -21,6 +21,7 @@ import sympy as sp
 from derive.graph import registry
 from derive.claims.mistakes import DIAGNOSES
 from derive.claims.claimsfile import Claim, ClaimsFile
+from derive.claims import diagnosis_units as units
 from derive.derivation import graph_free_symbols
 from derive.graph.numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact, OutOfTime
 from derive.proof import SUBSTITUTES, Prover
@@ -40,6 +41,7 @@ class Diagnosis:
     id: str
     message: str
     corrected: sp.Expr
+    seconds: float = field(default=0.0, compare=False)  # the search's time (the report's is the claim's)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "title": DIAGNOSES[self.id], "message": self.message, "corrected": str(self.corrected)}
@@ -58,27 +60,45 @@ class _Candidate:
 
 
 def diagnose(cf: ClaimsFile, claim: Claim, prover: Prover, deadline: float | None = None) -> Diagnosis | None:
-    """The first candidate correction the prover proves, before `deadline` (default: DIAGNOSIS_BUDGETS budgets)."""
+    """The first candidate correction the prover proves, before `deadline` (default: DIAGNOSIS_BUDGETS budgets).
+
+    The search's time is the found Diagnosis's `seconds`; `diagnose_timed` also
+    gives it when nothing is found.
+    """
+    return diagnose_timed(cf, claim, prover, deadline)[0]
+
+
+def diagnose_timed(cf: ClaimsFile, claim: Claim, prover: Prover,
+                   deadline: float | None = None) -> tuple[Diagnosis | None, float]:
+    """diagnose's answer and the seconds it spent (which a claim's reported time must include)."""
+    start = time.perf_counter()
     if deadline is None:
-        deadline = time.perf_counter() + DIAGNOSIS_BUDGETS * prover.budget
+        deadline = start + DIAGNOSIS_BUDGETS * prover.budget
     try:
-        return _first_proven(cf, claim, prover, deadline)
-    except OutOfTime:  # a screen point's evaluation ran past the deadline
-        return None
+        found = _first_proven(cf, claim, prover, deadline)
+    except OutOfTime:  # the deadline passed while screening or building candidates
+        found = None
+    seconds = time.perf_counter() - start
+    if found is not None:
+        found = Diagnosis(found.id, found.message, found.corrected, seconds)
+    return found, seconds
 
 
 def _first_proven(cf: ClaimsFile, claim: Claim, prover: Prover, deadline: float) -> Diagnosis | None:
+    units.check_deadline(deadline)
     screen = Screen(cf, prover, claim, deadline)
     tried = 0
     for candidate in _candidates(cf, claim, screen):
-        if time.perf_counter() > deadline or tried >= MAX_CANDIDATES:
+        if tried >= MAX_CANDIDATES:
             break
+        units.check_deadline(deadline)  # before screening this candidate
         tried += 1
         lhs = candidate.lhs if candidate.lhs is not None else claim.lhs
         rhs = candidate.prove_rhs if candidate.prove_rhs is not None else candidate.corrected
         assume = candidate.assume if candidate.assume is not None else claim.assume
         if assume is claim.assume and not screen.agrees(lhs, rhs):
             continue
+        units.check_deadline(deadline)  # before proving it
         if prover.decide(lhs, rhs, assume, deadline=deadline).status == "proven":
             return Diagnosis(candidate.id, candidate.message, candidate.corrected)
     return None
@@ -96,6 +116,7 @@ class Screen:
 
     def __init__(self, cf: ClaimsFile, prover: Prover, claim: Claim, deadline: float | None = None, rng=None):
         self.prover = prover
+        self.deadline = deadline
         network = cf.network
         leaves = set(network.leaves)
         for side in (claim.lhs, claim.rhs):
@@ -165,8 +186,9 @@ def _candidates(cf: ClaimsFile, claim: Claim, screen: Screen) -> Iterator[_Candi
     yield _Candidate("sign", "the sign is flipped: the correct value is −1 × the claim", -R)
     yield from _constant_factor(screen, claim)
 
+    deadline = screen.deadline
     target_wrt = _target_variable(claim, derivations)
-    applied = _activations(network)  # a ↦ (its argument, σ' at that argument)
+    applied = _activations(network, deadline)  # a ↦ (its argument, σ' at that argument)
     activations = {arg: a for a, (arg, _) in applied.items() if isinstance(arg, sp.Symbol)}  # z ↦ a
     inverse = {a: z for z, a in activations.items()}
     # Written through other δs (Σ w δ without σ'), the slip is a missing σ'; in closed
@@ -182,10 +204,20 @@ def _candidates(cf: ClaimsFile, claim: Claim, screen: Screen) -> Iterator[_Candi
         yield from wrong_quantity
 
     yield from _transposed_indices(network, derivations, target_wrt, R)
+    yield from _wrapped(units.transposed_in_partial(cf, claim, deadline))
     yield from _wrong_weight_or_unit(network, R)
     if target_wrt is not None:
         yield from _shared_parameter(network, target_wrt, R)
         yield from _missing_paths(target_wrt, R)
+    # the wider wiring searches last (diagnosis_units.py): a weight in one term of
+    # several; a unit, input or δ of another layer
+    yield from _wrapped(units.wrong_weight_in_one_term(network, R, deadline))
+    yield from _wrapped(units.wrong_unit_across_layers(network, derivations, R, deadline))
+
+
+def _wrapped(found: Iterator[tuple]) -> Iterator[_Candidate]:
+    for kind, message, corrected in found:
+        yield _Candidate(kind, message, corrected)
 
 
 def _constant_factor(screen: Screen, claim: Claim) -> Iterator[_Candidate]:
@@ -420,17 +452,27 @@ def _target_variable(claim: Claim, derivations):
 ACTIVATION_FUNCTIONS = registry.ACTIVATION_CLASSES  # sigmoid, tanh, relu, …, σ: registry.py
 
 
-def _activations(network) -> dict[sp.Symbol, tuple[sp.Expr, sp.Expr]]:
+_ACTIVATIONS: dict[int, tuple] = {}  # id(network) ↦ (network, its activations): the same for every claim
+
+
+def _activations(network, deadline: float | None = None) -> dict[sp.Symbol, tuple[sp.Expr, sp.Expr]]:
     """Nodes defined as an activation of one argument (a = σ(z), b_h = f(α_h − γ_h)): a ↦ (argument, σ'(argument))."""
+    cached = _ACTIVATIONS.get(id(network))
+    if cached is not None and cached[0] is network:
+        return cached[1]
     found = {}
     replace = network._function_nodes
     for node in network.order:
         definition = network.definitions[node]
         if isinstance(definition, ACTIVATION_FUNCTIONS):
+            units.check_deadline(deadline)
             (argument,) = definition.args
             t = sp.Dummy("t")
             derivative = sp.diff(type(definition)(t), t).xreplace({t: argument}).xreplace(replace)
             found[node] = (argument, derivative)
+    if len(_ACTIVATIONS) >= 8:
+        _ACTIVATIONS.clear()
+    _ACTIVATIONS[id(network)] = (network, found)
     return found
 
 

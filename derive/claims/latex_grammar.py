@@ -10,8 +10,8 @@ from derive.errors import FormulaError
 from derive.graph.parser import MAX_EXACT_DIGITS, Token, Vocabulary, _number, _power, check_constant
 from derive.claims.latex_sums import Probe, SumReader
 from derive.claims.latex_tokens import (
-    CLOSE, CLOSE_SIZES, DECORATIONS, FUNCTIONS, GREEK, MAX_STEPS, OPEN_SIZES, SIZES, WORDS, NormalNames,
-    error_message,
+    CLOSE, CLOSE_SIZES, DECORATIONS, FUNCTIONS, GREEK, MAX_STEPS, OPEN_SIZES, PRODUCTS, SIZES, WORDS,
+    NormalNames, error_message,
 )
 
 
@@ -49,7 +49,7 @@ class FormulaParser(SumReader):
     def product(self, signed: bool) -> sp.Expr:
         factors = [self.factor(signed)]
         while True:
-            if self.at("*") or self.at(r"\cdot") or self.at(r"\times"):
+            if self.at("*") or (self.token.kind == "command" and self.token.text[1:] in PRODUCTS):
                 self.advance()
                 factors.append(self.factor(signed=True))
             elif self.at("/"):
@@ -92,7 +92,7 @@ class FormulaParser(SumReader):
         name = token.text[1:]
         if name in SIZES:
             return name in OPEN_SIZES and self.peek().text in CLOSE
-        return name not in ("cdot", "times", "right", "prime")
+        return name not in PRODUCTS and name not in ("right", "prime")
 
     def factor(self, signed: bool) -> sp.Expr:
         negative = False
@@ -116,6 +116,8 @@ class FormulaParser(SumReader):
         if token.kind == "number":
             self.advance()
             return _number(token), False
+        if self.prime_applied():  # f'(z), g^{\prime}(z), \dot{\sigma}(z): the activation's derivative
+            return self.activation("sigma_prime"), False
         if token.kind == "letters":
             return self.name()
         if self.at("{"):
@@ -127,7 +129,7 @@ class FormulaParser(SumReader):
             return self.fraction(), False
         if name == "partial":
             self.advance()
-            quantity = self.derivative_name()
+            quantity = self.derivative_operand()
             if not self.at("/"):
                 raise self.error(f"expected '/' after '\\partial {quantity}'")
             self.advance()
@@ -221,16 +223,28 @@ class FormulaParser(SumReader):
         self.advance()  # '{'
         self.advance()  # '\partial'
         operand_follows = self.at("}")
-        quantity = None if operand_follows else self.derivative_name()
+        quantity = None if operand_follows else self.derivative_operand()
         self.expect("}", closing=label)
         self.expect("{")
         self.expect(r"\partial")
         variable = self.derivative_name()
         self.expect("}", closing=label)
-        if operand_follows:  # \frac{\partial}{\partial w} E
-            quantity = self.factor(signed=False)
+        if operand_follows:  # \frac{\partial}{\partial w} ½ (t - a)^2: the whole product that follows
+            quantity = self.product(signed=False)
         self.depth -= 1
         return self.derivative(quantity, variable, command)
+
+    def derivative_operand(self) -> sp.Expr:
+        """What `\\partial` is applied to: a name, or a bracketed expression `\\partial (t - a)^2`."""
+        if not self.opens_bracket():
+            return self.derivative_name()
+        self.enter()
+        value = self.delimited(args=False)[0]
+        if self.at("^"):
+            caret = self.advance()
+            value = _power(value, self.script_expression(), caret.column)
+        self.depth -= 1
+        return value
 
     def derivative_name(self) -> sp.Expr:
         token = self.token
@@ -261,6 +275,65 @@ class FormulaParser(SumReader):
             return self.opens_bracket()
         finally:
             self.pos = start
+
+    def prime_applied(self) -> bool:
+        """Whether a primed letter is applied here: `f'(z)`, `g^{\\prime}(z)`, `\\phi'(z)`, or `\\dot{\\sigma}(z)`."""
+        token = self.token
+        if token.kind == "command" and token.text == r"\dot":
+            return True
+        if not ((token.kind == "letters" and len(token.text) == 1)
+                or (token.kind == "command" and token.text[1:] in GREEK and token.text != r"\sigma")):
+            return False
+        start = self.pos
+        self.pos += 1
+        try:
+            if not self.skip_prime():
+                return False
+            if self.at("'") or (self.at("^") and (self.at(r"\prime", self.peek()) or self.at("{", self.peek()))):
+                raise FormulaError(f"only the first derivative {token.text}' is understood", column=self.token.column)
+            return self.opens_bracket()
+        finally:
+            self.pos = start
+
+    def skip_prime(self) -> bool:
+        """Pass `'`, `^\\prime` or `^{\\prime}` if one is here, without spending steps (a look-ahead)."""
+        if self.at("'"):
+            self.pos += 1
+        elif self.at("^") and self.at(r"\prime", self.peek()):
+            self.pos += 2
+        elif self.at("^") and self.at("{", self.peek()) and self.at(r"\prime", self.peek(2)) and self.at("}", self.peek(3)):
+            self.pos += 4
+        else:
+            return False
+        return True
+
+    def activation(self, function: str, first: Token | None = None) -> sp.Expr:
+        """`f'(z)`, `\\dot{\\sigma}(z)` (the activation's derivative), or `f(z)` when f names nothing (the activation)."""
+        first = first or self.advance()  # f in f(z) is read already
+        shown = first.text
+        if first.text == r"\dot":
+            braced = self.at("{")
+            if braced:
+                self.advance()
+            letter = self.token
+            if letter.text not in (r"\sigma", "f", "g"):
+                raise self.error(r"\dot is understood only as the activation's derivative \dot{\sigma}(...); expected "
+                                 r"\sigma", letter)
+            self.advance()
+            if braced:
+                self.expect("}", closing=r"\dot{")
+            shown = rf"\dot{{{letter.text}}}"
+        elif function == "sigma_prime":
+            start = self.pos
+            self.skip_prime()
+            self.steps += self.pos - start
+            shown += "'"
+        if not self.opens_bracket():
+            raise self.error(f"expected '(' after {shown}")
+        self.enter()
+        args = self.delimited(args=True)
+        self.depth -= 1
+        return self.call(function, args, Token("command", shown, first.column))
 
     def opens_bracket(self) -> bool:
         name = self.token.text[1:]

@@ -5,6 +5,7 @@ The rules are the "Name rules" of `derive.claims.latex`'s docstring.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -12,12 +13,14 @@ import sympy as sp
 from derive.errors import FormulaError
 from derive.graph.parser import Token, Vocabulary, _number, _power
 from derive.claims.latex_tokens import (
-    DECORATIONS, GREEK, WORDS, NormalNames, TokenCursor, error_message, normal_form,
+    CLOSE, DECORATIONS, GREEK, WORDS, NormalNames, TokenCursor, error_message, normal_form,
 )
 
 MAX_INDEX_DIGITS = 6
 MAX_TOWER = 8  # exponents within exponents: SymPy's Pow inspects its whole exponent, so towers cost O(n²)
-_BASE_ALIASES = {"lambda": ("lambda", "lmbda")}  # SymPy spells λ `lmbda`
+# SymPy spells λ `lmbda`; the book's target t is y where the network has no t (derive.proof.vocabulary.ALIASES)
+_BASE_ALIASES = {"lambda": ("lambda", "lmbda"), "t": ("t", "y")}
+ACTIVATION_LETTERS = ("f", "g")  # f(z), g(z): the activation, where f or g names nothing else
 
 
 @dataclass
@@ -32,12 +35,14 @@ class TypedName:
     sup_span: tuple[int, int] | None = None  # its tokens, to read it again as an exponent
     sup_expr: sp.Expr | None = None
     sup_column: int = 0
+    label: list[list[str]] | None = None  # a layer label, `^{(l)}`, `^{[l]}` or `_{(l)}`: never a power
+    hyphen: list[list[str]] | None = None  # a subscript `1-11` read as the book's separator (k-ij), not 1 − 11
 
 
 class NameReader(TokenCursor):
     """Reads scripts and names.
 
-    The formula parser built on this supplies `braced`, `delimited`, `opens_bracket` and `call`.
+    The formula parser built on this supplies `braced`, `delimited`, `opens_bracket`, `activation` and `call`.
     """
 
     vocabulary: Vocabulary
@@ -46,6 +51,7 @@ class NameReader(TokenCursor):
     indices: dict[str, int]  # the enclosing sums' indices and their current values
     index_log: list[str]  # sum indices read in scripts, in order (a name's use of an index)
     probes: list  # open upper bounds being measured, innermost last (latex_sums.Probe)
+    hyphen: list[list[str]] | None = None  # the last subscript read, as the book's `1-11` (k-ij), if it can be one
 
     # -- scripts ---------------------------------------------------------------------
     def plain_script(self) -> list[list[tuple[str, str]]] | None:
@@ -61,9 +67,9 @@ class NameReader(TokenCursor):
             return [[("word", GREEK[token.text[1:]])]]
         return None
 
-    def script_items(self) -> list[list[tuple[str, str]]] | None:
+    def script_items(self, close: str = "}") -> list[list[tuple[str, str]]] | None:
         parts: list[list[tuple[str, str]]] = [[]]
-        while not self.at("}"):
+        while not self.at(close):
             token = self.token
             name = token.text[1:] if token.kind == "command" else ""
             if token.kind == "letters":
@@ -77,6 +83,15 @@ class NameReader(TokenCursor):
             elif name in WORDS:
                 self.advance()
                 parts[-1].append(("word", self.word()))
+                continue
+            elif self.at("_") and parts[-1] and parts[-1][-1][0] == "letter":  # E_{o_1}: a script in a script
+                self.advance()
+                self.enter()
+                inner = self.plain_script()
+                self.depth -= 1
+                if inner is None or len(inner) != 1 or any(kind == "op" for kind, _ in inner[0]):
+                    return None
+                parts[-1].extend(inner[0])
                 continue
             else:
                 return None
@@ -128,7 +143,9 @@ class NameReader(TokenCursor):
 
     # -- names -----------------------------------------------------------------------
     def word(self) -> str:
-        """The letters and digits of `\\mathrm{out}` and friends (after the command)."""
+        """The letters and digits of `\\mathrm{out}` and friends (after the command); `\\mathcal C`: one letter."""
+        if self.token.kind == "letters":
+            return self.first_char().text
         self.expect("{")
         text = ""
         while self.token.kind in ("letters", "number"):
@@ -173,7 +190,30 @@ class NameReader(TokenCursor):
         parts = self.plain_script()
         if parts is None:
             raise self.error("expected a subscript of letters and digits such as _1 or _{o1},")
+        self.hyphen = _hyphenated(parts)
         return self.pieces(parts, column, "subscript", strict=True)
+
+    def starts_label(self) -> bool:
+        return self.at("{") and (self.at("(", self.peek()) or self.at("[", self.peek()))
+
+    def label_script(self, script: str) -> tuple[list[list[str]], list[list[str]] | None]:
+        """`{(l)}`, `{[2]}`, or `{(l) j}` after `_`: the layer label and what follows it in the script."""
+        self.advance()  # '{'
+        opener = self.advance()
+        close = CLOSE[opener.text]
+        column = self.token.column
+        parts = self.script_items(close)
+        if parts is None:
+            raise self.error(f"expected a layer label of letters and digits, as in {script}{{{opener.text}l{close}}},")
+        label = self.pieces(parts, column, "layer label", strict=True)
+        if self.at("}"):
+            self.advance()
+            return label, None
+        column = self.token.column
+        parts = self.script_items() if script == "_" else None
+        if parts is None:
+            raise self.error(f"expected '}}' after the layer label {opener.text}…{close}")
+        return label, self.pieces(parts, column, "subscript", strict=True)
 
     def name(self) -> tuple[sp.Expr, bool]:
         start = self.pos
@@ -190,20 +230,39 @@ class NameReader(TokenCursor):
                 args = self.delimited(args=True)
                 self.depth -= 1
                 return self.call(base, args, first), False
+        if kind == "run" and base in ACTIVATION_LETTERS and sub is None and self.opens_bracket() and self.names_nothing(
+                base, first):
+            return self.activation("sigma", first), False
         name = TypedName(base, kind, first.column)
         base_end = self.pos
         sub_span = None
+        labelled_above = False
         while self.at("_") or self.at("^"):
             script = self.advance()
             if script.text == "_":
                 if sub is not None:
                     raise FormulaError("double subscript", column=script.column)
                 sub_start = self.pos
-                sub = self.subscript()
+                if self.starts_label():
+                    if name.label is not None:
+                        raise FormulaError("two layer labels", column=script.column)
+                    name.label, sub = self.label_script("_")
+                else:
+                    sub = self.subscript()
+                    name.hyphen = self.hyphen
                 sub_span = (sub_start - 1, self.pos)
                 continue
+            if labelled_above:
+                raise FormulaError("a superscript after a layer label: for a power of a labelled name write "
+                                   "(a^{(l)}_j)^2", column=script.column)
             if name.sup_span is not None:
                 raise FormulaError("double superscript", column=script.column)
+            if self.starts_label():
+                if name.label is not None:
+                    raise FormulaError("two layer labels", column=script.column)
+                name.label = self.label_script("^")[0]
+                labelled_above = True
+                continue
             if self.at("'") or self.at(r"\prime"):
                 raise self.error("a prime is only understood in \\sigma'(...); expected an exponent")
             name.sup_column = script.column
@@ -242,6 +301,9 @@ class NameReader(TokenCursor):
             letters = name.base.rstrip("0123456789.")
             digits = name.base[len(letters):]
             message += f"; write {letters}_{digits} for a subscript or {letters} \\cdot {digits} for a product"
+        elif name.label is not None:
+            message += ("; a superscript in brackets is a layer label (never a power) and the network has no such "
+                        "layered name; for a power write (" + name.typed_without_sup + ")^2")
         elif name.base == "sigma" and name.sub is None:
             message += "; to apply σ write \\sigma(...)"
         elif messages and messages[0] != f"unknown name '{tried[0]}'":
@@ -254,10 +316,10 @@ class NameReader(TokenCursor):
         """The name's value following the module's name rules, or None."""
         if whole and (found := self.mapped(name.typed, name.column)) is not None:
             return found
+        if name.label is not None:
+            return self.labelled(name, tried, messages)
         if name.sub is not None and name.sup is not None and len(name.sup) == 1:
-            layered = "_".join(_layer_parts(name.sub))
-            bases = _BASE_ALIASES.get(name.base, (name.base,))
-            found = self.lookup([b + "".join(name.sup[0]) + "_" + layered for b in bases], tried, messages)
+            found = self.layered(name, name.sup[0], tried, messages)
             if found is not None:
                 return found
         found = None
@@ -274,7 +336,62 @@ class NameReader(TokenCursor):
             return self.split(name)
         if found is None or name.sup_span is None:
             return found
+        if name.sub is not None and name.sup is not None and self.layered_family(name.base):
+            raise FormulaError(
+                f"'{name.typed}' is ambiguous: read as a layer, {name.base}{''.join(name.sup[0])}_"
+                f"{'_'.join(_layer_parts(name.sub))} is not a name of the network; read as a power it is "
+                f"({found})^{self.exponent(name)}; for the power write ({name.typed_without_sup})^"
+                f"{{{self.source(*name.sup_span)}}}", column=name.column)
         return _power(found, self.exponent(name), name.sup_column)
+
+    def layered(self, name: TypedName, sup: list[str], tried: list[str], messages: list[str]) -> sp.Expr | None:
+        """The layered name base + layer + '_' + the subscript's parts (`w^2_{13}` is w2_1_3, `z^{F1}_{11}` zF_1_1_1)."""
+        bases = _BASE_ALIASES.get(name.base, (name.base,))
+        layers = ["".join(sup)]
+        letters = "".join(p for p in sup if not p.isdigit())
+        if letters and "".join(sup).startswith(letters) and len(letters) < len(layers[0]):  # the book's F1: F, filter 1
+            layers.append(letters + "_" + "".join(sup)[len(letters):])
+        found = self.lookup([b + layer + "_" + "_".join(_layer_parts(name.sub)) for b in bases for layer in layers],
+                            tried, messages)
+        if len(name.sub) == 1 and len(name.sub[0]) > 1 and all(p.isdigit() for p in name.sub[0]):
+            joined = self.lookup([b + layer + "_" + "".join(name.sub[0]) for b in bases for layer in layers],
+                                 list(tried), [])  # a^1_{12}: the 12th input, where no a1_1_2 exists
+            if found is not None and joined is not None and found != joined:
+                raise FormulaError(f"'{name.typed}' is ambiguous: {found} or {joined}; write the subscript with "
+                                   "commas", column=name.column)
+            found = found if found is not None else joined
+        if name.hyphen is None or not letters:  # the separator of w^{O1}_{1-11}: only with the book's lettered layers
+            return found
+        hyphen = "_".join(_layer_parts(name.hyphen))
+        other = self.lookup([b + layer + "_" + hyphen for b in bases for layer in layers], tried, messages)
+        if found is not None and other is not None and found != other:
+            raise FormulaError(f"'{name.typed}' is ambiguous: {found} (the subscript's - a minus) or {other} "
+                               "(a separator); write the subscript with commas", column=name.column)
+        return found if found is not None else other
+
+    def labelled(self, name: TypedName, tried: list[str], messages: list[str]) -> sp.Expr | None:
+        """A name with a layer label (`a^{(2)}_1`, `a^{[l]}_j`): only ever the layered name, never a power."""
+        if name.sup_span is not None:
+            raise FormulaError(f"'{name.typed}' has a layer label and a superscript; for a power of a labelled name "
+                               "write (a^{(l)}_j)^2", column=name.sup_column)
+        if name.sub is None or len(name.label) != 1:
+            raise FormulaError(f"'{name.typed}': a layer label needs one layer and a subscript naming the unit, as in "
+                               "a^{(2)}_1", column=name.column)
+        return self.layered(name, name.label[0], tried, messages)
+
+    def layered_family(self, base: str) -> bool:
+        """Whether the vocabulary names layered units of this base (a2_1, aF_1_11): a superscript may be a layer."""
+        names = self.vocabulary.names if isinstance(self.vocabulary, Vocabulary) else None
+        if not isinstance(names, dict) or len(names) > 100_000:
+            return False
+        pattern = re.compile(re.escape(base) + r"[0-9A-Z]\w*_")
+        return any(pattern.match(key) for key in names)
+
+    def names_nothing(self, base: str, token: Token) -> bool:
+        """Whether `f` in `f(z)` is no name at all (nor an index), so it can only be the activation."""
+        if base in self.indices or self.mapped(base, token.column) is not None:
+            return False
+        return self.lookup([base], [], []) is None
 
     def split(self, name: TypedName) -> sp.Expr | None:
         """`wx` as `w*x`: single letters, the scripts going to the last one."""
@@ -355,6 +472,21 @@ def _layer_parts(sub: list[list[str]]) -> list[str]:
     if all(piece.lstrip("-").isdigit() for piece in sub[0]):
         return sub[0]
     return ["".join(sub[0])]
+
+
+def _hyphenated(parts) -> list[list[str]] | None:
+    """`1-11` as the book's separator: groups of digits joined by '-' (no index letters, no '+'), else None."""
+    if len(parts) != 1 or not any(kind == "op" for kind, _ in parts[0]):
+        return None
+    groups: list[list[str]] = [[]]
+    for kind, text in parts[0]:
+        if kind == "op" and text == "-" and groups[-1]:
+            groups.append([])
+        elif kind == "digits":
+            groups[-1].extend(text)
+        else:
+            return None
+    return groups if all(groups) else None
 
 
 def index_arithmetic(part: list[tuple[str, str]]) -> int | None:

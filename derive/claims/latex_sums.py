@@ -39,20 +39,43 @@ class SumReader(NameReader):
     sum_terms: int  # terms the formula's sums have expanded to so far
 
     def sum(self) -> sp.Expr:
+        """`\\sum_{k=1}^{3}`, `\\sum_{k=1}^{n}`, or without bounds `\\sum_k`, `\\sum_{i,j}` (each from 1, open)."""
         command = self.advance()
         self.enter()
         bounds: dict[str, object] = {}
         while (self.at("_") or self.at("^")) and self.token.text not in bounds:
             script = self.advance().text
             bounds[script] = self.lower_bound() if script == "_" else self.upper_bound()
-        if len(bounds) != 2:
+        if "_" not in bounds:
             raise self.error("expected the bounds of the sum, as in \\sum_{k=1}^{n},")
-        index, first = bounds["_"]
-        last = bounds["^"]
-        if index in self.indices:
-            raise FormulaError(f"the index {index} is already used by an outer sum", column=command.column)
-        if isinstance(last, str):
-            last = self.open_bound(index, first, last, command)
+        indices, first = bounds["_"]
+        if first is None and "^" in bounds:
+            raise FormulaError(f"expected a lower bound with the upper one, as in \\sum_{{{indices[0]}=1}}^{{n}}",
+                               column=command.column)
+        if first is not None and "^" not in bounds:
+            raise self.error("expected the bounds of the sum, as in \\sum_{k=1}^{n},")
+        if first is None:  # \sum_k, \sum_{i,j}: each index from 1, as far as the summand's names go
+            where = "\\sum_{" + ",".join(indices) + "}"
+            specs = [(index, 1, None, where) for index in indices]
+        else:
+            last = bounds["^"]
+            where = f"\\sum_{{{indices[0]}={first}}}^{{{last}}}"
+            specs = [(indices[0], first, last, where)]
+        for index in indices:
+            if index in self.indices:
+                raise FormulaError(f"the index {index} is already used by an outer sum", column=command.column)
+        value = self.expand(specs, self.pos, command)
+        self.depth -= 1
+        return value
+
+    def expand(self, specs: list, body: int, command: Token) -> sp.Expr:
+        """The sum over the first index of `specs`, of the sums over the others, of the product at `body`."""
+        if not specs:
+            self.pos = body
+            return self.product(signed=True)
+        (index, first, last, where), rest = specs[0], specs[1:]
+        if not isinstance(last, int):
+            last = self.open_bound(index, first, last, command, where, lambda: self.expand(rest, body, command))
         count = last - first + 1
         if count < 1:
             raise FormulaError(f"empty sum: the upper bound {last} is below the lower bound {first}",
@@ -60,23 +83,37 @@ class SumReader(NameReader):
         self.sum_terms += count
         if self.sum_terms > MAX_SUM_TERMS:
             raise FormulaError(f"the sums expand to more than {MAX_SUM_TERMS:,} terms", column=command.column)
-        body, terms = self.pos, []
+        terms = []
         for value in range(first, last + 1):
             self.indices[index] = value
             self.pos = body
-            terms.append(self.product(signed=True))
+            terms.append(self.expand(rest, body, command))
         del self.indices[index]
-        self.depth -= 1
         return sp.Add(*terms)
 
-    def lower_bound(self) -> tuple[str, int]:
+    def lower_bound(self) -> tuple[list[str], int | None]:
+        """`{k=1}`: the index and its first value; `k`, `{k}`, `{i,j}`: the indices, and None (no bounds)."""
+        if self.token.kind == "letters":
+            return [self.first_char().text], None
         self.expect("{")
+        indices = [self.index_letter()]
+        if self.at("=") and len(indices) == 1:
+            self.advance()
+            return indices, self.bound(self.script_items, "lower bound")
+        while self.at(","):
+            self.advance()
+            indices.append(self.index_letter())
+        if len(set(indices)) != len(indices):
+            raise FormulaError("a sum's indices must differ", column=self.token.column)
+        self.expect("}", closing="\\sum_{")
+        return indices, None
+
+    def index_letter(self) -> str:
         token = self.token
         if token.kind != "letters" or len(token.text) != 1:
             raise self.error("expected a one-letter index, as in \\sum_{k=1}")
         self.advance()
-        self.expect("=")
-        return token.text, self.bound(self.script_items, "lower bound")
+        return token.text
 
     def upper_bound(self) -> int | str:
         """An integer, or a name: one [definitions] gives a whole number, or else an open bound (`n`)."""
@@ -96,13 +133,17 @@ class SumReader(NameReader):
         self.pos = start
         return self.bound(self.plain_script, "upper bound")
 
-    def open_bound(self, index: str, first: int, bound: str, command: Token) -> int:
+    def open_bound(self, index: str, first: int, bound: str | None, command: Token, where: str, read) -> int:
         """The symbolic upper bound `n` of `\\sum_{k=1}^{n}`: the last k for which the summand's names exist.
 
         The summand is read for k = first, first + 1, …; n is the last k at which every
         name that uses k exists. Where some of them exist at n + 1 and others do not,
         the bound is ambiguous and refused; so is a summand with no name using k.
+        `bound` is None for a sum written without bounds (`\\sum_k`); `read` reads the summand once.
         """
+        fix = (f"write the bound as a number or define {bound} in [definitions]" if bound
+               else f"write the bounds, as in \\sum_{{{index}=1}}^{{3}}")
+        shown = bound or f"the range of {index}"
         body = self.pos
         value = first
         while True:
@@ -114,7 +155,7 @@ class SumReader(NameReader):
             self.indices[index] = value
             self.pos = body
             try:
-                self.product(signed=True)
+                read()
             except FormulaError:
                 if not probe.missing:  # a real error, not a consequence of an absent name
                     raise
@@ -124,21 +165,19 @@ class SumReader(NameReader):
             outer = self.probes[-1] if self.probes else None
             if outer is not None and (not probe.missing or value == first):
                 outer.records.extend(probe.records)  # what an outer bound learns from this reading
-            where = f"\\sum_{{{index}={first}}}^{{{bound}}}"
             if probe.missing and probe.found:
                 have = ", ".join(sorted(set(probe.found)))
                 lack = ", ".join(sorted(set(probe.missing)))
                 raise FormulaError(
-                    f"{where}: the bound {bound} is ambiguous: at {index}={value} the network has {have} "
-                    f"but not {lack}; write the bound as a number or define {bound} in [definitions]",
+                    f"{where}: {'the bound ' if bound else ''}{shown} is ambiguous: at {index}={value} the network "
+                    f"has {have} but not {lack}; {fix}",
                     column=command.column,
                 )
             if probe.missing:
                 break
             if not probe.found:
                 raise FormulaError(
-                    f"{where}: no name in the summand uses {index}, so {bound} is unknown; write the bound "
-                    f"as a number or define {bound} in [definitions]",
+                    f"{where}: no name in the summand uses {index}, so {shown} is unknown; {fix}",
                     column=command.column,
                 )
             value += 1

@@ -37,12 +37,14 @@ GREEK = {
 GREEK.update(varepsilon="epsilon", vartheta="theta", varphi="phi", varrho="rho")
 FUNCTIONS = {"exp", "ln", "log", "tanh", "max", "min", "sqrt", "sigma"}
 DECORATIONS = {"hat": "hat", "widehat": "hat", "bar": "bar", "overline": "bar", "tilde": "tilde", "widetilde": "tilde"}
-WORDS = {"mathrm", "text", "textrm", "mathit", "operatorname"}
+WORDS = {"mathrm", "text", "textrm", "mathit", "mathcal", "operatorname"}
 SIZES = {s + x for s in ("big", "Big", "bigg", "Bigg") for x in ("", "l", "r", "m")}
 OPEN_SIZES = {s for s in SIZES if not s.endswith("r")}
 CLOSE_SIZES = {s for s in SIZES if not s.endswith("l")}
-_IGNORED = {",", ";", ":", "!", ">", " ", "quad", "qquad", "displaystyle", "textstyle", "limits"}
-_STRUCTURE = {"frac", "dfrac", "tfrac", "cdot", "times", "left", "right", "sum", "partial", "prime"}
+_IGNORED = {",", ";", ":", "!", ">", " ", "quad", "qquad", "displaystyle", "textstyle", "limits", "cal"}
+EQUALS = {"equiv"}  # a definition's sign, decided as `=` (the claim then checks the definition)
+PRODUCTS = {"cdot", "times", "odot", "circ", "bullet"}  # in a scalar formula the elementwise ⊙ is a product
+_STRUCTURE = {"frac", "dfrac", "tfrac", "left", "right", "sum", "partial", "prime", "dot"} | PRODUCTS
 _KNOWN = set(GREEK) | FUNCTIONS | set(DECORATIONS) | WORDS | SIZES | _STRUCTURE
 CLOSE = {"(": ")", "[": "]"}
 _CHAR_HINTS = {
@@ -76,6 +78,9 @@ def tokenize(text: str) -> list[Token]:
         kind, word = match.lastgroup, match.group()
         pos = match.end()
         if kind == "space" or (kind == "command" and (word[1:].isspace() or word[1:] in _IGNORED)):
+            continue
+        if kind == "command" and word[1:] in EQUALS:  # Nielsen's δ ≡ ∂C/∂z: "is defined as" is an equality
+            tokens.append(Token("op", "=", match.start() + 1))
             continue
         if kind == "command" and word[1:] not in _KNOWN:
             raise FormulaError(f"unknown command {word}", column=match.start() + 1)

@@ -118,12 +118,17 @@ class ClaimVocabulary(Vocabulary):
             self.rates[text] = found
         return found
 
-    def parse(self, text: str, syntax: str, latex_names: Mapping[str, str], where: str) -> sp.Expr:
+    # index letters bound in every LaTeX formula (L, the number of layers), and the claim's own at an instance
+    indices: Mapping[str, int] = {}
+
+    def parse(self, text: str, syntax: str, latex_names: Mapping[str, str], where: str,
+              indices: Mapping[str, int] | None = None) -> sp.Expr:
         """A formula, with every subexpression that equals a node's definition folded into the node."""
         try:
             self.spend(text, syntax)
             if syntax == "latex":
-                parsed, steps = parse_latex_counted(text, self, latex_names, max_steps=self.work_left)
+                parsed, steps = parse_latex_counted(text, self, latex_names, max_steps=self.work_left,
+                                                    indices=self.indices if indices is None else indices)
                 self.work_left -= steps
             else:
                 parsed = parse_formula(text, self)

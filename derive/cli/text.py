@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from derive.claims.parts_output import count_text, false_link, instance_text
+
 
 def list_text(networks: list[dict], sets: list[dict], data: list[dict]) -> str:
     lines = ["Built-in networks (use the name wherever a SPEC is asked for):"]
@@ -108,18 +110,23 @@ def prove_text(report) -> str:
     return "\n".join(lines)
 
 
-VERDICT_MARK = {"proven": "✓ proven", "refuted": "✗ refuted", "undecided": "? undecided"}
+VERDICT_MARK = {"proven": "✓ proven", "refuted": "✗ refuted", "undecided": "? undecided", "unparsed": "! unparsed"}
 
 
 def check_text(result) -> str:
     cf = result.claims_file
-    header = f"{cf.path}: {len(result.results)} claims on {cf.network.name}"
+    header = f"{cf.path}: {len(result.results) + len(result.unparsed)} claims on {cf.network.name}"
     if cf.student:
         header += f" ({cf.student})"
     rows = [("claim", "verdict", "diagnosis")]
-    for r in result.results:
+    for r in result.in_file_order():
+        if not hasattr(r, "verdict"):  # an Unparsed claim
+            rows.append((r.name, VERDICT_MARK["unparsed"], "-"))
+            continue
         verdict = VERDICT_MARK[r.verdict.status]
-        if r.claim.expect is not None and not r.expect_matched:
+        if r.claim.generic is not None and count_text(r.claim):
+            verdict += f" {count_text(r.claim)}"
+        if r.claim.expect is not None and not r.expect_matched and cf.show_correct:
             if r.claim.expect == r.verdict.status and r.claim.expect_diagnosis is not None:
                 verdict += f"  (expected diagnosis {r.claim.expect_diagnosis}!)"
             else:
@@ -131,13 +138,20 @@ def check_text(result) -> str:
         lines.append("  " + "  ".join(cell.ljust(widths[k]) for k, cell in enumerate(row)).rstrip())
         if i == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
-    for r in result.results:
+    for r in result.in_file_order():
+        if not hasattr(r, "verdict"):
+            lines += ["", f"{r.name}: unparsed", f"  claimed:  {r.text}", f"  why:      {r.message}"]
+            continue
         if r.verdict.status == "proven":
             continue
         lines.append("")
         lines.append(f"{r.claim.name}: {r.verdict.status}")
         lines.append(f"  claimed:  {r.claim.text}")
-        lines.append(f"  correct:  {r.expected_latex if r.claim.syntax == 'latex' else r.expected_text}")
+        if r.claim.generic is not None:
+            lines.extend(f"  {line}" for line in (instance_text(r.claim, r.outcome), false_link(r.claim, r.outcome))
+                         if line)
+        if cf.show_correct:
+            lines.append(f"  correct:  {r.expected_latex if r.claim.syntax == 'latex' else r.expected_text}")
         if r.diagnosis:
             lines.append(f"  mistake:  {r.diagnosis.message}")
         cx = r.verdict.counterexample
@@ -162,7 +176,7 @@ def check_text(result) -> str:
             lines.append(f"  {r.verdict.method}")
     summary = result.summary()
     grade = result.grade
-    if summary["expect_mismatches"]:
+    if summary["expect_mismatches"] and cf.show_correct:
         grade += f"; {summary['expect_mismatches']} verdict(s) differ from the file's expect"
     lines.append("")
     lines.extend(f"assuming: {assumption}" for assumption in result.assumptions)

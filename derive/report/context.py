@@ -325,15 +325,16 @@ def claims_context(result, *, lang: str = "en") -> dict:
             "verdict": r.verdict.status,
             "typed": breakable(claim.text),
             "syntax": claim.syntax,
-            "lhs": math(claim.lhs),
-            "rhs": math.lines(claim.rhs),
-            "expected": math.lines(r.expected) if r.verdict.status != "proven" else [],
+            "lhs": math(r.outcome.claim.lhs if r.outcome else claim.lhs),
+            "rhs": math.lines(r.outcome.claim.rhs if r.outcome else claim.rhs),
+            "expected": math.lines(r.expected) if r.verdict.status != "proven" and cf.show_correct else [],
             "diagnosis": diagnosis,
             "method": r.verdict.method,
             "counterexample": counterexample_context(r.verdict.counterexample, t, claim.kind == "identity"),
-            "expect": claim.expect,
-            "expect_matched": r.expect_matched,
-            "expect_text": t("expected_verdict", expect=t(claim.expect)) if claim.expect else "",
+            "expect": claim.expect if cf.show_correct else None,
+            "expect_matched": r.expect_matched if cf.show_correct else None,
+            "expect_text": t("expected_verdict", expect=t(claim.expect)) if claim.expect and cf.show_correct else "",
+            "parts": parts_context(r, t),
         })
     summary = result.summary()
     context["claims"] = {
@@ -345,10 +346,27 @@ def claims_context(result, *, lang: str = "en") -> dict:
         "summary": summary,
         "grade": result.grade,
         "passed": result.passed,
-        "unparsed": [{"name": name, "message": message} for name, message in cf.errors],
+        "unparsed": [{"name": u.name, "message": u.message} for u in cf.unparsed],
         "assumptions": [t.message(a) for a in result.assumptions],
     }
     return context
+
+
+def parts_context(r, t) -> str:
+    """A claim of several instances or links: how many, and the instance and link its verdict is about."""
+    from derive.claims.parts_output import false_link
+
+    claim = r.claim
+    if claim.generic is None:
+        return ""
+    generic, outcome = claim.generic, r.outcome
+    texts = [t("claim_instances", count=generic.instances, links=generic.links)]
+    if outcome is not None and outcome.instance:
+        shown = ", ".join(f"{k}={v}" for k, v in outcome.instance.items())
+        texts.append(t("claim_instance", instance=shown))
+    if false_link(claim, outcome):
+        texts.append(t("claim_false_link", link=outcome.link, links=generic.links))
+    return Tex(" ".join(texts))
 
 
 def class_context(results, bad_files: Iterable[tuple[str, str]] = (), *, lang: str = "en") -> dict:
