@@ -297,3 +297,17 @@ def test_the_claims_report_states_the_instance_and_link(tmp_path):
         assert claim["expected"] == [] and claim["expect"] is None
         tex = render("claims", context)
         assert "l=2," in tex and "k=2" in tex
+
+
+def test_an_index_letter_is_never_read_as_an_exponent(tmp_path):
+    """Zhou's E_k = ½ Σ_j (ŷ^k_j − y^k_j)², k the example: read with k = 2 as a square it was refuted."""
+    formula = r"E_k = \frac{1}{2} \sum_{j=1}^{l} (\hat{y}^k_j - y^k_j)^2"
+    path = tmp_path / "zhou.toml"
+    claim = f"[[claim]]\nname = \"E_k\"\nformula = '''{formula}'''\n"
+    path.write_text('network = "zhou-2-2-2"\nsyntax = "latex"\n[latex_names]\n"E_k" = "E"\n' + claim, encoding="utf-8")
+    result = check(load_claims(path))
+    assert not result.results and len(result.unparsed) == 1  # refused, never refuted
+    assert "the index letter k stands in an exponent" in result.unparsed[0].message
+    path.write_text('network = "zhou-2-2-2"\nsyntax = "latex"\nexample = "k"\n' + claim, encoding="utf-8")
+    (graded,) = check(load_claims(path)).results
+    assert graded.verdict.status == "proven"

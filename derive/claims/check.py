@@ -219,17 +219,32 @@ def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover, deadline: flo
     derivative symbols the claim itself uses and at those that equal one of the
     file's definitions (which are then written by the definition's name), and
     before the formula outgrows MAX_EXPECTED_NODES or MAX_EXPR_DEPTH: it stays
-    equal to the target whatever is left unexpanded.
+    equal to the target whatever is left unexpanded. On a layered or convolutional
+    network whose claim names no δ, it stops at the neuron errors δ (_layer_deltas).
+    A target that is a node itself (an identity about z^2_1) gets the node's definition.
     """
     derivations = cf.derivations
     keep = {s for s in claim.rhs.free_symbols if derivations.adjoint_info(s) is not None} | set(claim.mentioned)
+    stops = _layer_deltas(cf, claim, keep)
     named = _named_adjoints(cf, claim, prover, deadline)
-    expr = claim.target
+    expr = _expanded(derivations, claim.target, keep | set(named), stops)
+    if stops and len(expr.free_symbols) == 1 and expr.free_symbols != claim.target.free_symbols:
+        expr = _expanded(derivations, claim.target, keep | set(named), {})  # ∂C/∂b^3_2 = δ^3_2 alone: δ's formula
+    if expr in cf.network.definitions:  # `z2_1` teaches nothing: the node's definition does
+        expr = cf.network.definitions[expr]
+    return _under_assumption(expr.xreplace(named), claim.assume).xreplace(_named_nodes(cf, claim))
+
+
+def _expanded(derivations, target: sp.Expr, keep: set, stops: dict) -> sp.Expr:
+    """The target's chain rule expanded level by level, past every derivative symbol but those kept
+    and the neuron errors of `stops` (other than the target's own), while it fits."""
+    expr, own = target, target.free_symbols
     for _ in range(200):
         expandable = {
             s: derivations.definition(s)
             for s in expr.free_symbols
-            if derivations.adjoint_info(s) is not None and s not in keep and s not in named
+            if (info := derivations.adjoint_info(s)) is not None and s not in keep
+            and (s in own or info[1] not in stops.get(info[0], ()))
         }
         if not expandable:
             break
@@ -237,7 +252,25 @@ def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover, deadline: flo
         if not _fits(expanded, MAX_EXPECTED_NODES, MAX_EXPR_DEPTH):
             break
         expr = expanded
-    return _under_assumption(expr.xreplace(named), claim.assume).xreplace(_named_nodes(cf, claim))
+    return expr
+
+
+def _layer_deltas(cf: ClaimsFile, claim: Claim, keep: set) -> dict:
+    """Where the correct formula stops on a layered or convolutional network whose claim names no δ:
+    at the neuron errors ∂C/∂z (∂C/∂b^F_1 is the sum of the δ^F_{1,ij}, not their expansion).
+
+    {the cost's derivation: its net inputs z}, or {} (the claim writes its own δs, or the network
+    has none). The target's own δ is expanded still: δ^2_1 is answered through the next layer's δs.
+    """
+    network, derivations = cf.network, cf.derivations
+    if network.kind not in ("layered", "cnn"):
+        return {}
+    zs = delta_names(network)
+    for s in keep:
+        info = derivations.adjoint_info(s)
+        if info is not None and info[1] in zs:
+            return {}  # the claim writes its own δs: the correct formula stops at those
+    return {derivations.cost: zs}
 
 
 def _fits(expr: sp.Expr, nodes: int, depth: int) -> bool:

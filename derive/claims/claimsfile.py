@@ -2,6 +2,8 @@ r"""Claims files: a student's or an author's own formulas, to be proven or refut
 
     network = "two-two-two.toml"   # a spec relative to this file, or a built-in name
     syntax = "latex"               # optional default for every formula: "sympy" (default) or "latex"
+    example = "x"                  # optional, also per claim: the training example's index letter;
+                                   # a^{x,l}_j is a^l_j, C_x the cost (derive.claims.latex_examples)
 
     [definitions]                  # optional auxiliary names, in order
     delta_o1 = "(outo1 - y1)*outo1*(1 - outo1)"
@@ -58,9 +60,9 @@ KINDS = ("gradient", "update", "identity")
 SYNTAXES = ("sympy", "latex")
 VERDICTS = ("proven", "refuted", "undecided")
 CLAIM_KEYS = {"name", "kind", "wrt", "of", "formula", "lhs", "rhs", "rate", "syntax", "expect", "expect_diagnosis",
-              "assume", "indices", "where"}
+              "assume", "indices", "where", "example"}
 TOP_KEYS = {"network", "title", "student", "syntax", "definitions", "latex_names", "assume", "claim", "indices",
-            "show_correct"}
+            "show_correct", "example"}
 ASSUME_KEYS = {"lhs", "rhs", "text", "syntax"}
 
 
@@ -143,6 +145,7 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
     vocabulary.indices = fixed_letters(network, lambda n: n in network.by_name or (
         isinstance(raw_names, dict) and n in raw_names))
     file_indices = parse_index_table(data.get("indices"), "[indices]")
+    vocabulary.example = file_example = _example(data.get("example"), vocabulary, "example")
     show_correct = data.get("show_correct", True)
     if not isinstance(show_correct, bool):
         raise InputError("must be true or false", where="show_correct")
@@ -153,10 +156,9 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
     vocabulary.allow(PARSE_ALLOWANCE, "the file's definitions and assumptions")
 
     definitions: dict[str, sp.Expr] = {}
-    raw_definitions = data.get("definitions", {})
-    if not isinstance(raw_definitions, dict):
+    if not isinstance(raw_names, dict):
         raise InputError("must be a table of name = \"formula\"", where="[definitions]")
-    for name, raw in raw_definitions.items():
+    for name, raw in raw_names.items():
         where = f"[definitions] {name}"
         if not NAME.match(name) or name.startswith("__"):
             raise InputError(f"'{name}' is not a name", where=where)
@@ -189,6 +191,7 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
         seen[name] = None
         vocabulary.allow(PARSE_ALLOWANCE, "the claim's formulas and assumptions")
         try:
+            vocabulary.example = _example(entry.get("example", file_example), vocabulary, f"[[claim]] {name} example")
             claims.append(_claim(entry, name, vocabulary, default_syntax, latex_names, file_assumptions, file_indices))
         except InputError as exc:  # a FormulaError too: this claim's fault, not the file's
             unparsed.append(Unparsed(name, _written(entry), str(exc), _written(entry, "expect") or None))
@@ -204,6 +207,18 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
         student=str(data.get("student", "")),
         show_correct=show_correct,
     )
+
+
+def _example(raw, vocabulary: ClaimVocabulary, where: str) -> str | None:
+    """The example index (`example = "x"`): the letter naming one training example, dropped from scripts."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) != 1 or not raw.isascii() or not raw.isalpha():
+        raise InputError('must be one letter, the index of the training example, such as "x" (Nielsen), '
+                         '"i" (deeplearning.ai) or "k" (Zhou)', where=where)
+    if raw in vocabulary.network.by_name or raw in vocabulary.indices:
+        raise InputError(f"'{raw}' is a name of the network (or L), not free for the example index", where=where)
+    return raw
 
 
 def _written(entry: Mapping, key: str = "formula") -> str:

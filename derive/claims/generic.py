@@ -15,6 +15,7 @@ and when there are none the claim is refused with the reading's own error.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -178,7 +179,7 @@ def read_generic(entry: Mapping, kind: str, syntax: str, pieces, vocabulary: Cla
 
     def known(letter: str) -> bool:
         return (letter in network.by_name or letter in vocabulary.definitions or letter in vocabulary.rates
-                or letter in fixed or letter in labels)
+                or letter in fixed or letter in labels or letter == vocabulary.example)
 
     reader = _Reader(vocabulary, syntax, latex_names, pieces, where)
     table = {**file_table, **ix.parse_index_table(entry.get("indices"), f"{where} indices")}
@@ -248,12 +249,27 @@ def _instances(reader: _Reader, letters, table, fixed, conditions, network, wher
                                "letters with indices = { … } or where = '…'").located(where)
         found = _try(reader, env)
         if isinstance(found, InputError):
+            if not _missing_name(found):  # its names exist but it cannot be read: never skipped quietly
+                values = ", ".join(f"{k}={v}" for k, v in env.items() if k in letters)
+                raise InputError(f"at {values}: {found.message}", where=found.where, column=found.column)
             continue
         readings.append((env, *found))
         if len(readings) > cap:
             raise FormulaError(f"it has more than {cap:,} instances; narrow the index letters with "
                                "indices = { … } or where = '…'").located(where)
     return readings
+
+
+# Faults of the reading itself, whatever the values: a name that reads two ways, an index as an exponent.
+# Any other failure of one instance (a name, or a sum's range, that the network lacks there) puts those
+# values outside the claim's range.
+READING_FAULT = re.compile(r"'[^']*' is ambiguous: |stands in an exponent")
+
+
+def _missing_name(exc: InputError) -> bool:
+    """Whether an instance failed because the network lacks what it names at those values (`w^4_{11}` in a
+    3-layer net), rather than because the claim cannot be read: the first is skipped, the second refused."""
+    return READING_FAULT.search(exc.message) is None
 
 
 def _generic(pieces, head, readings, letters: tuple, count: int) -> Generic:

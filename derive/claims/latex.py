@@ -84,6 +84,16 @@ spellings in order and keeping the first it knows):
   `a^2_1` is; the label may use bound indices (`^{(l+1)}`). No layered name,
   no subscript, or another superscript besides the label is refused: the
   power of a labelled name is `(a^{(l)}_j)^2`.
+* Where the network has no layered name for the base (a free-form network), a
+  label on a named unit (`out_{h1}^{(2)}`) is checked against the unit's layer
+  in the graph (inputs layer 1, each weighted sum one layer deeper): the unit
+  when they agree, refused with its layer when not (`latex_examples`).
+* The example index (a claims file's `example = "x"`): `a^{x,l}_j` is `a^l_j`
+  (the layer a label), `a^{[l](i)}_j` is `a^{[l]}_j`, `y^{(i)}_j` is `y_j`, and
+  `C_x`, `E_k` are the cost. Undeclared, these are refused saying to declare
+  it; declared, the letter anywhere else (`x_k`, `\sum_k`) is refused.
+* `E_{total}` is the cost named E, and `C_0` the cost named C, where no such
+  name exists (after `latex_names`).
 * Otherwise, or if the vocabulary knows no layered name, the superscript is a
   power of the subscripted name (`x_1^2` is `x1**2`), whose candidates are
   base + sub and base + '_' + sub (`\delta_{o1}`: `deltao1`, `delta_o1`);
@@ -148,19 +158,22 @@ def parse_latex_counted(
     *,
     max_steps: int = MAX_STEPS,
     indices: Mapping[str, int] | None = None,
+    example: str | None = None,
 ) -> tuple[sp.Expr, int]:
     """parse_latex, reading at most `max_steps` tokens, and how many it read (a caller's running allowance).
 
     `indices` binds free index letters to values, as an enclosing sum binds its
     index (`\\delta^l_j` with l=2, j=1 is `delta2_1`): one instance of a claim
-    written for every index.
+    written for every index. `example` is the claims file's example index
+    (`derive.claims.latex_examples`): `a^{x,l}_j` is `a^l_j`, `C_x` the cost.
     """
     if not isinstance(text, str):
         raise FormulaError(f"a formula must be a string, not {type(text).__name__}")
     if not text.strip():
         raise FormulaError("empty formula")
     parser = FormulaParser(text, tokenize(text), vocabulary, latex_names or {}, max_steps=min(max_steps, MAX_STEPS))
-    parser.indices.update(indices or {})
+    parser.indices.bind_free(indices or {})
+    parser.example = example
     try:
         return parser.parse(), parser.steps
     except RecursionError:

@@ -11,7 +11,7 @@ from derive.graph.parser import MAX_EXACT_DIGITS, Token, Vocabulary, _number, _p
 from derive.claims.latex_sums import Probe, SumReader
 from derive.claims.latex_tokens import (
     CLOSE, CLOSE_SIZES, DECORATIONS, FUNCTIONS, GREEK, MAX_STEPS, OPEN_SIZES, PRODUCTS, SIZES, WORDS,
-    NormalNames, error_message,
+    IndexBindings, NormalNames, error_message,
 )
 
 
@@ -25,7 +25,7 @@ class FormulaParser(SumReader):
         self.latex_names = NormalNames.of(latex_names)
         self.sum_terms = 0
         self.tower = 0
-        self.indices: dict[str, int] = {}
+        self.indices = IndexBindings()
         self.index_log: list[str] = []
         self.probes: list[Probe] = []
 

@@ -12,6 +12,10 @@ import sympy as sp
 
 from derive.errors import FormulaError
 from derive.graph.parser import Token, Vocabulary, _number, _power
+from derive.claims.latex_examples import (
+    check_unit_layer, cost_alias, cost_name, declare_hint, example_superscript, is_example_label, items_text,
+    uses_example,
+)
 from derive.claims.latex_tokens import (
     CLOSE, DECORATIONS, GREEK, WORDS, NormalNames, TokenCursor, error_message, normal_form,
 )
@@ -39,6 +43,7 @@ class TypedName:
     hyphen: list[list[str]] | None = None  # a subscript `1-11` read as the book's separator (k-ij), not 1 − 11
 
 
+
 class NameReader(TokenCursor):
     """Reads scripts and names.
 
@@ -52,6 +57,7 @@ class NameReader(TokenCursor):
     index_log: list[str]  # sum indices read in scripts, in order (a name's use of an index)
     probes: list  # open upper bounds being measured, innermost last (latex_sums.Probe)
     hyphen: list[list[str]] | None = None  # the last subscript read, as the book's `1-11` (k-ij), if it can be one
+    example: str | None = None  # the claims file's example index (`example = "x"`): its scripts are dropped
 
     # -- scripts ---------------------------------------------------------------------
     def plain_script(self) -> list[list[tuple[str, str]]] | None:
@@ -125,6 +131,13 @@ class NameReader(TokenCursor):
 
     def script_expression(self) -> sp.Expr:
         """An exponent: `{...}`, or one digit, letter or Greek name."""
+        self.indices.exponents += 1
+        try:
+            return self._script_expression()
+        finally:
+            self.indices.exponents -= 1
+
+    def _script_expression(self) -> sp.Expr:
         if self.at("{"):
             self.tower += 1
             if self.tower > MAX_TOWER:
@@ -196,8 +209,11 @@ class NameReader(TokenCursor):
     def starts_label(self) -> bool:
         return self.at("{") and (self.at("(", self.peek()) or self.at("[", self.peek()))
 
-    def label_script(self, script: str) -> tuple[list[list[str]], list[list[str]] | None]:
-        """`{(l)}`, `{[2]}`, or `{(l) j}` after `_`: the layer label and what follows it in the script."""
+    def label_script(self, script: str) -> tuple[list[list[str]] | None, list[list[str]] | None]:
+        """`{(l)}`, `{[2]}`, or `{(l) j}` after `_`: the layer label and what follows it in the script.
+
+        `^{[l](i)}` and `^{(i)}` with the example index i: the layer label, or None (the example alone).
+        """
         self.advance()  # '{'
         opener = self.advance()
         close = CLOSE[opener.text]
@@ -205,7 +221,11 @@ class NameReader(TokenCursor):
         parts = self.script_items(close)
         if parts is None:
             raise self.error(f"expected a layer label of letters and digits, as in {script}{{{opener.text}l{close}}},")
-        label = self.pieces(parts, column, "layer label", strict=True)
+        if script == "^" and (self.at("(") or self.at("[")):  # deeplearning.ai's a^{[l](i)}
+            parts = self.example_pair(opener.text, parts)
+        elif opener.text == "(" and is_example_label(parts, self.example):
+            parts = None
+        label = None if parts is None else self.pieces(parts, column, "layer label", strict=True)
         if self.at("}"):
             self.advance()
             return label, None
@@ -214,6 +234,46 @@ class NameReader(TokenCursor):
         if parts is None:
             raise self.error(f"expected '}}' after the layer label {opener.text}…{close}")
         return label, self.pieces(parts, column, "subscript", strict=True)
+
+    def example_pair(self, first: str, parts) -> list:
+        """`^{[l](i)}`, `^{(i)[l]}`: the layer label's items, the example's group dropped; or refused."""
+        column = self.token.column
+        second = self.advance().text
+        other = self.script_items(CLOSE[second])
+        if other is None:
+            raise FormulaError("expected a label of letters and digits", column=column)
+        groups = [(first, parts), (second, other)]
+        shown = "".join(f"{o}{','.join(items_text(q) for q in p)}{CLOSE[o]}" for o, p in groups)
+        if self.example is None:
+            letters = [items_text(p[0]) for o, p in groups if o == "(" and len(p) == 1 and len(p[0]) == 1]
+            raise FormulaError(f"^{{{shown}}}: a layer label next to an example label (deeplearning.ai's "
+                               f"a^{{[l](i)}}); {declare_hint(letters[0] if letters else 'i')}", column=column)
+        examples = [g for g in groups if g[0] == "(" and is_example_label(g[1], self.example)]
+        if len(examples) != 1:
+            raise FormulaError(f"^{{{shown}}}: two labels, and not exactly one of them is the example index "
+                               f"({self.example}) (example = \"{self.example}\")", column=column)
+        return next(p for g in groups if g is not examples[0] for p in [g[1]])
+
+    def example_layer(self, name: TypedName, parts, typed: str, column: int) -> bool:
+        """`^{x,l}`: the layer l becomes the name's label (never a power), the example x is dropped."""
+        if name.label is not None:
+            raise FormulaError("two layer labels", column=column)
+        layer = example_superscript(parts, self.example, typed, column)
+        name.label = self.pieces([layer], column, "layer label", strict=True)
+        return True
+
+    def drop_example(self, name: TypedName, sub, typed: str):
+        """`C_x`, `E_k`: the cost of the one example (the subscript dropped); the example letter elsewhere is refused."""
+        if sub == [[self.example]] and name.base == cost_name(self.vocabulary) and name.label is None:
+            return None
+        if name.sup == [[self.example]] and name.label is None:  # Zhou's ŷ^k_j: the k-th example's ŷ_j
+            name.sup = None
+        if uses_example(sub, self.example) or uses_example(name.label, self.example) or uses_example(
+                name.sup, self.example):
+            raise FormulaError(f"'{typed}': {self.example} is the example index (example = \"{self.example}\"): "
+                               "it names the one training example the network computes, never a unit or a layer",
+                               column=name.column)
+        return sub
 
     def name(self) -> tuple[sp.Expr, bool]:
         start = self.pos
@@ -265,9 +325,15 @@ class NameReader(TokenCursor):
                 continue
             if self.at("'") or self.at(r"\prime"):
                 raise self.error("a prime is only understood in \\sigma'(...); expected an exponent")
+            if self.example is not None and self.token.kind == "letters" and self.token.text == self.example:
+                self.advance()  # Zhou's y^k_j, k the declared example: the k-th example's y_j
+                continue
             name.sup_column = script.column
             sup_start = self.pos
             parts = self.plain_script()
+            if parts is not None and len(parts) > 1:  # Nielsen's a^{x,l}: the example x, the layer l
+                labelled_above = self.example_layer(name, parts, self.source(start, self.pos), script.column)
+                continue
             if parts is not None:
                 name.sup = self.pieces(parts, script.column, "superscript", strict=False)
             else:  # not plain text: it can only be an exponent
@@ -278,17 +344,22 @@ class NameReader(TokenCursor):
             name.sup_span = (sup_start, self.pos)
         if self.at("'"):
             raise FormulaError("a prime ' is only understood in \\sigma'(...)", column=self.token.column)
-        name.sub = sub
         name.typed = self.source(start, self.pos)
+        name.sub = self.drop_example(name, sub, name.typed) if self.example is not None else sub
         name.typed_without_sup = self.source(start, base_end) + (self.source(*sub_span) if sub_span else "")
         uses = {p.index for p in self.probes} & set(self.index_log[logged:])
         if uses:  # a name indexed by an open sum bound: whether it exists decides the bound
-            tried: list[str] = []
-            value = self.value(name, tried, [], whole=True)
-            shown = str(value) if isinstance(value, sp.Symbol) else (tried[0] if tried else name.typed)
-            self.probes[-1].records.append((shown, frozenset(uses), value is not None))
-            return (sp.Dummy("absent") if value is None else value), True
+            return self.probed(name, uses), True
         return self.resolve(name), True
+
+    def probed(self, name: TypedName, uses: set[str]) -> sp.Expr:
+        """A name read while an open sum bound is probed: recorded, and absent (a Dummy) where it does not exist."""
+        tried: list[str] = []
+        value = self.value(name, tried, [], whole=True)
+        shown = str(value) if isinstance(value, sp.Symbol) else (tried[0] if tried else name.typed)
+        if value is None or isinstance(value, sp.Symbol):  # e^{z_k} is no name: the z_k inside it is
+            self.probes[-1].records.append((shown, frozenset(uses), value is not None))
+        return sp.Dummy("absent") if value is None else value
 
     def resolve(self, name: TypedName) -> sp.Expr:
         tried: list[str] = []
@@ -304,8 +375,15 @@ class NameReader(TokenCursor):
         elif name.label is not None:
             message += ("; a superscript in brackets is a layer label (never a power) and the network has no such "
                         "layered name; for a power write (" + name.typed_without_sup + ")^2")
+            if len(name.label) == 1 and len(name.label[0]) == 1 and name.label[0][0].isalpha() and not self.example:
+                message += (f"; if ({name.label[0][0]}) is the training example (deeplearning.ai's y^{{(i)}}), "
+                            + declare_hint(name.label[0][0]))
         elif name.base == "sigma" and name.sub is None:
             message += "; to apply σ write \\sigma(...)"
+        elif (name.sub is not None and len(name.sub) == 1 and len(name.sub[0]) == 1 and name.sub[0][0].isalpha()
+              and name.base == cost_name(self.vocabulary) and not self.example):
+            message += (f"; {name.base}_{name.sub[0][0]} as the cost of one training example (Nielsen's C_x, "
+                        f"Zhou's E_k): {declare_hint(name.sub[0][0])}")
         elif messages and messages[0] != f"unknown name '{tried[0]}'":
             hint = messages[0]
             prefix = f"unknown name '{tried[0]}'"
@@ -326,10 +404,12 @@ class NameReader(TokenCursor):
         if whole and name.sup_span is not None:
             found = self.mapped(name.typed_without_sup, name.column)
         if found is None and name.kind == "run" and name.base in self.indices and name.sub is None:
-            found = sp.Integer(self.indices[name.base])
+            found = sp.Integer(self.indices.value(name.base))
         if found is None:
             candidates = [c for b in _BASE_ALIASES.get(name.base, (name.base,)) for c in _candidates(b, name.sub)]
             found = self.lookup(candidates, tried, messages)
+        if found is None and name.sup is None and name.label is None:  # E_{total}, C_0: the cost
+            found = cost_alias(name.base, name.sub, self.vocabulary, lambda c: self.lookup(c, tried, messages))
         if found is None and name.base == "e" and name.sub is None and name.sup_span is not None:
             return self.call("exp", [self.exponent(name)], Token("command", "e^", name.column))
         if found is None and name.kind == "run" and len(name.base) > 1:
@@ -375,9 +455,19 @@ class NameReader(TokenCursor):
             raise FormulaError(f"'{name.typed}' has a layer label and a superscript; for a power of a labelled name "
                                "write (a^{(l)}_j)^2", column=name.sup_column)
         if name.sub is None or len(name.label) != 1:
+            hint = ""
+            if len(name.label) == 1 and len(name.label[0]) == 1 and name.label[0][0].isalpha() and not self.example:
+                hint = f"; if ({name.label[0][0]}) is the training example (deeplearning.ai's y^{{(i)}}), " + \
+                    declare_hint(name.label[0][0])
             raise FormulaError(f"'{name.typed}': a layer label needs one layer and a subscript naming the unit, as in "
-                               "a^{(2)}_1", column=name.column)
-        return self.layered(name, name.label[0], tried, messages)
+                               "a^{(2)}_1" + hint, column=name.column)
+        found = self.layered(name, name.label[0], tried, messages)
+        if found is None and not self.layered_family(name.base):  # out_{h1}^{(2)}: the unit's layer in the graph
+            bases = _BASE_ALIASES.get(name.base, (name.base,))
+            plain = self.lookup([c for b in bases for c in _candidates(b, name.sub)], list(tried), [])
+            if plain is not None:
+                return check_unit_layer(plain, name.label[0], self.vocabulary, name.typed, name.column)
+        return found
 
     def layered_family(self, base: str) -> bool:
         """Whether the vocabulary names layered units of this base (a2_1, aF_1_11): a superscript may be a layer."""
@@ -398,7 +488,7 @@ class NameReader(TokenCursor):
         factors = []
         for letter in name.base[:-1]:
             if letter in self.indices:
-                factors.append(sp.Integer(self.indices[letter]))
+                factors.append(sp.Integer(self.indices.value(letter)))
             elif (found := self.lookup([letter], [], [])) is not None:
                 factors.append(found)
             else:
@@ -423,7 +513,7 @@ class NameReader(TokenCursor):
         """A single letter or Greek command standing alone (an exponent, `\\frac ab`)."""
         text = GREEK.get(token.text[1:], token.text) if token.kind == "command" else token.text
         if text in self.indices:
-            return sp.Integer(self.indices[text])
+            return sp.Integer(self.indices.value(text))
         found = self.mapped(token.text, token.column)
         if found is None:
             found = self.lookup([text], [], [])

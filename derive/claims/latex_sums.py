@@ -62,6 +62,10 @@ class SumReader(NameReader):
             where = f"\\sum_{{{indices[0]}={first}}}^{{{last}}}"
             specs = [(indices[0], first, last, where)]
         for index in indices:
+            if index == self.example:
+                raise FormulaError(f"a sum over the example index {index} is a sum over the training set; the network "
+                                   f"computes one example: write the claim for it ({index} in a script is dropped)",
+                                   column=command.column)
             if index in self.indices:
                 raise FormulaError(f"the index {index} is already used by an outer sum", column=command.column)
         value = self.expand(specs, self.pos, command)

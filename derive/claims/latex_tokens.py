@@ -163,3 +163,29 @@ class TokenCursor:
 def error_message(exc: BaseException) -> str:
     """A vocabulary error's message, without the quotes `str()` puts around a KeyError's."""
     return str(exc.args[0]) if exc.args else str(exc)
+
+
+class IndexBindings(dict):
+    """The values of the index letters in force: a sum's own, and the claim's free letters (`free`).
+
+    A claim's free letter names units and layers, so it is never an exponent:
+    Zhou's ŷ^k_j (k the example) read with k = 2 as the square of ŷ_j refuted a
+    true formula. A sum's letter may be one (`\\sum_k x^k`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.free: frozenset[str] = frozenset()
+        self.exponents = 0  # how many exponents are being read, one inside another
+
+    def bind_free(self, values: Mapping[str, int]) -> None:
+        self.update(values)
+        self.free = frozenset(values)
+
+    def value(self, letter: str) -> int:
+        """The letter's value where it stands as a number (not as a name's script, which labels)."""
+        if self.exponents and letter in self.free:
+            raise FormulaError(f"the index letter {letter} stands in an exponent: a claim's index letters name "
+                               "units and layers, never powers (declare an example index with example = "
+                               f"\"{letter}\", or write the power's number)")
+        return self[letter]
+

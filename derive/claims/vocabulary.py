@@ -120,6 +120,8 @@ class ClaimVocabulary(Vocabulary):
 
     # index letters bound in every LaTeX formula (L, the number of layers), and the claim's own at an instance
     indices: Mapping[str, int] = {}
+    # the claims file's example index (`example = "x"`): `a^{x,l}_j` is `a^l_j`, `C_x` the cost (latex_examples)
+    example: str | None = None
 
     def parse(self, text: str, syntax: str, latex_names: Mapping[str, str], where: str,
               indices: Mapping[str, int] | None = None) -> sp.Expr:
@@ -128,7 +130,8 @@ class ClaimVocabulary(Vocabulary):
             self.spend(text, syntax)
             if syntax == "latex":
                 parsed, steps = parse_latex_counted(text, self, latex_names, max_steps=self.work_left,
-                                                    indices=self.indices if indices is None else indices)
+                                                    indices=self.indices if indices is None else indices,
+                                                    example=self.example)
                 self.work_left -= steps
             else:
                 parsed = parse_formula(text, self)

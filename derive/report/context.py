@@ -31,7 +31,7 @@ from derive.proof.values import (
 )
 from derive.report.format import MathWriter, breakable, exact_text, number
 from derive.report.labels import LANGS, Labels
-from derive.texsafe import Tex, math_or_text
+from derive.texsafe import Tex, is_safe_math, math_or_text
 
 MAX_LISTED = 150  # gradients, δs or claims listed in full before the rest is summarised
 MAX_POINT = 24  # counterexample coordinates shown
@@ -324,10 +324,12 @@ def claims_context(result, *, lang: str = "en") -> dict:
             "kind": claim.kind,
             "verdict": r.verdict.status,
             "typed": breakable(claim.text),
+            **typed_context(claim, math),
             "syntax": claim.syntax,
             "lhs": math(r.outcome.claim.lhs if r.outcome else claim.lhs),
             "rhs": math.lines(r.outcome.claim.rhs if r.outcome else claim.rhs),
-            "expected": math.lines(r.expected) if r.verdict.status != "proven" and cf.show_correct else [],
+            "expected": math.lines(delta_named(cf, r.expected)) if r.verdict.status != "proven" and cf.show_correct
+            else [],
             "diagnosis": diagnosis,
             "method": r.verdict.method,
             "counterexample": counterexample_context(r.verdict.counterexample, t, claim.kind == "identity"),
@@ -350,6 +352,34 @@ def claims_context(result, *, lang: str = "en") -> dict:
         "assumptions": [t.message(a) for a in result.assumptions],
     }
     return context
+
+
+def delta_named(cf, expr: sp.Expr) -> sp.Expr:
+    """The neuron errors ∂C/∂z of a correct formula as δs (δ^F_{1,11}), as the text output writes them,
+    in a convolutional network too (the report's printer names a layered network's only)."""
+    from derive.graph.naming import delta_latex, delta_names
+
+    derivations, network = cf.derivations, cf.network
+    deltas = delta_names(network) if network.kind in ("layered", "cnn") else {}
+    names = {}
+    for s in expr.free_symbols:
+        info = derivations.adjoint_info(s)
+        if info is not None and info[0] is derivations.cost and info[1] in deltas:
+            latex = delta_latex(network, info[1])
+            if latex:
+                names[s] = sp.Symbol(latex, real=True)  # a name with braces prints as it is
+    return expr.xreplace(names) if names else expr
+
+
+def typed_context(claim, math: MathWriter) -> dict:
+    """The claim as its author wrote it, never as parsed (folding shows `beta1 = w11*b1 + w21*b2 - theta1`
+    as β1 ?= β1): `typed_math`, the LaTeX typed, when it is LaTeX the report can typeset safely, else ""
+    (the template prints `typed`, escaped); `claimed_head`, `∂C/∂w ?=` for a gradient or an update."""
+    typed_math = Tex(claim.text) if claim.syntax == "latex" and is_safe_math(claim.text, name=False) else ""
+    head = ""
+    if claim.kind != "identity" and (claim.generic is None or not claim.generic.letters):
+        head = Tex(math(claim.target) + r" \overset{?}{=}")
+    return {"typed_math": typed_math, "claimed_head": head}
 
 
 def parts_context(r, t) -> str:
