@@ -301,3 +301,25 @@ def test_bp2_with_sums_without_bounds_is_proven(tmp_path):
         wrt = "w2_1_12"
         formula = '\delta^{[2]}_1 a^{[1]}_{12}'
         """) == ["proven", "proven"]
+
+
+def test_a_bound_written_as_a_layers_width_is_accepted_when_it_names_that_layer():
+    """Course notes bound BP2's sum by the next layer's width: n_{l+1}, s_{l+1}; a wrong layer is refused."""
+    from derive import layered
+    from derive.claims.latex import parse_latex_counted
+    from derive.claims.vocabulary import ClaimVocabulary
+    from derive.derivation import Derivations
+
+    net = layered([2, 3, 2])
+    vocabulary = ClaimVocabulary(net, Derivations(net))
+    s = net.by_name
+
+    def read(text):
+        return parse_latex_counted(text, vocabulary, indices={"l": 2, "j": 1, "L": 3})[0]
+
+    assert read(r"\sum_{k=1}^{n_{l+1}} w^{l+1}_{kj}") == s["w3_1_1"] + s["w3_2_1"]
+    assert read(r"\sum_{k=1}^{s_{l-1}} w^{l}_{jk}") == s["w2_1_1"] + s["w2_1_2"]
+    with pytest.raises(FormulaError, match=r"n_\{2\} is 3, the width of layer 2, but the summand's names run to k=2"):
+        read(r"\sum_{k=1}^{n_l} w^{l+1}_{kj}")
+    with pytest.raises(FormulaError, match="layer 7, which the network does not have"):
+        read(r"\sum_{k=1}^{n_{7}} w^{l}_{jk}")

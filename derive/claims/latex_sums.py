@@ -8,6 +8,7 @@ import sympy as sp
 
 from derive.errors import FormulaError
 from derive.graph.parser import Token
+from derive.claims.latex_examples import network_of
 from derive.claims.latex_names import NameReader, index_arithmetic
 
 MAX_SUM_TERMS = 1_000  # terms all the sums of one formula expand to, nested ones included
@@ -31,6 +32,19 @@ class Probe:
     @property
     def missing(self) -> list[str]:
         return [shown for shown, uses, exists in self.records if self.index in uses and not exists]
+
+
+WIDTH_NAMES = {"n", "s", "N", "M"}  # n_l (Nielsen's course notes), s_{l+1} (UFLDL), N_l, M_l: layer l's width
+
+
+@dataclass(frozen=True)
+class WidthBound:
+    text: str  # as the claim wrote it, with the layer's number: n_{3}
+    layer: int
+    column: int
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class SumReader(NameReader):
@@ -78,7 +92,9 @@ class SumReader(NameReader):
             self.pos = body
             return self.product(signed=True)
         (index, first, last, where), rest = specs[0], specs[1:]
-        if not isinstance(last, int):
+        if isinstance(last, WidthBound):
+            last = self.width(last, index, first, command, where, lambda: self.expand(rest, body, command))
+        elif not isinstance(last, int):
             last = self.open_bound(index, first, last, command, where, lambda: self.expand(rest, body, command))
         count = last - first + 1
         if count < 1:
@@ -119,8 +135,12 @@ class SumReader(NameReader):
         self.advance()
         return token.text
 
-    def upper_bound(self) -> int | str:
-        """An integer, or a name: one [definitions] gives a whole number, or else an open bound (`n`)."""
+    def upper_bound(self) -> "int | str | WidthBound":
+        """An integer, or a name: one [definitions] gives a whole number, or else an open bound (`n`);
+        or a layer's width (`n_{l+1}`)."""
+        width = self.width_bound()
+        if width is not None:
+            return width
         start, column = self.pos, self.token.column
         parts = self.plain_script()
         if parts is not None and len(parts) == 1 and len(parts[0]) == 1 and parts[0][0][0] in ("letter", "word"):
@@ -136,6 +156,37 @@ class SumReader(NameReader):
             return text
         self.pos = start
         return self.bound(self.plain_script, "upper bound")
+
+    def width_bound(self) -> "WidthBound | None":
+        """`n_{l+1}`, `n_l`, `s_{l+1}`, `M_l` (braced or not): the width of a layer, by its number."""
+        start = self.pos
+        braced = self.at("{")
+        if braced:
+            self.advance()
+        token = self.token
+        if not (token.kind == "letters" and token.text in WIDTH_NAMES and self.at("_", self.peek())):
+            self.pos = start
+            return None
+        self.advance()
+        self.advance()
+        layer = self.bound(self.plain_script, "layer of the bound")
+        if braced:
+            self.expect("}", closing="^{")
+        return WidthBound(f"{token.text}_{{{layer}}}", layer, token.column)
+
+    def width(self, bound: "WidthBound", index: str, first: int, command: Token, where: str, read) -> int:
+        """A width bound, accepted when it names the layer the summand's names fix: the last k at which they
+        exist must be the layer's width (`\\sum_{k=1}^{n_l}` over the units of layer l+1 is refused)."""
+        sizes = network_of(self.vocabulary).facts.get("sizes") if network_of(self.vocabulary) else None
+        if not sizes or not 1 <= bound.layer <= len(sizes):
+            raise FormulaError(f"{where}: {bound.text} is the width of layer {bound.layer}, which the network does "
+                               "not have", column=bound.column)
+        last = self.open_bound(index, first, bound.text, command, where, read)
+        if last != sizes[bound.layer - 1]:
+            raise FormulaError(f"{where}: {bound.text} is {sizes[bound.layer - 1]}, the width of layer "
+                               f"{bound.layer}, but the summand's names run to {index}={last}: the bound names "
+                               "another layer than the one the summand sums over", column=bound.column)
+        return last
 
     def open_bound(self, index: str, first: int, bound: str | None, command: Token, where: str, read) -> int:
         """The symbolic upper bound `n` of `\\sum_{k=1}^{n}`: the last k for which the summand's names exist.
