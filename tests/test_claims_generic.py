@@ -311,3 +311,30 @@ def test_an_index_letter_is_never_read_as_an_exponent(tmp_path):
     path.write_text('network = "zhou-2-2-2"\nsyntax = "latex"\nexample = "k"\n' + claim, encoding="utf-8")
     (graded,) = check(load_claims(path)).results
     assert graded.verdict.status == "proven"
+
+
+def test_a_bare_family_letter_stands_for_every_member(tmp_path):
+    """Nielsen ch. 3 (86)-(87) write ∂C/∂w and ∂C/∂b for every weight and bias; the book, σ'(z) for every z."""
+    path = tmp_path / "family.toml"
+    path.write_text(textwrap.dedent(r"""
+        network = "cross-entropy-l2-4-5-3"
+        syntax = "latex"
+        [[claim]]
+        name = "(86)"
+        formula = '\frac{\partial C}{\partial w} = \frac{\partial C_0}{\partial w} + \frac{\lambda}{n} w'
+        [[claim]]
+        name = "(87)"
+        formula = '\frac{\partial C}{\partial b} = \frac{\partial C_0}{\partial b}'
+        [[claim]]
+        name = "biases regularised too (wrong)"
+        formula = '\frac{\partial C}{\partial b} = \frac{\partial C_0}{\partial b} + \frac{\lambda}{n} b'
+        [[claim]]
+        name = "the sigmoid's derivative"
+        formula = '\sigma^{\prime}(z) = \sigma(z)(1 - \sigma(z))'
+    """), encoding="utf-8")
+    results = {r.claim.name: r for r in check(load_claims(path)).results}
+    assert results["(86)"].verdict.status == "proven" and results["(86)"].claim.generic.instances == 35
+    assert results["(87)"].verdict.status == "proven" and results["(87)"].claim.generic.instances == 8
+    assert results["the sigmoid's derivative"].verdict.status == "proven"
+    wrong = results["biases regularised too (wrong)"]
+    assert wrong.verdict.status == "refuted" and wrong.to_dict()["instance"] == {"b": "b2_1"}

@@ -24,7 +24,7 @@ import sympy as sp
 
 from derive.errors import FormulaError, InputError
 from derive.claims import indices as ix
-from derive.claims.latex_tokens import tokenize
+from derive.claims.latex_tokens import NormalNames, tokenize
 from derive.claims.vocabulary import ClaimVocabulary, bound_size
 from derive.proof.formulas import Instantiator, _template
 from derive.proof.report import MAX_INSTANCES
@@ -97,11 +97,17 @@ class _Reader:
         self.pieces, self.where = pieces, where
         self.templates: list | None = None
         self.instantiator: _ClaimInstantiator | None = None
+        self.families: dict[str, list[sp.Symbol]] = {}  # a bare family letter (∂C/∂w) ↦ its members, in order
 
     def read(self, env: Mapping[str, int]) -> tuple[list[sp.Expr], list[tuple]]:
         """The members and the δs each names; an InputError when a name does not exist."""
         vocabulary = self.vocabulary
         members, mentioned = [], []
+        latex_names = self.latex_names
+        if self.families and any(letter in env for letter in self.families):  # w stands for its env[w]-th member
+            chosen = {letter: self.families[letter][env[letter] - 1].name for letter in self.families if letter in env}
+            latex_names = NormalNames({**self.latex_names, **chosen})
+            env = {k: v for k, v in env.items() if k not in self.families}
         for number, (piece, offset) in enumerate(self.pieces):
             vocabulary.mentioned.clear()
             where = self.where if len(self.pieces) == 1 else f"{self.where} (side {number + 1})"
@@ -109,7 +115,7 @@ class _Reader:
                 if self.templates is not None:
                     members.append(self._instantiate(self.templates[number], env, where))
                 else:
-                    members.append(vocabulary.parse(piece, self.syntax, self.latex_names, where, indices=env))
+                    members.append(vocabulary.parse(piece, self.syntax, latex_names, where, indices=env))
             except InputError as exc:
                 column = exc.column + offset if exc.column is not None else None
                 raise InputError(exc.message, where=exc.where, column=column) from None
@@ -190,6 +196,10 @@ def read_generic(entry: Mapping, kind: str, syntax: str, pieces, vocabulary: Cla
             for letter, role in ix.latex_letters(piece, known).items():
                 if letters.get(letter) != "layer":
                     letters[letter] = role
+        for letter, members in _family_letters(pieces, network, known, letters).items():
+            letters[letter] = "unit"
+            table.setdefault(letter, f"1..{len(members)}")
+            reader.families[letter] = members
     elif any("[" in piece for piece, _ in pieces):
         literal = _try(reader, fixed)
         if isinstance(literal, tuple):
@@ -204,6 +214,9 @@ def read_generic(entry: Mapping, kind: str, syntax: str, pieces, vocabulary: Cla
     if reader.templates is None:
         literal = _try(reader, fixed)
     readings = _instances(reader, letters, table, fixed, conditions, network, where) if letters else []
+    if reader.families:  # an instance of ∂C/∂w names its weight, not its place in the family
+        readings = [({k: reader.families[k][v - 1].name if k in reader.families else v for k, v in env.items()},
+                     *rest) for env, *rest in readings]
     if isinstance(literal, tuple):
         if readings:
             env = ", ".join(f"{k}={v}" for k, v in readings[0][0].items() if k in letters)
@@ -227,6 +240,23 @@ def read_generic(entry: Mapping, kind: str, syntax: str, pieces, vocabulary: Cla
         raise FormulaError(f"no values of the index letters {', '.join(letters)} give an instance where every "
                            "name exists").located(where)
     return _generic(pieces, head, readings, tuple(letters), len(readings))
+
+
+FAMILY_LETTERS = ("w", "b", "z", "a", "x", "y")  # Nielsen's ∂C/∂w, ∂C/∂b: every weight, every bias
+
+
+def _family_letters(pieces, network, known, letters) -> dict[str, list[sp.Symbol]]:
+    """Bare letters that name a whole family of a layered network (`w` in ∂C/∂w = ∂C_0/∂w + (λ/n) w): the
+    claim is then decided for every member, as the textbook means it."""
+    if ix.layer_count(network) is None:
+        return {}
+    found = {}
+    for piece, _ in pieces:
+        for letter in ix.bare_letters(piece):
+            members = network.families.get(letter, {})
+            if letter in FAMILY_LETTERS and len(members) > 1 and not known(letter) and letter not in letters:
+                found[letter] = [members[key] for key in sorted(members)]
+    return found
 
 
 def _try(reader: _Reader, env) -> tuple | InputError:

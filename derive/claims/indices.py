@@ -87,6 +87,24 @@ def latex_letters(text: str, known) -> dict[str, str]:
     return {k: v for k, v in found.items() if k not in bound and not known(k)}
 
 
+
+def bare_letters(text: str) -> list[str]:
+    """Single letters standing alone outside every script (`w` in ∂C/∂w), in order of appearance."""
+    tokens = tokenize(text)
+    found: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.kind == "op" and token.text in "^_":
+            i = _script_end(tokens, i + 1) + 1
+            continue
+        following = tokens[i + 1] if i + 1 < len(tokens) else None
+        scripted = following is not None and following.kind == "op" and following.text in "^_"
+        if token.kind == "letters" and len(token.text) == 1 and not scripted and token.text not in found:
+            found.append(token.text)
+        i += 1
+    return found
+
 def _script_end(tokens, start: int) -> int:
     """The index of a script's last token: a braced group's closing brace, or the single token."""
     if start >= len(tokens):

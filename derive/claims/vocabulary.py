@@ -35,7 +35,7 @@ PARSE_ALLOWANCE = 150_000
 MAX_EXPR_DEPTH = 200
 MAX_EXPR_NODES = 20_000
 # Exponents within exponents (w5**w5**…): the prover's algebra costs O(n²) and more in a tower's height
-# (a tower of 40 sigmoids took 13 budgets); LaTeX allows 8 (latex_input.MAX_TOWER).
+# (a tower of 40 sigmoids took 13 budgets); LaTeX allows 8 (claims/latex_names.MAX_TOWER).
 MAX_TOWER = 16
 MAX_EXACT_BITS = int(MAX_EXACT_DIGITS * 3.33) + 1  # the parsers' bound on one number, through definitions too
 
@@ -296,17 +296,6 @@ class NodeFolder:
                 return e
             if not e.is_Add:
                 return e
-
-
-# A parsed formula, with its definitions inlined, is at most this deep and this large (as a tree, each
-# use of a definition counted again): the parsers' own limits allow about 200 levels and 10,000 nodes,
-# and every later step (folding, algebra, printing) recurses on the depth and walks the tree.
-MAX_EXPR_DEPTH = 200
-MAX_EXPR_NODES = 20_000
-# Exponents within exponents (w5**w5**…): the prover's algebra costs O(n²) and more in a tower's height
-# (a tower of 40 sigmoids took 13 budgets); LaTeX allows 8 (latex_input.MAX_TOWER).
-MAX_TOWER = 16
-MAX_EXACT_BITS = int(MAX_EXACT_DIGITS * 3.33) + 1  # the parsers' bound on one number, through definitions too
 
 
 def bound_size(expr: sp.Expr) -> None:
