@@ -323,3 +323,13 @@ def test_a_bound_written_as_a_layers_width_is_accepted_when_it_names_that_layer(
         read(r"\sum_{k=1}^{n_l} w^{l+1}_{kj}")
     with pytest.raises(FormulaError, match="layer 7, which the network does not have"):
         read(r"\sum_{k=1}^{n_{7}} w^{l}_{jk}")
+
+
+def test_course_notes_W_the_loss_and_the_books_window_arithmetic():
+    """deeplearning.ai's W^{[l]} and 𝓛, and the book's pooling window a^F_{k,2i-1,2j} (2i: a coefficient)."""
+    w, c = names("book-12-3-2", "w2_1_3", "C")
+    assert read("book-12-3-2", r"W^{[2]}_{13}") == w  # no W in the network: the weights are w
+    assert read("book-12-3-2", r"\mathcal{L}") == c and read("book-12-3-2", r"J") == c
+    cell, = names("book-cnn", "aF_1_3_4")
+    assert read("book-cnn", r"a^F_{k,2i-1,2j}", k=1, i=2, j=2) == cell
+    assert read("book-cnn", r"a^F_{1,3,4}") == cell

@@ -98,6 +98,7 @@ class _Reader:
         self.templates: list | None = None
         self.instantiator: _ClaimInstantiator | None = None
         self.families: dict[str, list[sp.Symbol]] = {}  # a bare family letter (∂C/∂w) ↦ its members, in order
+        self.first_failure: tuple | None = None  # (values, error) of the first instance that did not read
 
     def read(self, env: Mapping[str, int]) -> tuple[list[sp.Expr], list[tuple]]:
         """The members and the δs each names; an InputError when a name does not exist."""
@@ -235,6 +236,10 @@ def read_generic(entry: Mapping, kind: str, syntax: str, pieces, vocabulary: Cla
         if not letters and isinstance(literal, InputError):
             raise literal
         detail = f"; and no values of the index letters {', '.join(letters)} make every name exist" if letters else ""
+        if letters and reader.first_failure is not None:  # what went wrong where the letters start
+            env, failure = reader.first_failure
+            values = ", ".join(f"{k}={v}" for k, v in env.items() if k in letters)
+            detail += f" (at {values}: {failure.message})"
         if isinstance(literal, InputError):
             raise InputError(literal.message + detail, where=literal.where, column=literal.column)
         raise FormulaError(f"no values of the index letters {', '.join(letters)} give an instance where every "
@@ -272,7 +277,7 @@ def _instances(reader: _Reader, letters, table, fixed, conditions, network, wher
     """[(env, members, mentioned)] for every assignment of the letters where every name exists; bounded."""
     cap = min(ix.MAX_CLAIM_INSTANCES, MAX_INSTANCES)
     stop = time.perf_counter() + MAX_READING_SECONDS
-    readings = []
+    readings, reader.first_failure = [], None
     for env in ix.environments(letters, table, fixed, network, conditions, f"{where} where"):
         if time.perf_counter() > stop:
             raise FormulaError(f"reading its instances took more than {MAX_READING_SECONDS:g} s; narrow the index "
@@ -282,6 +287,8 @@ def _instances(reader: _Reader, letters, table, fixed, conditions, network, wher
             if not _missing_name(found):  # its names exist but it cannot be read: never skipped quietly
                 values = ", ".join(f"{k}={v}" for k, v in env.items() if k in letters)
                 raise InputError(f"at {values}: {found.message}", where=found.where, column=found.column)
+            if reader.first_failure is None:
+                reader.first_failure = (env, found)
             continue
         readings.append((env, *found))
         if len(readings) > cap:
@@ -293,7 +300,7 @@ def _instances(reader: _Reader, letters, table, fixed, conditions, network, wher
 # Faults of the reading itself, whatever the values: a name that reads two ways, an index as an exponent.
 # Any other failure of one instance (a name, or a sum's range, that the network lacks there) puts those
 # values outside the claim's range.
-READING_FAULT = re.compile(r"'[^']*' is ambiguous: |stands in an exponent")
+READING_FAULT = re.compile(r"'[^']*' is ambiguous: |stands in an exponent|the bound names another layer")
 
 
 def _missing_name(exc: InputError) -> bool:

@@ -31,12 +31,16 @@ definition multiplies a parameter by such an argument (a weighted sum:
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from derive.errors import FormulaError
 
 COST_WORDS = {"E": ("total",)}  # E_{total}: the cost named E
 COST_UNREGULARIZED = {"C": ("0",)}  # Nielsen's C_0, where the network has no C0
+# deeplearning.ai's loss 𝓛 of one example and cost J: the network's cost, where it has no such name
+LOSS_NAMES = {r"\mathcal{L}", r"\mathcal{J}", "J"}
 
 
 def declare_hint(letter: str) -> str:
@@ -100,6 +104,14 @@ def cost_alias(base: str, sub, vocabulary, lookup) -> sp.Expr | None:
     if written in COST_WORDS.get(base, ()) or written in COST_UNREGULARIZED.get(base, ()):
         return lookup([cost])
     return None
+
+
+def loss_alias(typed: str, vocabulary, lookup) -> sp.Expr | None:
+    """`\\mathcal{L}`, `J`: the cost, as course notes name the loss of an example and the mean cost."""
+    cost = cost_name(vocabulary)
+    if cost is None or re.sub(r"\s+", "", typed) not in LOSS_NAMES:
+        return None
+    return lookup([cost])
 
 
 # -- the layer of a free-form unit ---------------------------------------------------------

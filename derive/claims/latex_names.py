@@ -14,16 +14,16 @@ from derive.errors import FormulaError
 from derive.graph.parser import Token, Vocabulary, _number, _power
 from derive.claims.latex_examples import (
     check_unit_layer, cost_alias, cost_name, declare_hint, example_superscript, is_example_label, items_text,
+    loss_alias,
     uses_example,
 )
 from derive.claims.latex_tokens import (
-    CLOSE, DECORATIONS, GREEK, WORDS, NormalNames, TokenCursor, error_message, normal_form,
+    CLOSE, DECORATIONS, GREEK, WORDS, NormalNames, TokenCursor, error_message, index_arithmetic, normal_form,
 )
 
-MAX_INDEX_DIGITS = 6
 MAX_TOWER = 8  # exponents within exponents: SymPy's Pow inspects its whole exponent, so towers cost O(n²)
 # SymPy spells λ `lmbda`; the book's target t is y where the network has no t (derive.proof.vocabulary.ALIASES)
-_BASE_ALIASES = {"lambda": ("lambda", "lmbda"), "t": ("t", "y")}
+_BASE_ALIASES = {"lambda": ("lambda", "lmbda"), "t": ("t", "y"), "W": ("W", "w")}  # deeplearning.ai's W^{[l]}
 ACTIVATION_LETTERS = ("f", "g")  # f(z), g(z): the activation, where f or g names nothing else
 
 
@@ -114,7 +114,8 @@ class NameReader(TokenCursor):
     def pieces(self, parts, column: int, what: str, strict: bool) -> list[list[str]] | None:
         result = []
         for part in parts:
-            if any(kind == "op" for kind, _ in part):
+            coefficient = len(parts) > 1 and [kind for kind, _ in part] == ["digits", "index"]  # {k,2i,2j}: 2·i
+            if coefficient or any(kind == "op" for kind, _ in part):
                 value = index_arithmetic(part)
                 if value is None:
                     if strict:
@@ -408,8 +409,9 @@ class NameReader(TokenCursor):
         if found is None:
             candidates = [c for b in _BASE_ALIASES.get(name.base, (name.base,)) for c in _candidates(b, name.sub)]
             found = self.lookup(candidates, tried, messages)
-        if found is None and name.sup is None and name.label is None:  # E_{total}, C_0: the cost
-            found = cost_alias(name.base, name.sub, self.vocabulary, lambda c: self.lookup(c, tried, messages))
+        if found is None and name.sup is None and name.label is None:  # E_{total}, C_0, 𝓛, J: the cost
+            found = cost_alias(name.base, name.sub, self.vocabulary, lambda c: self.lookup(c, tried, messages)) \
+                or loss_alias(name.typed, self.vocabulary, lambda c: self.lookup(c, tried, messages))
         if found is None and name.base == "e" and name.sub is None and name.sup_span is not None:
             return self.call("exp", [self.exponent(name)], Token("command", "e^", name.column))
         if found is None and name.kind == "run" and len(name.base) > 1:
@@ -577,21 +579,3 @@ def _hyphenated(parts) -> list[list[str]] | None:
         else:
             return None
     return groups if all(groups) else None
-
-
-def index_arithmetic(part: list[tuple[str, str]]) -> int | None:
-    """`k+1`, `-2`, `12`: integers (digits or sum indices) joined by + and -, else None."""
-    total, sign, want_value = 0, 1, True
-    for kind, text in part:
-        if kind == "op":
-            sign = (sign if want_value else 1) * (-1 if text == "-" else 1)
-            want_value = True
-        elif kind in ("digits", "index") and want_value and text.lstrip("-").isdigit():
-            if len(text) > MAX_INDEX_DIGITS:
-                return None
-            total += sign * int(text)
-            sign, want_value = 1, False
-        else:
-            return None
-    return None if want_value else total
-

@@ -9,7 +9,8 @@ import sympy as sp
 from derive.errors import FormulaError
 from derive.graph.parser import Token
 from derive.claims.latex_examples import network_of
-from derive.claims.latex_names import NameReader, index_arithmetic
+from derive.claims.latex_names import NameReader
+from derive.claims.latex_tokens import index_arithmetic
 
 MAX_SUM_TERMS = 1_000  # terms all the sums of one formula expand to, nested ones included
 

@@ -14,6 +14,7 @@ from derive.graph.parser import MAX_LENGTH, Token
 
 # Nesting budget in this parser's own units (it spends fewer Python frames per unit than parser.py)
 MAX_DEPTH = 200
+MAX_INDEX_DIGITS = 6  # an index letter's value, or a subscript's number, in index arithmetic
 MAX_STEPS = 100_000  # tokens read, sum bodies once per term: bounds the time a formula takes
 
 _TOKEN = re.compile(
@@ -189,3 +190,25 @@ class IndexBindings(dict):
                                f"\"{letter}\", or write the power's number)")
         return self[letter]
 
+
+def index_arithmetic(part: list[tuple[str, str]]) -> int | None:
+    """`k+1`, `-2`, `2i-1` (the book's pooling windows): integers (digits or index letters, a number before
+    an index letter its coefficient) joined by + and -, else None."""
+    total, sign, want_value, term = 0, 1, True, None
+    for kind, text in part:
+        if kind == "op":
+            sign = (sign if want_value else 1) * (-1 if text == "-" else 1)
+            want_value, term = True, None
+        elif kind in ("digits", "index") and text.lstrip("-").isdigit() and len(text) <= MAX_INDEX_DIGITS:
+            if want_value:
+                term = sign * int(text)
+                total += term
+                sign, want_value = 1, False
+            elif kind == "index" and term is not None:  # 2i: the coefficient times the letter's value
+                total += term * int(text) - term
+                term = None
+            else:
+                return None
+        else:
+            return None
+    return None if want_value else total
