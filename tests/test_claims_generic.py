@@ -338,3 +338,31 @@ def test_a_bare_family_letter_stands_for_every_member(tmp_path):
     assert results["the sigmoid's derivative"].verdict.status == "proven"
     wrong = results["biases regularised too (wrong)"]
     assert wrong.verdict.status == "refuted" and wrong.to_dict()["instance"] == {"b": "b2_1"}
+
+
+HOSTILE_GENERIC = {
+    "a chain of 400 links": "formula = '''" + " = ".join([r"\delta^L_j"] * 400) + "'''\n",
+    "a range of 10^11 values": "formula = '''\\delta^L_j = \\delta^L_j'''\nindices = { j = \"1..100000000000\" }\n",
+    "an index of 23 digits": "formula = '''\\delta^L_j = \\delta^L_j'''\nindices = { j = \"99999999999999999999999\" }\n",
+    "unbalanced conditions": "formula = '''\\delta^L_j = \\delta^L_j'''\nwhere = '''j \\neq (((((((((((k'''\n",
+    "ten free letters": "formula = '''w^{a}_{bc} = w^{d}_{ef} + w^{g}_{hi} + w^{m}_{no}'''\n",
+    "the layer count as the example": "formula = '''a^{x,l}_j = a^{x,l}_j'''\nexample = \"L\"\n",
+    "eleven nested open sums": "formula = '''" + "".join("\\sum_{%s}" % c for c in "abcdefghijk") + " w^l_{jk} = 0'''\n",
+}
+
+
+@pytest.mark.parametrize("entry", HOSTILE_GENERIC.values(), ids=HOSTILE_GENERIC.keys())
+def test_hostile_index_claims_end_fast_and_cleanly(entry, tmp_path, capsys):
+    """Letters, ranges, chains and conditions from a stranger: a verdict or a reason within seconds, never exit 3."""
+    import time
+
+    from derive.cli import main
+
+    path = tmp_path / "hostile.toml"
+    path.write_text('network = "generic-3-4-4-2"\nsyntax = "latex"\n[[claim]]\nname = "x"\n' + entry, encoding="utf-8")
+    start = time.perf_counter()
+    code = main(["check", str(path), "--budget", "1"])
+    out, err = capsys.readouterr()
+    assert code in (0, 1) and not err and "Traceback" not in out, out + err
+    assert "✓ proven" in out or "! unparsed" in out
+    assert time.perf_counter() - start < 30
