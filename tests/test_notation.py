@@ -333,3 +333,18 @@ def test_course_notes_W_the_loss_and_the_books_window_arithmetic():
     cell, = names("book-cnn", "aF_1_3_4")
     assert read("book-cnn", r"a^F_{k,2i-1,2j}", k=1, i=2, j=2) == cell
     assert read("book-cnn", r"a^F_{1,3,4}") == cell
+
+
+def test_the_books_max_pool_written_with_max_is_its_pooling_unit(tmp_path):
+    """a^P = max(window) as the book prints it folds into the pooling unit; a wrong window is refuted."""
+    from derive.claims.check import check
+    from derive.claims.claimsfile import load_claims
+
+    window = r"a^F_{1,11}, a^F_{1,12}, a^F_{1,21}"
+    path = tmp_path / "pool.toml"
+    path.write_text('network = "book-cnn"\nsyntax = "latex"\n'
+                    f"[[claim]]\nname = \"right\"\nformula = '''a^P_{{1,11}} = \\max({window}, a^F_{{1,22}})'''\n"
+                    f"[[claim]]\nname = \"wrong\"\nformula = '''a^P_{{1,11}} = \\max({window}, a^F_{{1,23}})'''\n",
+                    encoding="utf-8")
+    verdicts = {r.claim.name: r.verdict.status for r in check(load_claims(path), budget=2).results}
+    assert verdicts == {"right": "proven", "wrong": "refuted"}

@@ -232,6 +232,8 @@ class NodeFolder:
             if definition.is_Atom:
                 continue
             self.exact.setdefault(definition, node)
+            if isinstance(definition, fn.maxpool):  # the book's a^P = max(a^F, …) as a student writes it: \max
+                self.exact.setdefault(sp.Max(*definition.args), node)
             if definition.is_Add:
                 index = len(self.sums)
                 self.sums.append((node, definition.args))
