@@ -348,3 +348,13 @@ def test_the_books_max_pool_written_with_max_is_its_pooling_unit(tmp_path):
                     encoding="utf-8")
     verdicts = {r.claim.name: r.verdict.status for r in check(load_claims(path), budget=2).results}
     assert verdicts == {"right": "proven", "wrong": "refuted"}
+
+
+def test_kroneckers_delta_with_two_index_letters():
+    """Nielsen ch. 3's softmax derivative ∂a^L_j/∂z^L_k = a^L_j(δ_jk − a^L_k); δ_{12} with numbers stays a name."""
+    a1, a2 = names("softmax-4-5-3", "a3_1", "a3_2")
+    text = r"a^L_j (\delta_{jk} - a^L_k)"
+    assert read("softmax-4-5-3", text, L=3, j=1, k=2) == -a1 * a2
+    assert read("softmax-4-5-3", text, L=3, j=2, k=2) == a2 * (1 - a2)
+    with pytest.raises(FormulaError, match="unknown name"):
+        read("softmax-4-5-3", r"\delta_{12}")

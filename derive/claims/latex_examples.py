@@ -114,6 +114,18 @@ def loss_alias(typed: str, vocabulary, lookup) -> sp.Expr | None:
     return lookup([cost])
 
 
+KRONECKER = re.compile(r"\\delta_\{?([a-zA-Z]),?([a-zA-Z])\}?")
+
+
+def kronecker(name, indices) -> sp.Expr | None:
+    """`\\delta_{jk}` with two index letters and no neuron error of that name: Kronecker's delta, 1 or 0
+    (the softmax's ∂a_j/∂z_k = a_j(δ_jk − a_k)). Written with numbers (`\\delta_{12}`) it stays a name."""
+    match = KRONECKER.fullmatch(re.sub(r"\s+", "", name.typed))
+    if match is None or not all(letter in indices for letter in match.groups()):
+        return None
+    return sp.Integer(int(indices[match[1]] == indices[match[2]]))
+
+
 # -- the layer of a free-form unit ---------------------------------------------------------
 
 _LAYERS: dict[int, tuple[object, dict]] = {}

@@ -14,7 +14,7 @@ from derive.errors import FormulaError
 from derive.graph.parser import Token, Vocabulary, _number, _power
 from derive.claims.latex_examples import (
     check_unit_layer, cost_alias, cost_name, declare_hint, example_superscript, is_example_label, items_text,
-    loss_alias,
+    kronecker, loss_alias,
     uses_example,
 )
 from derive.claims.latex_tokens import (
@@ -411,7 +411,8 @@ class NameReader(TokenCursor):
             found = self.lookup(candidates, tried, messages)
         if found is None and name.sup is None and name.label is None:  # E_{total}, C_0, 𝓛, J: the cost
             found = cost_alias(name.base, name.sub, self.vocabulary, lambda c: self.lookup(c, tried, messages)) \
-                or loss_alias(name.typed, self.vocabulary, lambda c: self.lookup(c, tried, messages))
+                or loss_alias(name.typed, self.vocabulary, lambda c: self.lookup(c, tried, messages)) \
+                or kronecker(name, self.indices)
         if found is None and name.base == "e" and name.sub is None and name.sup_span is not None:
             return self.call("exp", [self.exponent(name)], Token("command", "e^", name.column))
         if found is None and name.kind == "run" and len(name.base) > 1:
