@@ -50,6 +50,8 @@ from derive.errors import FormulaError, InputError
 from derive.claims.latex import NormalNames
 from derive.claims.vocabulary import PARSE_ALLOWANCE, ClaimVocabulary
 from derive.claims.generic import Generic, read_generic, split_chain
+from derive.claims.matrix import names_whole_layer, read_matrix, split_masked
+from derive.claims.matrix_read import masked
 from derive.claims.indices import fixed_letters, parse_index_table
 from derive.graph.network import NAME, Network
 from derive.files import path_exists, read_toml
@@ -369,7 +371,10 @@ def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_synta
     formula = entry.get("formula")
     if isinstance(formula, str) and formula.strip() and ("=" in formula or "\\equiv" in formula):
         try:
-            pieces = split_chain(formula, syntax)
+            if syntax == "latex" and masked(formula) != formula:  # \nabla_a C, ^\top: a matrix claim's
+                pieces = split_masked(formula, split_chain)
+            else:
+                pieces = split_chain(formula, syntax)
         except InputError as exc:
             raise exc.located(f"{where} formula") from None
         if len(pieces) == 1:
@@ -407,8 +412,12 @@ def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_synta
         wrt, of, rate, head = _differentiated(entry, kind, vocabulary, where)
         text = text_of("formula")
         pieces = pieces or [(text, 0)]
-    generic = read_generic(entry, kind, syntax, pieces, vocabulary, latex_names, file_indices, head,
-                           f"{where} formula" if "formula" in entry else where)
+    if head is None and syntax == "latex" and names_whole_layer(pieces, vocabulary):  # \delta^l, w^{l+1}: matrices
+        generic = read_matrix(entry, pieces, vocabulary, latex_names, file_indices,
+                              f"{where} formula" if "formula" in entry else where)
+    else:
+        generic = read_generic(entry, kind, syntax, pieces, vocabulary, latex_names, file_indices, head,
+                               f"{where} formula" if "formula" in entry else where)
     if generic is not None:
         lhs, rhs = generic.parts[0].lhs, generic.parts[0].rhs
         target, mentioned = lhs, generic.parts[0].mentioned
