@@ -266,11 +266,21 @@ def _layer_deltas(cf: ClaimsFile, claim: Claim, keep: set) -> dict:
     if network.kind not in ("layered", "cnn"):
         return {}
     zs = delta_names(network)
-    for s in keep:
-        info = derivations.adjoint_info(s)
-        if info is not None and info[1] in zs:
-            return {}  # the claim writes its own δs: the correct formula stops at those
-    return {derivations.cost: zs}
+    written = {info[1] for s in keep if (info := derivations.adjoint_info(s)) is not None and info[1] in zs}
+    if not written:
+        return {derivations.cost: zs}
+    # the claim writes δs: the correct formula stops at the δs of those layers (δ^l_j beside the δ^l_k it wrote)
+    layers = {_layer_of(network, z) for z in written}
+    return {derivations.cost: {z: name for z, name in zs.items() if _layer_of(network, z) in layers}}
+
+
+def _layer_of(network, z) -> object:
+    """A net input's layer: its family and, in a layered network, the layer in its index (z2_1 → ("z", 2))."""
+    for key, family in network.families.items():
+        for index, member in family.items():
+            if member == z:
+                return (key, index[0]) if network.kind == "layered" and index else (key,)
+    return None
 
 
 def _fits(expr: sp.Expr, nodes: int, depth: int) -> bool:
