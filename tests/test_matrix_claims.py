@@ -3,7 +3,7 @@ r"""Matrix and vector claims in layered networks (issue 12, item 1): Nielsen's f
 BP1 δ^L = ∇_a C ⊙ σ'(z^L), BP2 δ^l = ((w^{l+1})^T δ^{l+1}) ⊙ σ'(z^l), BP3 ∂C/∂b^l = δ^l,
 BP4 ∂C/∂w^l = δ^l (a^{l-1})^T (/work/shared/reference/backprop-formulas.md §1, §7) are
 proven component by component at every layer value; the planted mistakes are refused
-for their shapes (`shape: …`, graded unparsed) or refuted at a named component.
+by their shapes (diagnosis `shape`) or at a named component.
 """
 
 from __future__ import annotations
@@ -88,20 +88,21 @@ def test_nielsen_matrix_equations_are_proven_at_every_component(tmp_path, networ
     # 4-4 conforms at l=2; the output layer does not
     ("generic-3-4-4-2", "l=3", "w^{4} δ^{4}: (2×4)·(2×1) does not conform; (w^{4})^T δ^{4} does"),
 ])
-def test_bp2_without_the_transpose_is_refused_for_its_shapes(tmp_path, network, at, message):
+def test_bp2_without_the_transpose_is_refuted_by_its_shapes(tmp_path, network, at, message):
     results, unparsed, _ = run(tmp_path, NIELSEN.format(network=network))
-    assert "BP2 without the transpose" not in results  # no verdict: not a claim about numbers
-    text = unparsed["BP2 without the transpose"].message
-    assert f"shape: at {at}, {message}" in text
+    r = results["BP2 without the transpose"]  # false as written: no numbers make the product exist
+    assert r.verdict.status == "refuted" and r.verdict.counterexample is None
+    assert r.diagnosis.id == "shape" and r.diagnosis.message == f"at {at}, {message}"
+    assert r.to_dict()["diagnosis_detail"]["corrected"] is None
 
 
 def test_bp4_planted_shapes(tmp_path):
     results, unparsed, _ = run(tmp_path, NIELSEN.format(network="book-12-3-2"))
-    wrong_order = unparsed["BP4 in the wrong order"].message
-    assert "shape: at l=2, (a^{1})^T δ^{2}: (1×12)·(3×1) does not conform; δ^{2} (a^{1})^T does" in wrong_order
-    with_al = unparsed["BP4 with a^l"].message
-    assert "shape: at l=2, the sides of '=' differ: ∂C/∂w^{2} is (3×12), δ^{2} (a^{2})^T is (3×3)" in with_al
-    assert not {"BP4 in the wrong order", "BP4 with a^l"} & set(results)
+    wrong_order = results["BP4 in the wrong order"].diagnosis
+    assert wrong_order.message == "at l=2, (a^{1})^T δ^{2}: (1×12)·(3×1) does not conform; δ^{2} (a^{1})^T does"
+    with_al = results["BP4 with a^l"].diagnosis
+    assert with_al.message == "at l=2, the sides of '=' differ: ∂C/∂w^{2} is (3×12), δ^{2} (a^{2})^T is (3×3)"
+    assert {wrong_order.id, with_al.id} == {"shape"} and not {"BP4 in the wrong order", "BP4 with a^l"} & set(unparsed)
 
 
 @pytest.mark.parametrize("network", ["book-12-3-2", "generic-3-4-4-2"])
@@ -136,8 +137,8 @@ def test_scalars_sums_and_narrowed_layers(tmp_path):
     assert results["scaled"].verdict.status == "proven"
     assert results["scaled"].claim.generic.instances == 4
     assert results["wrong sum"].verdict.status == "refuted"
-    assert "does not have the same shape" in unparsed["vector plus matrix"].message \
-        or "do not have the same shape" in unparsed["vector plus matrix"].message
+    mismatch = results["vector plus matrix"]
+    assert mismatch.diagnosis.id == "shape" and "do not have the same shape" in mismatch.diagnosis.message
 
 
 def test_only_whole_layers_are_read_as_matrices(tmp_path):

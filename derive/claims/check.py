@@ -189,6 +189,9 @@ def check(claims_file: ClaimsFile, *, budget: float = DEFAULT_BUDGET, seed: int 
     results = []
     for claim in progress(claims_file.claims) if progress else claims_file.claims:
         began = time.perf_counter()
+        if claim.shape_error is not None:
+            results.append(shape_result(claim, claims_file.show_correct))
+            continue
         outcome = None
         if claim.generic is not None:  # instances and links: the part the verdict is about stands for the claim
             outcome = decide_parts(claim, prover, budget)
@@ -205,6 +208,15 @@ def check(claims_file: ClaimsFile, *, budget: float = DEFAULT_BUDGET, seed: int 
                                    lhs_text=str(decided.lhs), rhs_text=str(decided.rhs), outcome=outcome,
                                    show_correct=claims_file.show_correct))
     return FileResult(claims_file, results, time.perf_counter() - start)
+
+
+def shape_result(claim: Claim, show_correct: bool) -> ClaimResult:
+    """A matrix claim whose shapes do not conform: refuted by them, with the diagnosis `shape` and no
+    correct formula of numbers (the message names the transpose that would conform)."""
+    verdict = Verdict("refuted", "the shapes do not conform: no numbers make the two sides comparable")
+    diagnosis = Diagnosis("shape", claim.shape_error, None)
+    return ClaimResult(claim, verdict, None, "", "", diagnosis, lhs_text=claim.text.split("=", 1)[0].strip(),
+                       rhs_text=claim.text.split("=", 1)[-1].strip(), show_correct=show_correct)
 
 
 # ---------------------------------------------------------------------------

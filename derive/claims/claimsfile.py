@@ -50,7 +50,7 @@ from derive.errors import FormulaError, InputError
 from derive.claims.latex import NormalNames
 from derive.claims.vocabulary import PARSE_ALLOWANCE, ClaimVocabulary
 from derive.claims.generic import Generic, read_generic, split_chain
-from derive.claims.matrix import names_whole_layer, read_matrix, split_masked
+from derive.claims.matrix import ShapeMismatch, names_whole_layer, read_matrix, split_masked
 from derive.claims.matrix_read import masked
 from derive.claims.indices import fixed_letters, parse_index_table
 from derive.graph.network import NAME, Network
@@ -88,6 +88,7 @@ class Claim:
     mentioned: tuple[sp.Symbol, ...] = ()  # the derivative symbols (δs) the formula names, even where they cancel
     assume: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict, hash=False)  # leaf ↦ its value under the assumptions
     assumptions: tuple[str, ...] = ()  # their texts, the file's first
+    shape_error: str | None = None  # a matrix claim whose shapes do not conform: refuted by them (diagnosis `shape`)
     generic: Generic | None = field(default=None, hash=False, compare=False)  # its instances and links, if several
 
 
@@ -182,19 +183,15 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> Claims
         raise InputError("claims are [[claim]] tables")
     if not entries:
         raise InputError("the file has no [[claim]]")
-    claims, unparsed = [], []
-    seen: dict[str, None] = {}
+    claims, unparsed, seen = [], [], {}
     for number, entry in enumerate(entries, start=1):
-        name = entry.get("name", f"claim {number}")
-        if not isinstance(name, str):
-            raise InputError("must be a string", where=f"[[claim]] #{number} name")
-        if name in seen:
-            raise InputError(f"two claims are named '{name}'", where=f"[[claim]] {name}")
-        seen[name] = None
+        name = _claim_name(entry, number, seen)
         vocabulary.allow(PARSE_ALLOWANCE, "the claim's formulas and assumptions")
         try:
             vocabulary.example = _example(entry.get("example", file_example), vocabulary, f"[[claim]] {name} example")
             claims.append(_claim(entry, name, vocabulary, default_syntax, latex_names, file_assumptions, file_indices))
+        except ShapeMismatch as exc:
+            claims.append(_shape_refuted(entry, name, default_syntax, exc))
         except InputError as exc:  # a FormulaError too: this claim's fault, not the file's
             unparsed.append(Unparsed(name, _written(entry), str(exc), _written(entry, "expect") or None))
     return ClaimsFile(
@@ -221,6 +218,26 @@ def _example(raw, vocabulary: ClaimVocabulary, where: str) -> str | None:
     if raw in vocabulary.network.by_name or raw in vocabulary.indices:
         raise InputError(f"'{raw}' is a name of the network (or L), not free for the example index", where=where)
     return raw
+
+
+def _claim_name(entry: Mapping, number: int, seen: dict) -> str:
+    """The claim's name, unique in the file (a fault of the file's, as the order of its claims depends on it)."""
+    name = entry.get("name", f"claim {number}")
+    if not isinstance(name, str):
+        raise InputError("must be a string", where=f"[[claim]] #{number} name")
+    if name in seen:
+        raise InputError(f"two claims are named '{name}'", where=f"[[claim]] {name}")
+    seen[name] = None
+    return name
+
+
+def _shape_refuted(entry: Mapping, name: str, default_syntax: str, exc: "ShapeMismatch") -> Claim:
+    """A matrix claim its shapes refute, as a claim: no sides to decide, its verdict and diagnosis given."""
+    expect, expect_diagnosis = _expectations(entry, f"[[claim]] {name}")
+    zero = sp.Integer(0)
+    return Claim(name=name, kind="identity", syntax=entry.get("syntax", default_syntax), text=_written(entry),
+                 lhs=zero, rhs=zero, target=zero, wrt=None, of=None, rate=None, expect=expect,
+                 expect_diagnosis=expect_diagnosis, shape_error=exc.message)
 
 
 def _written(entry: Mapping, key: str = "formula") -> str:

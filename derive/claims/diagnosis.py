@@ -40,11 +40,12 @@ SCREEN_POINTS = 2
 class Diagnosis:
     id: str
     message: str
-    corrected: sp.Expr
+    corrected: sp.Expr | None  # None for a claim its shapes refute: it has no corrected formula of numbers
     seconds: float = field(default=0.0, compare=False)  # the search's time (the report's is the claim's)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "title": DIAGNOSES[self.id], "message": self.message, "corrected": str(self.corrected)}
+        corrected = None if self.corrected is None else str(self.corrected)
+        return {"id": self.id, "title": DIAGNOSES[self.id], "message": self.message, "corrected": corrected}
 
 
 

@@ -17,10 +17,10 @@ claim `A = B` is then the component claims A_{ij} = B_{ij}, one instance each
 (l, row, column), decided as any claim of several instances: proven only when
 every component at every layer value is proven.
 
-A product, sum or `=` whose shapes do not conform at some layer value is not a
-claim about numbers at all: the claim is refused (graded `unparsed`, no
-verdict) with a message that starts `shape:` and gives the shapes, suggesting
-the transpose when it would conform.
+A product, sum or `=` whose shapes do not conform at some layer value makes the
+claim false as written for this network: it is refuted with the diagnosis
+`shape` (ShapeMismatch), the shapes, and the transpose that would conform; no
+counterexample is needed, as no numbers make the product exist.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def read_matrix(entry, pieces, vocabulary, latex_names, file_table, where: str) 
         except _Missing:
             continue
         except ShapeError as exc:
-            raise FormulaError(f"shape: {'at ' + at + ', ' if at else ''}{exc.message}").located(where) from None
+            raise ShapeMismatch(f"{'at ' + at + ', ' if at else ''}{exc.message}", where=where) from None
         except FormulaError as exc:
             raise exc.located(where) from None
         _same_shapes(members, pieces, at, where)
@@ -136,13 +136,21 @@ def read_matrix(entry, pieces, vocabulary, latex_names, file_table, where: str) 
     return _generic(readings, pieces, letters, vocabulary, latex_names, where)
 
 
+
+class ShapeMismatch(FormulaError):
+    """A matrix claim whose shapes do not conform: refuted by its shapes, with the diagnosis `shape`.
+
+    No numbers can make (2×3)·(2×1) a product, so the claim is false as written
+    for this network; the message gives the shapes and the transpose that would
+    conform."""
+
 def _same_shapes(members, pieces, at: str, where: str) -> None:
     first = members[0]
     for value, (piece, _) in zip(members[1:], pieces[1:]):
         if (value.rows, value.cols, value.scalar) != (first.rows, first.cols, first.scalar):
-            raise FormulaError(
-                f"shape: {'at ' + at + ', ' if at else ''}the sides of '=' differ: {first.shown} is {first.shape}, "
-                f"{value.shown} is {value.shape}").located(where)
+            raise ShapeMismatch(
+                f"{'at ' + at + ', ' if at else ''}the sides of '=' differ: {first.shown} is {first.shape}, "
+                f"{value.shown} is {value.shape}", where=where)
 
 
 def _generic(readings, pieces, letters, vocabulary, latex_names, where: str) -> Generic:

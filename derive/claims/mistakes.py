@@ -18,4 +18,5 @@ DIAGNOSES = {
     "shared-parameter": "a shared parameter counted once",
     "missing-path": "a missing path: a term of the sum over the units fed is missing",
     "one-hot": "holds only for one-hot targets (entries summing to 1), which the file does not assume",
+    "shape": "a matrix product or sum whose shapes do not conform (a transpose missing or misplaced)",
 }

@@ -150,7 +150,7 @@ def check_text(result) -> str:
         if r.claim.generic is not None:
             lines.extend(f"  {line}" for line in (instance_text(r.claim, r.outcome), false_link(r.claim, r.outcome))
                          if line)
-        if cf.show_correct:
+        if cf.show_correct and r.expected is not None:
             lines.append(f"  correct:  {r.expected_latex if r.claim.syntax == 'latex' else r.expected_text}")
         if r.diagnosis:
             lines.append(f"  mistake:  {r.diagnosis.message}")

@@ -328,8 +328,8 @@ def claims_context(result, *, lang: str = "en") -> dict:
             "syntax": claim.syntax,
             "lhs": math(r.outcome.claim.lhs if r.outcome else claim.lhs),
             "rhs": math.lines(r.outcome.claim.rhs if r.outcome else claim.rhs),
-            "expected": math.lines(delta_named(cf, r.expected)) if r.verdict.status != "proven" and cf.show_correct
-            else [],
+            "expected": math.lines(delta_named(cf, r.expected))
+            if r.verdict.status != "proven" and cf.show_correct and r.expected is not None else [],
             "diagnosis": diagnosis,
             "method": r.verdict.method,
             "counterexample": counterexample_context(r.verdict.counterexample, t, claim.kind == "identity"),
