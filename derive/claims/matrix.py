@@ -25,6 +25,7 @@ counterexample is needed, as no numbers make the product exist.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from dataclasses import dataclass
 
@@ -38,7 +39,9 @@ MAX_COMPONENTS = 20_000  # of any matrix met while reading a member
 MAX_PRODUCT_TERMS = 200_000  # the terms a matrix product's components hold together
 MAX_COMPONENT_CHARS = 20_000  # one component's formula, as text
 MAX_TOTAL_CHARS = 4_000_000  # all the component formulas written while reading one claim
-_work = {"left": MAX_TOTAL_CHARS}
+# what is left of MAX_TOTAL_CHARS while one claim is read: a context variable, so that claims read at the
+# same time (a server's threads) do not spend each other's allowance
+_chars_left: contextvars.ContextVar[int] = contextvars.ContextVar("matrix_chars_left", default=MAX_TOTAL_CHARS)
 _SHOWN = {"delta": "δ", "w": "w", "b": "b", "z": "z", "a": "a"}
 
 
@@ -92,7 +95,7 @@ def read_matrix(entry, pieces, vocabulary, latex_names, file_table, where: str) 
     network = vocabulary.network
     known = _known(vocabulary)
     trees = []
-    _work["left"] = MAX_TOTAL_CHARS
+    _chars_left.set(MAX_TOTAL_CHARS)
     for piece, offset in pieces:
         try:
             trees.append(MatrixParser(piece, known).parse())
@@ -346,7 +349,8 @@ def _bound(components: int, terms: int) -> None:
 def _checked(text: str) -> str:
     if len(text) > MAX_COMPONENT_CHARS:
         raise FormulaError(f"a component's formula is longer than {MAX_COMPONENT_CHARS:,} characters")
-    _work["left"] -= len(text)
-    if _work["left"] < 0:
+    left = _chars_left.get() - len(text)
+    _chars_left.set(left)
+    if left < 0:
         raise FormulaError(f"its components' formulas come to more than {MAX_TOTAL_CHARS:,} characters")
     return text
