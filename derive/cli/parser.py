@@ -200,9 +200,11 @@ def add_check(commands) -> None:
             """\
             Check each claim of one or more claims files against the derivation:
             proven, refuted (with a counterexample, the correct formula in the
-            claim's own names and, when one applies, the name of the mistake) or
-            undecided. A claim with `expect = "proven"` or `"refuted"` passes when it
-            gets that verdict, so a teacher's answer key doubles as a test.
+            claim's own names and, when one applies, the name of the mistake),
+            undecided, or unparsed (with the column and what was expected there;
+            the file's other claims are still graded). A claim with `expect =
+            "proven"` or `"refuted"` passes when it gets that verdict, so a
+            teacher's answer key doubles as a test.
 
             A claims file names its network and lists [[claim]] tables:
 
@@ -214,11 +216,19 @@ def add_check(commands) -> None:
               wrt = "w5"
               formula = "delta_o1*outh1"
 
+            Formulas as textbooks print them (LaTeX, syntax = "latex"): free
+            indices and layers are decided at every value where the names exist,
+            A = B = C link by link, whole layers as matrices:
+
+              formula = '\\frac{\\partial C}{\\partial w^l_{jk}} = a^{l-1}_k \\delta^l_j'
+              formula = '''\\delta^l = ((w^{l+1})^T \\delta^{l+1}) \\odot \\sigma'(z^l)'''   # ''' for a prime
+
             Diagnoses: sign, constant-factor, wrong-quantity, missing-sigma-prime,
             sigma-for-sigma-prime, transposed-index, wrong-weight, wrong-unit,
-            shared-parameter, missing-path.
+            shared-parameter, missing-path, one-hot, shape.
 
             examples:
+              derive check examples/nielsen-index-homework.toml
               derive check examples/two-two-two-homework.toml
               derive check hw/*.toml                # a class: one summary table
               derive check answers.toml --json
