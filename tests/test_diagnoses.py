@@ -138,7 +138,8 @@ def test_the_diagnosis_search_keeps_to_its_deadline_and_reports_its_time(tmp_pat
 def test_a_claims_seconds_cover_its_diagnosis(tmp_path):
     cf = _write(tmp_path, "book-cnn", [_no_diagnosis_cnn_claim()])
     start = time.perf_counter()
-    result = check(cf, budget=0.2)
+    # a budget a loaded machine still refutes the claim in (0.2 s left it undecided under three CI runs)
+    result = check(cf, budget=1.0)
     wall = time.perf_counter() - start
     (r,) = result.results
     assert r.verdict.status == "refuted" and r.diagnosis is None
