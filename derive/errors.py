@@ -21,9 +21,9 @@ class InputError(DeriveError):
         super().__init__(str(self))
 
     def located(self, where: str) -> "InputError":
-        """The same error, placed in a file and key the caller knows about."""
+        """The same error (of the same kind), placed in a file and key the caller knows about."""
         inner = f"{where}: {self.where}" if self.where else where
-        return InputError(self.message, where=inner, column=self.column)
+        return type(self)(self.message, where=inner, column=self.column)
 
     def __str__(self) -> str:
         parts = []
@@ -37,3 +37,9 @@ class InputError(DeriveError):
 
 class FormulaError(InputError):
     """A formula string that the whitelist parser rejects."""
+
+
+class ReadingFault(FormulaError):
+    """A formula that cannot be read as written at any values of its index letters: a name that reads two
+    ways, an index letter standing as an exponent, a sum bound naming another layer. Unlike a name the
+    network lacks at some values (those values are outside the claim's range), it is the claim's fault."""

@@ -23,7 +23,7 @@ from derive.claims.decide import PartOutcome, decide_parts
 from derive.claims.parts_output import hide_correct, parts_dict
 from derive.claims.vocabulary import MAX_EXPR_DEPTH
 from derive.claims.diagnosis import DIAGNOSIS_BUDGETS, Diagnosis, Screen, diagnose, differ
-from derive.graph.naming import delta_latex, delta_names
+from derive.graph.naming import delta_latex, delta_names, net_inputs
 from derive.graph.network import NO_TIE
 from derive.graph.numeric import OutOfTime
 from derive.proof import DEFAULT_BUDGET, Prover, Verdict
@@ -282,17 +282,14 @@ def _layer_deltas(cf: ClaimsFile, claim: Claim, keep: set) -> dict:
     if not written:
         return {derivations.cost: zs}
     # the claim writes δs: the correct formula stops at the δs of those layers (δ^l_j beside the δ^l_k it wrote)
-    layers = {_layer_of(network, z) for z in written}
-    return {derivations.cost: {z: name for z, name in zs.items() if _layer_of(network, z) in layers}}
+    places = net_inputs(network)  # z ↦ (family, index)
 
+    def layer(z) -> tuple:  # z2_1 → ("z", 2) in a layered network; a CNN's family (zF) is its layer
+        key, index = places[z]
+        return (key, index[0]) if network.kind == "layered" and index else (key,)
 
-def _layer_of(network, z) -> object:
-    """A net input's layer: its family and, in a layered network, the layer in its index (z2_1 → ("z", 2))."""
-    for key, family in network.families.items():
-        for index, member in family.items():
-            if member == z:
-                return (key, index[0]) if network.kind == "layered" and index else (key,)
-    return None
+    layers = {layer(z) for z in written}
+    return {derivations.cost: {z: name for z, name in zs.items() if layer(z) in layers}}
 
 
 def _fits(expr: sp.Expr, nodes: int, depth: int) -> bool:

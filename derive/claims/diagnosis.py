@@ -23,6 +23,7 @@ from derive.claims.mistakes import DIAGNOSES
 from derive.claims.claimsfile import Claim, ClaimsFile
 from derive.claims import diagnosis_units as units
 from derive.derivation import graph_free_symbols
+from derive.graph.network import per_network
 from derive.graph.numeric import ExactArithmetic, Evaluator, Indeterminate, IntervalArithmetic, NotExact, OutOfTime
 from derive.proof import SUBSTITUTES, Prover
 
@@ -453,14 +454,9 @@ def _target_variable(claim: Claim, derivations):
 ACTIVATION_FUNCTIONS = registry.ACTIVATION_CLASSES  # sigmoid, tanh, relu, …, σ: registry.py
 
 
-_ACTIVATIONS: dict[int, tuple] = {}  # id(network) ↦ (network, its activations): the same for every claim
-
-
+@per_network  # the same for every claim of a file; a deadline that stops it leaves nothing cached
 def _activations(network, deadline: float | None = None) -> dict[sp.Symbol, tuple[sp.Expr, sp.Expr]]:
     """Nodes defined as an activation of one argument (a = σ(z), b_h = f(α_h − γ_h)): a ↦ (argument, σ'(argument))."""
-    cached = _ACTIVATIONS.get(id(network))
-    if cached is not None and cached[0] is network:
-        return cached[1]
     found = {}
     replace = network._function_nodes
     for node in network.order:
@@ -471,9 +467,6 @@ def _activations(network, deadline: float | None = None) -> dict[sp.Symbol, tupl
             t = sp.Dummy("t")
             derivative = sp.diff(type(definition)(t), t).xreplace({t: argument}).xreplace(replace)
             found[node] = (argument, derivative)
-    if len(_ACTIVATIONS) >= 8:
-        _ACTIVATIONS.clear()
-    _ACTIVATIONS[id(network)] = (network, found)
     return found
 
 

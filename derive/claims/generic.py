@@ -15,14 +15,13 @@ and when there are none the claim is refused with the reading's own error.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import sympy as sp
 
-from derive.errors import FormulaError, InputError
+from derive.errors import FormulaError, InputError, ReadingFault
 from derive.claims import indices as ix
 from derive.claims.latex_tokens import NormalNames, tokenize
 from derive.claims.vocabulary import ClaimVocabulary, bound_size
@@ -119,7 +118,7 @@ class _Reader:
                     members.append(vocabulary.parse(piece, self.syntax, latex_names, where, indices=env))
             except InputError as exc:
                 column = exc.column + offset if exc.column is not None else None
-                raise InputError(exc.message, where=exc.where, column=column) from None
+                raise type(exc)(exc.message, where=exc.where, column=column) from None  # a ReadingFault stays one
             mentioned.append(tuple(vocabulary.mentioned))
         return members, mentioned
 
@@ -145,11 +144,11 @@ class _Reader:
                 template = _template(piece, {}, self.where)
             except InputError as exc:
                 column = exc.column + offset if exc.column is not None else None
-                raise InputError(exc.message, where=exc.where, column=column) from None
+                raise type(exc)(exc.message, where=exc.where, column=column) from None
             free = {s.name for s in template.free_symbols}  # a sum's own index is bound
             for item in sorted(template.atoms(sp.Indexed), key=str):
                 for position, index in enumerate(item.indices):
-                    for s in sorted(sp.sympify(index).free_symbols, key=lambda s: s.name):
+                    for s in sorted(index.free_symbols, key=lambda s: s.name):  # Indexed holds SymPy objects
                         if len(s.name) == 1 and s.name in free and not known(s.name):
                             role = "layer" if layered and position == 0 and str(item.base) in _LAYERED_FAMILIES \
                                 or str(item.base) == "size" else "unit"
@@ -297,16 +296,11 @@ def _instances(reader: _Reader, letters, table, fixed, conditions, network, wher
     return readings
 
 
-# Faults of the reading itself, whatever the values: a name that reads two ways, an index as an exponent.
-# Any other failure of one instance (a name, or a sum's range, that the network lacks there) puts those
-# values outside the claim's range.
-READING_FAULT = re.compile(r"'[^']*' is ambiguous: |stands in an exponent|the bound names another layer")
-
-
 def _missing_name(exc: InputError) -> bool:
     """Whether an instance failed because the network lacks what it names at those values (`w^4_{11}` in a
-    3-layer net), rather than because the claim cannot be read: the first is skipped, the second refused."""
-    return READING_FAULT.search(exc.message) is None
+    3-layer net), rather than because the claim cannot be read (a ReadingFault): the first is skipped, the
+    second refused."""
+    return not isinstance(exc, ReadingFault)
 
 
 def _generic(pieces, head, readings, letters: tuple, count: int) -> Generic:

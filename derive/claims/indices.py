@@ -66,7 +66,7 @@ def latex_letters(text: str, known) -> dict[str, str]:
         token = tokens[i]
         if token.kind == "op" and token.text in "^_" and i > 0:
             owner = owner_of_last if last_end == i - 1 else tokens[i - 1]
-            end = _script_end(tokens, i + 1)
+            end = script_end(tokens, i + 1)
             group = tokens[i + 1:end + 1]
             if owner.kind == "command" and owner.text == r"\sum":
                 if token.text == "_":  # \sum_{k=1}, \sum_k, \sum_{i,j}: every letter before an `=` is the sum's
@@ -96,7 +96,7 @@ def bare_letters(text: str) -> list[str]:
     while i < len(tokens):
         token = tokens[i]
         if token.kind == "op" and token.text in "^_":
-            i = _script_end(tokens, i + 1) + 1
+            i = script_end(tokens, i + 1) + 1
             continue
         following = tokens[i + 1] if i + 1 < len(tokens) else None
         scripted = following is not None and following.kind == "op" and following.text in "^_"
@@ -105,7 +105,7 @@ def bare_letters(text: str) -> list[str]:
         i += 1
     return found
 
-def _script_end(tokens, start: int) -> int:
+def script_end(tokens, start: int) -> int:
     """The index of a script's last token: a braced group's closing brace, or the single token."""
     if start >= len(tokens):
         return start - 1
@@ -120,7 +120,7 @@ def _script_end(tokens, start: int) -> int:
                     return j
         return len(tokens) - 1
     if tokens[start].kind == "command" and tokens[start].text in _WORDS:
-        return _script_end(tokens, start + 1)
+        return script_end(tokens, start + 1)
     return start
 
 

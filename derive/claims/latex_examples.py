@@ -36,6 +36,7 @@ import re
 import sympy as sp
 
 from derive.errors import FormulaError
+from derive.graph.network import per_network
 
 COST_WORDS = {"E": ("total",)}  # E_{total}: the cost named E
 COST_UNREGULARIZED = {"C": ("0",)}  # Nielsen's C_0, where the network has no C0
@@ -128,15 +129,9 @@ def kronecker(name, indices) -> sp.Expr | None:
 
 # -- the layer of a free-form unit ---------------------------------------------------------
 
-_LAYERS: dict[int, tuple[object, dict]] = {}
-_MAX_CACHED = 16
-
-
+@per_network
 def unit_layers(network) -> dict[sp.Symbol, int]:
     """Each input and computed node's layer (inputs 1); nodes not fed by an input have none."""
-    cached = _LAYERS.get(id(network))
-    if cached is not None and cached[0] is network:
-        return cached[1]
     layer = {s: 1 for s in network.inputs}
     parameters = set(network.parameters)
     for node in network.order:
@@ -149,9 +144,6 @@ def unit_layers(network) -> dict[sp.Symbol, int]:
         weighted = any(set(m.args) & parameters and any(a.free_symbols & deepest for a in m.args if a not in parameters)
                        for m in definition.atoms(sp.Mul))
         layer[node] = top + 1 if weighted else top
-    if len(_LAYERS) >= _MAX_CACHED:
-        _LAYERS.clear()
-    _LAYERS[id(network)] = (network, layer)
     return layer
 
 

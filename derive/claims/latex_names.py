@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.errors import FormulaError
+from derive.errors import FormulaError, ReadingFault
 from derive.graph.parser import Token, Vocabulary, _number, _power
 from derive.claims.latex_examples import (
     check_unit_layer, cost_alias, cost_name, declare_hint, example_superscript, is_example_label, items_text,
@@ -420,7 +420,7 @@ class NameReader(TokenCursor):
         if found is None or name.sup_span is None:
             return found
         if name.sub is not None and name.sup is not None and self.layered_family(name.base):
-            raise FormulaError(
+            raise ReadingFault(
                 f"'{name.typed}' is ambiguous: read as a layer, {name.base}{''.join(name.sup[0])}_"
                 f"{'_'.join(_layer_parts(name.sub))} is not a name of the network; read as a power it is "
                 f"({found})^{self.exponent(name)}; for the power write ({name.typed_without_sup})^"
@@ -440,7 +440,7 @@ class NameReader(TokenCursor):
             joined = self.lookup([b + layer + "_" + "".join(name.sub[0]) for b in bases for layer in layers],
                                  list(tried), [])  # a^1_{12}: the 12th input, where no a1_1_2 exists
             if found is not None and joined is not None and found != joined:
-                raise FormulaError(f"'{name.typed}' is ambiguous: {found} or {joined}; write the subscript with "
+                raise ReadingFault(f"'{name.typed}' is ambiguous: {found} or {joined}; write the subscript with "
                                    "commas", column=name.column)
             found = found if found is not None else joined
         if name.hyphen is None or not letters:  # the separator of w^{O1}_{1-11}: only with the book's lettered layers
@@ -448,7 +448,7 @@ class NameReader(TokenCursor):
         hyphen = "_".join(_layer_parts(name.hyphen))
         other = self.lookup([b + layer + "_" + hyphen for b in bases for layer in layers], tried, messages)
         if found is not None and other is not None and found != other:
-            raise FormulaError(f"'{name.typed}' is ambiguous: {found} (the subscript's - a minus) or {other} "
+            raise ReadingFault(f"'{name.typed}' is ambiguous: {found} (the subscript's - a minus) or {other} "
                                "(a separator); write the subscript with commas", column=name.column)
         return found if found is not None else other
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from derive.errors import FormulaError
+from derive.errors import FormulaError, ReadingFault
 from derive.graph.parser import Token
 from derive.claims.latex_examples import network_of
 from derive.claims.latex_names import NameReader
@@ -184,7 +184,7 @@ class SumReader(NameReader):
                                "not have", column=bound.column)
         last = self.open_bound(index, first, bound.text, command, where, read)
         if last != sizes[bound.layer - 1]:
-            raise FormulaError(f"{where}: {bound.text} is {sizes[bound.layer - 1]}, the width of layer "
+            raise ReadingFault(f"{where}: {bound.text} is {sizes[bound.layer - 1]}, the width of layer "
                                f"{bound.layer}, but the summand's names run to {index}={last}: the bound names "
                                "another layer than the one the summand sums over", column=bound.column)
         return last

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from derive.errors import FormulaError
+from derive.errors import FormulaError, ReadingFault
 from derive.graph.parser import MAX_LENGTH, Token
 
 # Nesting budget in this parser's own units (it spends fewer Python frames per unit than parser.py)
@@ -185,7 +185,7 @@ class IndexBindings(dict):
     def value(self, letter: str) -> int:
         """The letter's value where it stands as a number (not as a name's script, which labels)."""
         if self.exponents and letter in self.free:
-            raise FormulaError(f"the index letter {letter} stands in an exponent: a claim's index letters name "
+            raise ReadingFault(f"the index letter {letter} stands in an exponent: a claim's index letters name "
                                "units and layers, never powers (declare an example index with example = "
                                f"\"{letter}\", or write the power's number)")
         return self[letter]

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from derive.errors import FormulaError
+from derive.claims.indices import script_end
 from derive.claims.latex_tokens import tokenize
 
 FAMILIES = {"w": "w", "b": "b", "z": "z", "a": "a", r"\delta": "delta"}
@@ -59,20 +60,6 @@ def rewrite(text: str) -> str:
     return _TOP.sub("^{T}", text)
 
 
-def _script_end(tokens, start: int) -> int:
-    if start < len(tokens) and tokens[start].kind == "op" and tokens[start].text == "{":
-        depth = 0
-        for j in range(start, len(tokens)):
-            if tokens[j].text == "{" and tokens[j].kind == "op":
-                depth += 1
-            elif tokens[j].text == "}" and tokens[j].kind == "op":
-                depth -= 1
-                if depth == 0:
-                    return j
-        return len(tokens) - 1
-    return start
-
-
 def _script_text(tokens, start: int, end: int) -> str | None:
     """A layer script's text (`l+1`, `L`, `3`) when it is index arithmetic, else None (`T`, `\\prime`, `2x`)."""
     group = tokens[start:end + 1]
@@ -97,7 +84,7 @@ def whole_layers(text: str, known) -> bool:
         if token.kind in ("letters", "command") and token.text in FAMILIES and not known(token.text):
             nxt = tokens[i + 1]
             if nxt.kind == "op" and nxt.text == "^" and (i == 0 or tokens[i - 1].text not in ("^", "_")):
-                end = _script_end(tokens, i + 2)
+                end = script_end(tokens, i + 2)
                 after = tokens[end + 1] if end + 1 < len(tokens) else None
                 if _script_text(tokens, i + 2, end) is not None and not (
                         after is not None and after.kind == "op" and after.text == "_"):
@@ -198,7 +185,7 @@ class MatrixParser:
     def factor(self) -> Node:
         tree = self.primary()
         while self.at("^"):
-            end = _script_end(self.tokens, self.i + 1)
+            end = script_end(self.tokens, self.i + 1)
             script = self.source(self.i + 1, end + 1)
             self.i = end + 1
             tree = self.node("T", tree) if script.strip("{} ") == "T" else self.node("pow", tree, script=script)
@@ -249,7 +236,7 @@ class MatrixParser:
         self.i += 1
         if self.at("{") and self.tokens[self.i + 1].text == r"\partial":
             start = self.i + 1
-            end = _script_end(self.tokens, self.i)
+            end = script_end(self.tokens, self.i)
             numerator = self.source(start, end)
             self.i = end + 1
             self.expect("{")
@@ -278,7 +265,7 @@ class MatrixParser:
 
     def layer(self) -> Node:
         family = self.token
-        end = _script_end(self.tokens, self.i + 2)
+        end = script_end(self.tokens, self.i + 2)
         script = _script_text(self.tokens, self.i + 2, end)
         if script is None:
             raise FormulaError(f"{family.text}'s superscript must name a layer (l, l+1, L, 3)",
@@ -296,23 +283,23 @@ class MatrixParser:
         if not (t.text in FUNCTION_COMMANDS or (t.kind == "letters" and len(t.text) == 1)):
             return False
         while self.tokens[j].text == "'" or (self.tokens[j].text == "^" and self._prime_at(j + 1)):
-            j = j + 1 if self.tokens[j].text == "'" else _script_end(self.tokens, j + 1) + 1
+            j = j + 1 if self.tokens[j].text == "'" else script_end(self.tokens, j + 1) + 1
         primed = j > self.i + 1
         opens = self.tokens[j].text == "(" or (self.tokens[j].kind == "command" and self.tokens[j].text in OPEN_SIZED)
         return opens and (primed or t.text in FUNCTION_COMMANDS or t.text in ("f", "g"))
 
     def _prime_at(self, j: int) -> bool:
-        end = _script_end(self.tokens, j)
+        end = script_end(self.tokens, j)
         return [t.text for t in self.tokens[j:end + 1] if t.text not in "{}"] == [r"\prime"]
 
     def function(self) -> Node:
         start = self.i
         if self.at(r"\dot"):
-            self.i = _script_end(self.tokens, self.i + 1) + 1
+            self.i = script_end(self.tokens, self.i + 1) + 1
         else:
             self.i += 1
             while self.at("'") or (self.at("^") and self._prime_at(self.i + 1)):
-                self.i = self.i + 1 if self.at("'") else _script_end(self.tokens, self.i + 1) + 1
+                self.i = self.i + 1 if self.at("'") else script_end(self.tokens, self.i + 1) + 1
         name = self.source(start, self.i)
         if self.at("("):
             self.i += 1
@@ -326,7 +313,7 @@ class MatrixParser:
         start = self.i
         self.i += 1
         while self.at("^", "_"):
-            end = _script_end(self.tokens, self.i + 1)
+            end = script_end(self.tokens, self.i + 1)
             if self.at("^") and self.source(self.i + 1, end + 1).strip("{} ") == "T":
                 break
             self.i = end + 1

@@ -16,7 +16,9 @@ the `Network` object, symbol and size helpers, the costs, a numeric point.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import weakref
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -41,6 +43,20 @@ POOL_KIND = {"maxpool": "max", "avgpool": "average", "l2pool": "l2"}
 def symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
+
+
+def per_network(compute):
+    """`compute(network, …)` worked out once per Network object (held weakly), for what is the same for every
+    claim of a file: a network is immutable, and compared by identity."""
+    cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @functools.wraps(compute)
+    def cached(network, *args, **kwargs):
+        if network not in cache:
+            cache[network] = compute(network, *args, **kwargs)
+        return cache[network]
+
+    return cached
 
 @dataclass(frozen=True, eq=False)
 class Network:
