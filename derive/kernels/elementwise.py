@@ -62,10 +62,10 @@ def lambdify_safe(exprs, arguments: list[sp.Symbol], modules, cse: bool = False)
     safe = [sp.Symbol(f"_s{i}", real=True) for i in range(len(arguments))]
     rename = dict(zip(arguments, safe))
     renamed = [e.xreplace(rename) for e in exprs] if isinstance(exprs, list) else exprs.xreplace(rename)
-    for e in renamed if isinstance(renamed, list) else [renamed]:
-        if sp.sympify(e).free_symbols - set(safe):
+    for e in renamed if isinstance(renamed, list) else [renamed]:  # SymPy expressions (xreplace made them)
+        if e.free_symbols - set(safe):
             raise KernelError(f"an elementwise expression depends on more than {arguments}: {e}")
-        if sp.sympify(e).atoms(*fn.GENERIC_FUNCTIONS):
+        if e.atoms(*fn.GENERIC_FUNCTIONS):
             raise KernelError("a generic σ or cost has no numbers: declare a concrete activation and cost to train")
     return sp.lambdify(safe, renamed, modules=modules, cse=cse)
 
