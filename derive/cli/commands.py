@@ -6,6 +6,7 @@ Text comes from .text, JSON and progress bars from .streams; errors are raised
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from derive.cli.text import (
     class_table,
     derive_latex,
     derive_text,
+    general_text,
     list_text,
     prove_text,
     report_line,
@@ -96,6 +98,10 @@ def run_prove(args) -> int:
     from derive.proof import prove
     from derive.graph.spec import load
 
+    if args.general:
+        return run_prove_general(args)
+    if args.spec is None:
+        raise InputError("SPEC is required (a spec file or a built-in network's name), unless --general is given")
     network = load(args.spec)
     sets = formula_sets(args.formulas)
     applicable = applicable_sets(network, sets)
@@ -116,6 +122,25 @@ def run_prove(args) -> int:
         emit_json(report.to_dict())
     else:
         print(prove_text(report))
+    return EXIT_OK if report.all_proven else EXIT_FAILED
+
+
+def run_prove_general(args) -> int:
+    from derive.graph.spec import load
+    from derive.proof.general.report import prove_general
+
+    sets = formula_sets(args.formulas)
+    if args.spec is not None:
+        network = load(args.spec)
+        sets = [dataclasses.replace(s, formulas=tuple(s.applicable(network))) for s in sets]
+        sets = [s for s in sets if s.formulas]
+        if not sets:
+            raise InputError(f"no formula of the chosen sets applies to the network '{network.name}'")
+    report = prove_general(sets, budget=args.budget, progress=lambda total: progress_bar(total, "proving"))
+    if args.json:
+        emit_json(report.to_dict())
+    else:
+        print(general_text(report))
     return EXIT_OK if report.all_proven else EXIT_FAILED
 
 

@@ -171,14 +171,31 @@ def add_prove(commands) -> None:
               undecided  neither within the time budget; says at how many random
                          points the sides agreed (evidence, not a proof)
 
+            With --general (no SPEC needed), prove each formula for every size at
+            once: symbolic widths size[1..L], any depth L of a layered network, any
+            d, q, l of Zhou's network, a generic σ and cost where the formula allows.
+            The multivariable chain rule is the one step taken as given; each partial
+            derivative comes from differentiating the model's definitions, Kronecker
+            deltas are contracted, and the two sides must reach one canonical form.
+            BP1 (the base, l = L) and BP2 (the step, l from l+1) give δ^l at every
+            layer by induction. Each step of the argument is printed (and in --json).
+            A formula the general models do not cover (convolution, a free-form
+            network) says so: its per-instance proof is the one to use.
+
             examples:
               derive prove book-12-3-2
               derive prove generic-3-4-4-2 --formulas nielsen
               derive prove my-net.toml --formulas my-formulas.toml --json
+              derive prove --general --formulas nielsen zhou
+              derive prove --general --json
             """
         ),
     )
-    add_spec(p)
+    p.add_argument("spec", metavar="SPEC", nargs="?",
+                   help="a spec file (.toml) or a built-in network's name (optional with --general: then only "
+                        "the formulas that apply to it)")
+    p.add_argument("--general", action="store_true",
+                   help="prove for every width and depth, not for one network's sizes")
     p.add_argument(
         "--formulas",
         metavar="SET",
@@ -222,6 +239,13 @@ def add_check(commands) -> None:
 
               formula = '\\frac{\\partial C}{\\partial w^l_{jk}} = a^{l-1}_k \\delta^l_j'
               formula = '''\\delta^l = ((w^{l+1})^T \\delta^{l+1}) \\odot \\sigma'(z^l)'''   # ''' for a prime
+
+            In SymPy syntax (the default) a whole layer is a family with one index,
+            the layer (delta[l], w[l+1], a[l-1]), with NumPy's operators: @ the
+            matrix product, * elementwise, .T the transpose; D(C, w[l]) is ∂C/∂w^l:
+
+              formula = "delta[l] = (w[l+1].T @ delta[l+1]) * sigma_prime(z[l])"
+              formula = "D(C, w[l]) = delta[l] @ a[l-1].T"
 
             Diagnoses: sign, constant-factor, wrong-quantity, missing-sigma-prime,
             sigma-for-sigma-prime, transposed-index, wrong-weight, wrong-unit,

@@ -110,6 +110,43 @@ def prove_text(report) -> str:
     return "\n".join(lines)
 
 
+def general_text(report) -> str:
+    """Each formula's argument for every size, step by step; the inductions; the summary."""
+    from derive.proof.general.show import text
+
+    lines = ["General proofs: every width, every depth of a layered network, every d-q-l of Zhou's network"]
+    current = None
+    for entry in report.entries:
+        result = entry.result
+        if entry.set_id != current:
+            current = entry.set_id
+            lines += ["", f"{entry.set_id}"]
+        mark = {"proven": "✓ proven for every size", "unproven": "? not proven in general",
+                "not-covered": "· not covered"}[result.status]
+        lines.append(f"  {entry.formula.id}  {mark} ({result.seconds:.2f} s)")
+        if result.status == "not-covered":
+            lines.append(f"      {result.reason}")
+            continue
+        for assumption in result.assumptions:
+            lines.append(f"      assuming {assumption}")
+        for side, steps in (("left ", result.lhs_steps), ("right", result.rhs_steps)):
+            for number, step in enumerate(steps):
+                head = f"      {side}  " if number == 0 else "             = "
+                lines.append(f"{head}{text(step.expr)}")
+                if number:
+                    lines.append(f"                 ({step.text})")
+        if result.proven:
+            lines.append("      left − right = 0 in the canonical form (sums distributed, deltas contracted, "
+                         "indices renamed)")
+        else:
+            lines.append(f"      {result.reason}: {text(result.difference) if result.difference is not None else ''}")
+    for induction in report.inductions:
+        lines += ["", f"{induction.set_id}: {induction.text}"]
+    lines += ["", f"{report.count('proven')} proven for every size, {report.count('unproven')} not proven in "
+                  f"general, {report.count('not-covered')} not covered by a general model, in {report.seconds:.2f} s"]
+    return "\n".join(lines)
+
+
 VERDICT_MARK = {"proven": "✓ proven", "refuted": "✗ refuted", "undecided": "? undecided", "unparsed": "! unparsed"}
 
 

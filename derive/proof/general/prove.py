@@ -24,23 +24,26 @@ decides (derive.proof.general.smallest).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
 import sympy as sp
 
 from derive.proof.formulas import _D
-from derive.proof.general.indexcalc import NotCanonical, canonical, contract, nested
+from derive.proof.general import show
+from derive.proof.general.indexcalc import NotCanonical, canonical, contract, nested, rename_dummies
 from derive.proof.general.models import DELTA, Consumer, NotCovered, model_for
 
 MAX_STEPS = 24
+_FRESH_NAME = re.compile(r"^[a-z]_\d+$")
 DEFAULT_BUDGET = 5.0
 
 
 @dataclass
 class Step:
     text: str  # the reason, in words
-    expr: sp.Expr  # the side after the step
+    expr: sp.Expr  # the side after the step, in the model's facts (σ(z) written a), common factors out
 
 
 @dataclass
@@ -84,7 +87,9 @@ def _prove(model, lhs, rhs, ranges, assume, deadline) -> GeneralResult:
         steps.append(Step("as written", side))
         side = _direct(model, side, ranges, deadline, steps)
         sides[which] = _expand(model, side, frontier, ranges, deadline, steps)
-    facts = [model.facts(side) for side in sides]
+        for step in steps[1:]:
+            step.expr = sp.factor_terms(rename_dummies(_facts(model, step.expr)))
+    facts = [_facts(model, side) for side in sides]
     difference = canonical(facts[0] - facts[1], ranges, deadline)
     if difference != 0 and assume is not None:
         difference = _assumed(difference, model, assume, ranges, deadline)
@@ -95,6 +100,12 @@ def _prove(model, lhs, rhs, ranges, assume, deadline) -> GeneralResult:
     else:
         result.reason = "the difference of the two sides does not reduce to 0 in the index calculus"
     return result
+
+
+def _facts(model, expr: sp.Expr) -> sp.Expr:
+    """The model's facts applied outside the gradients: ∂C/∂a[L, i] stays a gradient with respect to a."""
+    held = {node: sp.Dummy() for node in sp.preorder_traversal(expr) if isinstance(node, _D)}
+    return model.facts(expr.xreplace(held)).xreplace({v: k for k, v in held.items()})
 
 
 def _assumed(difference, model, assume, ranges, deadline):
@@ -116,7 +127,7 @@ def _direct(model, expr, ranges, deadline, steps) -> sp.Expr:
         if definition is None:
             continue
         expr = contract(expr.xreplace({partial: sp.diff(definition, wrt)}), ranges, deadline)
-        steps.append(Step(f"∂{of}/∂{wrt} from {of}'s definition", expr))
+        steps.append(Step(f"∂{show.text(of)}/∂{show.text(wrt)} from {show.text(of)}'s definition", expr))
     return expr
 
 
@@ -206,11 +217,12 @@ def _chain_rule(model, cost: str, quantity: sp.Expr, consumer: Consumer) -> sp.E
 
 
 def _reason(cost: str, quantity: sp.Expr, consumer: Consumer) -> str:
+    quantity = quantity.xreplace({s: sp.Symbol("·") for s in quantity.free_symbols if _FRESH_NAME.match(s.name)})
     if consumer.quantity is None:
-        return f"∂{cost}/∂{quantity}: differentiating the cost's definition; Kronecker deltas contracted"
-    through = consumer.quantity.base.label.name
-    text = (f"chain rule: {cost} depends on {quantity} only through {through}; "
-            f"∂{through}/∂{quantity} from {through}'s definition, Kronecker deltas contracted")
+        return f"∂{cost}/∂{show.text(quantity)} from the cost's definition, Kronecker deltas contracted"
+    through = show.text(consumer.quantity.xreplace({consumer.index: sp.Symbol("·")}))
+    text = (f"chain rule: {cost} depends on {show.text(quantity)} only through {through}; each ∂{through}/∂"
+            f"{show.text(quantity)} from its definition, Kronecker deltas contracted")
     if consumer.extra != 0:
         text += "; plus the penalty's own derivative"
     return text
