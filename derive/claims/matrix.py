@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextvars
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from derive.errors import FormulaError, InputError
 from derive.claims import indices as ix
@@ -43,6 +44,44 @@ MAX_TOTAL_CHARS = 4_000_000  # all the component formulas written while reading 
 # same time (a server's threads) do not spend each other's allowance
 _chars_left: contextvars.ContextVar[int] = contextvars.ContextVar("matrix_chars_left", default=MAX_TOTAL_CHARS)
 _SHOWN = {"delta": "δ", "w": "w", "b": "b", "z": "z", "a": "a"}
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """How a member's components and shapes are written, in the claim's syntax (LaTeX here; SymPy syntax in
+    derive.claims.matrix_sympy): the components are read by the vocabulary in that syntax."""
+
+    syntax: str
+    weight: Callable[[int, int, int], str]  # w^l_{jk}'s component
+    unit: Callable[[str, int, int], str]  # family, layer, row: δ^l_j's component
+    layer: Callable[[str, int], str]  # a whole layer, shown
+    grad: Callable[[str, str], str]  # numerator, component: ∂C/∂w^l_{jk}
+    grad_shown: Callable[[str, str], str]
+    transposed: Callable[[str], str]  # a shown matrix, transposed
+    power: Callable[[str, str], str]  # component, exponent
+    power_shown: Callable[[str, str], str]
+    quotient: Callable[[str, str], str]  # component, scalar
+    times: str  # between two parenthesized components
+    matmul: str  # between two shown matrices
+    elementwise: str
+    elementwise_power: bool = False  # NumPy's `X**2` squares each component; LaTeX's (\delta^l)^2 is not read
+
+
+LATEX = Spelling(
+    "latex",
+    weight=lambda n, i, k: f"w^{{{n}}}_{{{i},{k}}}",
+    unit=lambda family, n, i: (r"\delta" if family == "delta" else family) + f"^{{{n}}}_{{{i}}}",
+    layer=lambda family, n: f"{_SHOWN[family]}^{{{n}}}",
+    grad=lambda numerator, c: rf"\frac{{{numerator}}}{{\partial {c}}}",
+    grad_shown=lambda numerator, shown: "∂" + numerator.replace(r"\partial", "").strip() + f"/∂{shown}",
+    transposed=lambda shown: f"({shown})^T",
+    power=lambda c, script: f"({c})^{{{script.strip('{}')}}}",
+    power_shown=lambda shown, script: f"{shown}^{script}",
+    quotient=lambda c, s: rf"\frac{{{c}}}{{{s}}}",
+    times=r" \cdot ",
+    matmul=" ",
+    elementwise=" ⊙ ",
+)
 
 
 class ShapeError(FormulaError):
@@ -74,11 +113,12 @@ def split_masked(formula: str, split_chain) -> list[tuple[str, int]]:
     return [(formula[offset:offset + len(piece)], offset) for piece, offset in split_chain(masked(formula), "latex")]
 
 
-def names_whole_layer(pieces, vocabulary) -> bool:
-    """Whether the claim is a matrix claim: a layered network and a member that names a whole layer."""
+def names_whole_layer(pieces, vocabulary, detect=whole_layers) -> bool:
+    """Whether the claim is a matrix claim: a layered network and a member that names a whole layer (`detect`
+    reads a member in the claim's syntax: LaTeX's whole_layers, or matrix_sympy's)."""
     if ix.layer_count(vocabulary.network) is None:
         return False
-    return any(whole_layers(piece, _known(vocabulary)) for piece, _ in pieces)
+    return any(detect(piece, _known(vocabulary)) for piece, _ in pieces)
 
 
 def _known(vocabulary):
@@ -90,15 +130,19 @@ def _known(vocabulary):
     return known
 
 
-def read_matrix(entry, pieces, vocabulary, latex_names, file_table, where: str) -> Generic:
-    """The claim's component parts at every layer value; a FormulaError for a shape that does not conform."""
+def read_matrix(entry, pieces, vocabulary, latex_names, file_table, where: str, read=None,
+                spelling: Spelling = LATEX) -> Generic:
+    """The claim's component parts at every layer value; a FormulaError for a shape that does not conform.
+
+    `read(piece, known)` reads a member into a Node tree (LaTeX's MatrixParser unless given), and `spelling`
+    writes its components in the same syntax."""
     network = vocabulary.network
     known = _known(vocabulary)
     trees = []
     _chars_left.set(MAX_TOTAL_CHARS)
     for piece, offset in pieces:
         try:
-            trees.append(MatrixParser(piece, known).parse())
+            trees.append(read(piece, known) if read is not None else MatrixParser(piece, known).parse())
         except InputError as exc:
             column = exc.column + offset if exc.column is not None else None
             raise FormulaError(exc.message, column=column).located(where) from None
@@ -120,7 +164,7 @@ def read_matrix(entry, pieces, vocabulary, latex_names, file_table, where: str) 
                                "letters with indices = { … } or where = '…'").located(where)
         at = ", ".join(f"{k}={v}" for k, v in env.items() if k in letters)
         try:
-            members = [_evaluate(tree, env, network) for tree in trees]
+            members = [_evaluate(tree, env, network, spelling) for tree in trees]
         except _Missing:
             continue
         except ShapeError as exc:
@@ -136,7 +180,7 @@ def read_matrix(entry, pieces, vocabulary, latex_names, file_table, where: str) 
     if not readings:
         raise FormulaError("no layer value gives a matrix claim where every layer it names exists"
                            + (f" (layer letters {', '.join(letters)})" if letters else "")).located(where)
-    return _generic(readings, pieces, letters, vocabulary, latex_names, where)
+    return _generic(readings, pieces, letters, vocabulary, latex_names, where, spelling.syntax)
 
 
 
@@ -156,7 +200,7 @@ def _same_shapes(members, pieces, at: str, where: str) -> None:
                 f"{value.shown} is {value.shape}", where=where)
 
 
-def _generic(readings, pieces, letters, vocabulary, latex_names, where: str) -> Generic:
+def _generic(readings, pieces, letters, vocabulary, latex_names, where: str, syntax: str) -> Generic:
     """Every component of every member read by the vocabulary: the parts, link-major."""
     read = []  # (shown indices, members, mentioned) per component instance
     for env, members in readings:
@@ -169,7 +213,7 @@ def _generic(readings, pieces, letters, vocabulary, latex_names, where: str) -> 
                     text = value.comps[i][j]
                     vocabulary.mentioned.clear()
                     try:
-                        exprs.append(vocabulary.parse(text, "latex", latex_names, where))
+                        exprs.append(vocabulary.parse(text, syntax, latex_names, where))
                     except InputError as exc:
                         shown = f"{at + ', ' if at else ''}row {i + 1}, column {j + 1}"
                         raise FormulaError(f"at {shown}: {exc.message}").located(where) from None
@@ -220,7 +264,7 @@ def _layer_value(script: str, env) -> int:
     return total
 
 
-def _layer(family: str, script: str, env, network) -> Value:
+def _layer(family: str, script: str, env, network, spelling: Spelling) -> Value:
     """The layer's column (or w's matrix) of component names, or _Missing where the network lacks it."""
     n = _layer_value(script, env)
     widths = ix.sizes(network)
@@ -233,29 +277,27 @@ def _layer(family: str, script: str, env, network) -> Value:
         raise _Missing
     rows = widths[n - 1]
     _bound(rows * (widths[n - 2] if family == "w" else 1), 0)
-    head = r"\delta" if family == "delta" else family
     if family == "w":
         cols = widths[n - 2]
-        comps = tuple(tuple(f"w^{{{n}}}_{{{i},{k}}}" for k in range(1, cols + 1)) for i in range(1, rows + 1))
+        comps = tuple(tuple(spelling.weight(n, i, k) for k in range(1, cols + 1)) for i in range(1, rows + 1))
     else:
         cols = 1
-        comps = tuple((f"{head}^{{{n}}}_{{{i}}}",) for i in range(1, rows + 1))
-    return Value(rows, cols, comps, False, f"{_SHOWN[family]}^{{{n}}}")
+        comps = tuple((spelling.unit(family, n, i),) for i in range(1, rows + 1))
+    return Value(rows, cols, comps, False, spelling.layer(family, n))
 
 
-def _evaluate(node: Node, env, network) -> Value:
+def _evaluate(node: Node, env, network, spelling: Spelling) -> Value:
     kind = node.kind
     if kind == "layer":
-        return _layer(node.text, node.script, env, network)
+        return _layer(node.text, node.script, env, network, spelling)
     if kind == "grad":
         inner = node.args[0]
-        layer = _layer(inner.text, inner.script, env, network)
-        comps = tuple(tuple(rf"\frac{{{node.text}}}{{\partial {c}}}" for c in row) for row in layer.comps)
-        cost = node.text.replace(r"\partial", "").strip()
-        return Value(layer.rows, layer.cols, comps, False, f"∂{cost}/∂{layer.shown}")
+        layer = _layer(inner.text, inner.script, env, network, spelling)
+        comps = tuple(tuple(spelling.grad(node.text, c) for c in row) for row in layer.comps)
+        return Value(layer.rows, layer.cols, comps, False, spelling.grad_shown(node.text, layer.shown))
     if kind == "scalar":
         return Value(1, 1, ((node.text,),), True, node.text)
-    args = [_evaluate(a, env, network) for a in node.args]
+    args = [_evaluate(a, env, network, spelling) for a in node.args]
     if kind == "neg":
         (x,) = args
         return _map(x, lambda c: f"-({c})", f"-{x.shown}")
@@ -265,23 +307,24 @@ def _evaluate(node: Node, env, network) -> Value:
     if kind == "T":
         (x,) = args
         comps = tuple(tuple(x.comps[i][j] for i in range(x.rows)) for j in range(x.cols))
-        shown = x.plain if x.plain is not None else f"({x.shown})^T"
+        shown = x.plain if x.plain is not None else spelling.transposed(x.shown)
         return Value(x.cols, x.rows, comps, x.scalar, shown, plain=x.shown)
     if kind == "pow":
         (x,) = args
-        if not x.scalar:
-            raise FormulaError(f"{x.shown}^{node.script}: a power of a matrix {x.shape} is not read")
-        return _map(x, lambda c: f"({c})^{{{node.script.strip('{}')}}}", f"{x.shown}^{node.script}")
+        if not x.scalar and not spelling.elementwise_power:
+            shown = spelling.power_shown(x.shown, node.script)
+            raise FormulaError(f"{shown}: a power of a matrix {x.shape} is not read")
+        return _map(x, lambda c: spelling.power(c, node.script), spelling.power_shown(x.shown, node.script))
     a, b = args
     if kind in ("add", "sub"):
         return _sum(a, b, "+" if kind == "add" else "-")
     if kind == "div":
         if not b.scalar:
             raise FormulaError(f"{a.shown} / {b.shown}: dividing by a matrix {b.shape} is not read")
-        return _scaled(b, a, lambda s, c: rf"\frac{{{c}}}{{{s}}}", f"{a.shown}/{b.shown}")
+        return _scaled(b, a, lambda s, c: spelling.quotient(c, s), f"{a.shown}/{b.shown}")
     if kind == "had":
-        return _hadamard(a, b)
-    return _product(a, b)
+        return _hadamard(a, b, spelling)
+    return _product(a, b, spelling)
 
 
 def _map(x: Value, f, shown: str) -> Value:
@@ -301,42 +344,45 @@ def _sum(a: Value, b: Value, op: str) -> Value:
     return Value(a.rows, a.cols, comps, a.scalar, shown)
 
 
-def _hadamard(a: Value, b: Value) -> Value:
-    shown = f"{a.shown} ⊙ {b.shown}"
+def _hadamard(a: Value, b: Value, spelling: Spelling) -> Value:
+    shown = f"{a.shown}{spelling.elementwise}{b.shown}"
     if a.scalar or b.scalar:
         s, x = (a, b) if a.scalar else (b, a)
-        return _scaled(s, x, lambda p, c: rf"({p}) \cdot ({c})", shown)
+        return _scaled(s, x, lambda p, c: f"({p}){spelling.times}({c})", shown)
     if (a.rows, a.cols) != (b.rows, b.cols):
         raise ShapeError(f"{shown}: {a.shape}⊙{b.shape} do not have the same shape")
-    comps = tuple(tuple(_checked(rf"({x}) \cdot ({y})") for x, y in zip(ra, rb)) for ra, rb in zip(a.comps, b.comps))
+    comps = tuple(tuple(_checked(f"({x}){spelling.times}({y})") for x, y in zip(ra, rb))
+                  for ra, rb in zip(a.comps, b.comps))
     return Value(a.rows, a.cols, comps, False, shown)
 
 
-def _product(a: Value, b: Value) -> Value:
-    shown = f"{a.shown} {b.shown}"
+def _product(a: Value, b: Value, spelling: Spelling) -> Value:
+    shown = f"{a.shown}{spelling.matmul}{b.shown}"
     if a.scalar or b.scalar:
         s, x = (a, b) if a.scalar else (b, a)
-        return _scaled(s, x, lambda p, c: rf"({p}) \cdot ({c})", shown)
+        return _scaled(s, x, lambda p, c: f"({p}){spelling.times}({c})", shown)
     if a.cols != b.rows:
-        raise ShapeError(f"{shown}: {a.shape}·{b.shape} does not conform{_suggestion(a, b)}")
+        raise ShapeError(f"{shown}: {a.shape}·{b.shape} does not conform{_suggestion(a, b, spelling)}")
     _bound(a.rows * b.cols, a.rows * b.cols * a.cols)
+    times = spelling.times
     comps = tuple(
-        tuple(_checked("(" + " + ".join(rf"({a.comps[i][k]}) \cdot ({b.comps[k][j]})" for k in range(a.cols)) + ")")
+        tuple(_checked("(" + " + ".join(f"({a.comps[i][k]}){times}({b.comps[k][j]})" for k in range(a.cols)) + ")")
               for j in range(b.cols))
         for i in range(a.rows))
     return Value(a.rows, b.cols, comps, False, shown)
 
 
-def _suggestion(a: Value, b: Value) -> str:
+def _suggestion(a: Value, b: Value, spelling: Spelling) -> str:
     """`; (w^{3})^T δ^{3} does` when a transpose (or the other order) would conform."""
     def transposed(x: Value) -> str:
-        return x.plain if x.plain is not None else f"({x.shown})^T"
+        return x.plain if x.plain is not None else spelling.transposed(x.shown)
+    between = spelling.matmul
     if a.rows == b.rows:
-        return f"; {transposed(a)} {b.shown} does"
+        return f"; {transposed(a)}{between}{b.shown} does"
     if a.cols == b.cols:
-        return f"; {a.shown} {transposed(b)} does"
+        return f"; {a.shown}{between}{transposed(b)} does"
     if b.cols == a.rows:
-        return f"; {b.shown} {a.shown} does"
+        return f"; {b.shown}{between}{a.shown} does"
     return ""
 
 
