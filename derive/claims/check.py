@@ -49,6 +49,7 @@ class ClaimResult:
     rhs_text: str = ""
     outcome: PartOutcome | None = None  # a claim of several instances or links: the part the verdict is about
     show_correct: bool = True  # the file's show_correct: false hides the correct formula and the answer key
+    general: dict | None = None  # with --general: the verdict for every size (derive.claims.general_check)
 
     @property
     def expect_matched(self) -> bool | None:
@@ -65,7 +66,9 @@ class ClaimResult:
 
     @property
     def passed(self) -> bool:
-        """Proven, or (with `expect`) the verdict the answer key expects."""
+        """Proven, or (with `expect`) the verdict the answer key expects; with --general, proven for every size."""
+        if self.general is not None and self.general["status"] != "proven":
+            return self.claim.expect is not None and self.claim.expect == self.general["status"]
         if self.claim.expect is not None:
             return bool(self.expect_matched)
         return self.verdict.status == "proven"
@@ -93,6 +96,10 @@ class ClaimResult:
         }
         if claim.generic is not None:
             entry.update(parts_dict(claim, self.outcome))
+        if self.general is not None:
+            entry["general"] = self.general
+            if self.general["status"] == "refuted":
+                entry["verdict"] = "refuted"
         if not self.show_correct:
             hide_correct(entry)
         if claim.expect is not None and self.show_correct:

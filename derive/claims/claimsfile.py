@@ -52,6 +52,7 @@ from derive.claims.vocabulary import PARSE_ALLOWANCE, ClaimVocabulary
 from derive.claims.generic import Generic, read_generic, split_chain
 from derive.claims.matrix import ShapeMismatch, names_whole_layer, read_matrix, split_masked
 from derive.claims.matrix_read import masked
+from derive.claims.matrix_sympy import names_whole_layer_sympy, read_sympy_matrix
 from derive.claims.indices import fixed_letters, parse_index_table
 from derive.graph.network import NAME, Network
 from derive.files import path_exists, read_toml
@@ -130,14 +131,15 @@ def load_claims(path: str | Path) -> ClaimsFile:
         raise exc.located(where) from None
 
 
-def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>") -> ClaimsFile:
+def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>", network: Network | None = None) -> ClaimsFile:
+    """A claims file read against its network (or against `network`, as the smallest-network search does)."""
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise InputError(f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP_KEYS))})")
     reference = data.get("network")
     if not isinstance(reference, str) or not reference:
         raise InputError("'network' must name a spec file (relative to this file) or a built-in network")
-    network = _network(reference, base)
+    network = network or _network(reference, base)
     derivations = Derivations(network)
     default_syntax = _choice(data.get("syntax", "sympy"), SYNTAXES, "syntax")
     latex_names = data.get("latex_names", {})
@@ -429,12 +431,8 @@ def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_synta
         wrt, of, rate, head = _differentiated(entry, kind, vocabulary, where)
         text = text_of("formula")
         pieces = pieces or [(text, 0)]
-    if head is None and syntax == "latex" and names_whole_layer(pieces, vocabulary):  # \delta^l, w^{l+1}: matrices
-        generic = read_matrix(entry, pieces, vocabulary, latex_names, file_indices,
-                              f"{where} formula" if "formula" in entry else where)
-    else:
-        generic = read_generic(entry, kind, syntax, pieces, vocabulary, latex_names, file_indices, head,
-                               f"{where} formula" if "formula" in entry else where)
+    generic = _instances(entry, kind, syntax, pieces, vocabulary, latex_names, file_indices, head,
+                         f"{where} formula" if "formula" in entry else where)
     if generic is not None:
         lhs, rhs = generic.parts[0].lhs, generic.parts[0].rhs
         target, mentioned = lhs, generic.parts[0].mentioned
@@ -455,6 +453,17 @@ def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_synta
         mentioned=mentioned, assume=solve_assumptions(network, equations),
         assumptions=tuple(text for *_, text, _where in equations), generic=generic,
     )
+
+
+def _instances(entry: Mapping, kind: str, syntax: str, pieces, vocabulary: ClaimVocabulary, latex_names,
+               file_indices, head, where: str) -> Generic | None:
+    """The claim's instances and links: as matrices where a member names a whole layer (`\\delta^l`, `w^{l+1}`
+    in LaTeX; `delta[l]`, `w[l+1]` in SymPy syntax), else by its index letters and chain (None: one instance)."""
+    if head is None and syntax == "latex" and names_whole_layer(pieces, vocabulary):
+        return read_matrix(entry, pieces, vocabulary, latex_names, file_indices, where)
+    if head is None and syntax == "sympy" and names_whole_layer_sympy(pieces, vocabulary):
+        return read_sympy_matrix(entry, pieces, vocabulary, file_indices, where)
+    return read_generic(entry, kind, syntax, pieces, vocabulary, latex_names, file_indices, head, where)
 
 
 def _expectations(entry: Mapping, where: str) -> tuple[str | None, str | None]:

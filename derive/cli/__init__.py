@@ -59,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    if args.command == "prove" and args.spec is None and not args.general:
+        try:  # SPEC is optional only with --general: the usage error argparse gives for a missing argument
+            args.usage_error("the following arguments are required: SPEC (unless --general is given)")
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         return args.run(args)
     except InputError as exc:

@@ -100,8 +100,6 @@ def run_prove(args) -> int:
 
     if args.general:
         return run_prove_general(args)
-    if args.spec is None:
-        raise InputError("SPEC is required (a spec file or a built-in network's name), unless --general is given")
     network = load(args.spec)
     sets = formula_sets(args.formulas)
     applicable = applicable_sets(network, sets)
@@ -377,6 +375,9 @@ def check_files(paths: list[str], args, announce: bool = False):
             continue
         with progress_bar(len(claims_file.claims), f"checking {Path(path).name}") as bar:
             results.append((path, check(claims_file, budget=args.budget, seed=args.seed, progress=bar.wrap)))
+        if getattr(args, "general", False):
+            from derive.claims.general_check import general_verdicts
+            general_verdicts(results[-1][1], args.budget)
     return results, bad_files
 
 

@@ -205,7 +205,7 @@ def add_prove(commands) -> None:
     )
     add_search_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=run_prove, command="prove")
+    p.set_defaults(run=run_prove, command="prove", usage_error=p.error)
 
 
 def add_check(commands) -> None:
@@ -260,6 +260,9 @@ def add_check(commands) -> None:
         ),
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="claims files (.toml)")
+    p.add_argument("--general", action="store_true",
+                   help="decide each matrix claim (\\delta^l, w^{l+1}, …) for every width and depth: proven for "
+                        "every size, or refuted on the smallest network where it fails")
     add_search_options(p)
     p.add_argument("--json", action="store_true", help="print JSON: one object per file (a list under 'files' for several)")
     p.set_defaults(run=run_check, command="check")

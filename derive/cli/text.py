@@ -147,6 +147,28 @@ def general_text(report) -> str:
     return "\n".join(lines)
 
 
+GENERAL_MARK = {"proven": "proven", "refuted": "refuted", "undecided": "undecided", "not-read": "not read"}
+
+
+def general_lines(r) -> list[str]:
+    """With --general, a matrix claim's verdict for every size: the smallest network where it fails."""
+    general = r.general
+    if general is None or general["status"] == "proven":
+        return []
+    lines = ["", f"{r.claim.name}, for every size: {general['status']}", f"  {general['method']}"]
+    if general.get("diagnosis"):
+        lines.append(f"  diagnosis on the {general['network']} network: {general['diagnosis']}")
+    cx = general.get("counterexample")
+    if cx:
+        point = ", ".join(f"{k}={v}" for k, v in list(cx.get("point", {}).items())[:12])
+        lines.append(f"  counterexample on the {general['network']} network: {point}")
+        lines += [f"    with {name} = {text}" for name, text in cx.get("functions", {}).items()]
+        lines.append(f"  lhs = {cx.get('lhs')}, rhs = {cx.get('rhs')}")
+    elif general.get("detail"):
+        lines.append(f"  {general['detail']}")
+    return lines
+
+
 VERDICT_MARK = {"proven": "✓ proven", "refuted": "✗ refuted", "undecided": "? undecided", "unparsed": "! unparsed"}
 
 
@@ -168,6 +190,8 @@ def check_text(result) -> str:
                 verdict += f"  (expected diagnosis {r.claim.expect_diagnosis}!)"
             else:
                 verdict += f"  (expected {r.claim.expect}!)"
+        if r.general is not None:
+            verdict += f"; every size: {GENERAL_MARK[r.general['status']]}"
         rows.append((r.claim.name, verdict, r.diagnosis.id if r.diagnosis else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [header]
@@ -179,6 +203,7 @@ def check_text(result) -> str:
         if not hasattr(r, "verdict"):
             lines += ["", f"{r.name}: unparsed", f"  claimed:  {r.text}", f"  why:      {r.message}"]
             continue
+        lines += general_lines(r)
         if r.verdict.status == "proven":
             continue
         lines.append("")

@@ -78,6 +78,8 @@ class LayeredModel:
         self.output = _one(when.get("output"))
         self.output_activation = _one(when.get("output_activation"))
         self.regularization = _one(when.get("regularization"))
+        # "sigmoid" when every layer's activation is (the output's too): σ' = σ(1 − σ) at any layer
+        self.hidden_activation = _one(when.get("activation")) if self.output_activation == "sigmoid" else None
         if self.output_activation == "softmax":
             self.output = "coupled"
         elif self.output_activation is not None and self.output_activation != "softmax":
@@ -88,6 +90,8 @@ class LayeredModel:
         said = ["a layered network of any depth L ≥ 2 and any widths size[1], …, size[L]: "
                 "z[m, j] = Σ_k w[m, j, k]·a[m-1, k] + b[m, j] and a[m, j] = σ(z[m, j]) for 2 ≤ m < L, "
                 "with σ any differentiable function"]
+        if self.hidden_activation == "sigmoid":
+            said.append("every hidden activation is the logistic σ, so σ'(z) = σ(z)(1 − σ(z))")
         if self.output_activation == "softmax":
             said.append("the output is a softmax: a[L, j] = exp(z[L, j]) / Σ_p exp(z[L, p])")
         elif self.output_activation == "sigmoid":
@@ -191,6 +195,8 @@ class LayeredModel:
             return fn.sigmoid(Z[m, i])
         if self._is_output(m, ranges) and self.output != "elementwise":
             raise NotCovered("its output activation is not elementwise")
+        if self.hidden_activation == "sigmoid" and not self._is_output(m, ranges):
+            return fn.sigmoid(Z[m, i])
         return fn.sigma(Z[m, i])
 
     def softmax(self, i) -> sp.Expr:
@@ -231,9 +237,11 @@ class LayeredModel:
     def facts(self, expr: sp.Expr) -> sp.Expr:
         """σ(z[m, j]) is a[m, j]; σ'(z[L, j]) is a(1 − a) for a logistic output; a softmax output is
         written through z so that its sums can meet."""
-        if self.output_activation == "sigmoid":
+        if self.output_activation == "sigmoid" or self.hidden_activation == "sigmoid":
+            at_output = self.output_activation == "sigmoid"
+            hidden = self.hidden_activation == "sigmoid"
             expr = expr.replace(lambda e: isinstance(e, fn.sigma_prime) and _is(e.args[0], Z)
-                                and sp.expand(e.args[0].indices[0] - L) == 0,
+                                and (at_output if sp.expand(e.args[0].indices[0] - L) == 0 else hidden),
                                 lambda e: A[e.args[0].indices] * (1 - A[e.args[0].indices]))
         expr = expr.replace(lambda e: isinstance(e, (fn.sigma, fn.sigmoid)) and _is(e.args[0], Z),
                             lambda e: A[e.args[0].indices])

@@ -1,0 +1,209 @@
+r"""A matrix claim for every size: `derive check --general`.
+
+The claim's members (the trees of derive.claims.matrix_read) are read once
+more with symbolic shapes: δ^l is a column of size[l] entries `delta[l, r]`,
+w^l a size[l]×size[l−1] matrix `w[l, r, c]`, a product's entry a sum over a
+symbolic range. Each link `A = B` is then the index formula A[r, c] = B[r, c]
+for every layer value where the layers it names exist, in every network of the
+declared network's kind (its cost, its output, its activation), and is proven
+by derive.proof.general. A claim not proven so is tried on the smallest
+concrete networks first (derive.claims.smallest), where a refutation has a
+counterexample, or shapes that do not conform.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy as sp
+
+from derive.errors import FormulaError
+from derive.graph import functions as fn
+from derive.claims.matrix_read import MatrixParser, Node
+from derive.proof.general.models import A, B, DELTA, L, SIZE, W, Z
+from derive.proof.general.prove import GeneralResult, prove_identity
+from derive.proof.formulas import _D
+
+_FAMILIES = {"delta": DELTA, "z": Z, "a": A, "b": B, "w": W}
+_LOWEST = {"a": 1, "delta": 2, "z": 2, "b": 2, "w": 2}
+_SIGMA_PRIME = {r"\sigma'", r"\sigma^{\prime}", r"\sigma^\prime", r"\sigma^{'}"}
+_FRESH = itertools.count(1)
+
+
+class NotGeneral(Exception):
+    """The claim names something the general reading does not know (a rate η, a function other than σ)."""
+
+
+class GeneralShape(Exception):
+    """Shapes that conform only for some sizes (size[l] = size[l+1]): the message says which."""
+
+
+@dataclass(frozen=True)
+class Shaped:
+    rows: sp.Expr
+    cols: sp.Expr
+    entry: Callable[[sp.Expr, sp.Expr], sp.Expr]
+    scalar: bool = False
+
+
+def network_when(network) -> dict:
+    """The facts a general proof may assume of every network like the declared one."""
+    facts = network.facts
+    when = {key: facts.get(key) for key in ("kind", "cost", "output", "output_activation", "regularization")}
+    if set(facts.get("activations", ())) == {"sigmoid"}:  # every layer's: σ' = σ(1 − σ) wherever l is
+        when["activation"] = "sigmoid"
+    return {k: v for k, v in when.items() if v is not None}
+
+
+def general_link_results(pieces, network, budget: float) -> list[GeneralResult]:
+    """Each link of a matrix claim, proven (or not) for every size; NotGeneral or GeneralShape when it cannot
+    be read so."""
+    trees = []
+    for piece, _ in pieces:
+        try:
+            trees.append(MatrixParser(piece, lambda name: False).parse())
+        except FormulaError as exc:
+            raise NotGeneral(exc.message) from None
+    members = [_value(tree) for tree in trees]
+    letters = _letter_ranges(trees)
+    when = network_when(network)
+    results = []
+    for left, right in zip(members, members[1:]):
+        if not (_same(left.rows, right.rows) and _same(left.cols, right.cols)):
+            raise GeneralShape(f"the sides have shapes {_shape(left)} and {_shape(right)}")
+        r = sp.Symbol("r", integer=True)
+        c = sp.S.One if left.cols == 1 else sp.Symbol("c", integer=True)
+        ranges = [*letters, (r, sp.S.One, left.rows)] + ([] if c == 1 else [(c, sp.S.One, left.cols)])
+        results.append(prove_identity(left.entry(r, c), right.entry(r, c), ranges, when, budget=budget))
+    return results
+
+
+def _same(a, b) -> bool:
+    return sp.expand(a - b) == 0
+
+
+def _shape(x: Shaped) -> str:
+    return "scalar" if x.scalar else f"({_width(x.rows)}×{_width(x.cols)})"
+
+
+def _width(expr) -> str:
+    return str(expr).replace("size[", "n_{").replace("]", "}").replace(" ", "")
+
+
+def _layer_expr(script: str) -> sp.Expr:
+    text = script.strip("{} ")
+    expr, sign, i = sp.S.Zero, 1, 0
+    for token in _tokens(text):
+        if token in "+-":
+            sign = -1 if token == "-" else 1
+            continue
+        term = sp.Integer(int(token)) if token.isdigit() else (L if token == "L" else sp.Symbol(token, integer=True))
+        expr, sign = expr + sign * term, 1
+    return expr
+
+
+def _tokens(text: str) -> list[str]:
+    out, i = [], 0
+    while i < len(text):
+        j = i + 1
+        while text[i].isdigit() and j < len(text) and text[j].isdigit():
+            j += 1
+        out.append(text[i:j])
+        i = j
+    return out
+
+
+def _letter_ranges(trees) -> list[tuple]:
+    bounds: dict[sp.Symbol, list] = {}
+    for tree in trees:
+        for family, m in _layers(tree):
+            letters = [s for s in m.free_symbols if s != L]
+            if len(letters) != 1:
+                continue
+            letter = letters[0]
+            offset = sp.expand(m - letter)
+            lo, hi = bounds.setdefault(letter, [sp.Integer(1), L])
+            bounds[letter] = [sp.Max(lo, _LOWEST[family] - offset), _lower(hi, L - offset)]
+    return [(letter, lo, hi) for letter, (lo, hi) in bounds.items()]
+
+
+def _lower(a, b):
+    gap = sp.expand(a - b)
+    return b if gap.is_number and gap > 0 else a
+
+
+def _layers(tree: Node):
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if node.kind == "layer":
+            yield node.text, _layer_expr(node.script)
+        stack.extend(a for a in node.args if isinstance(a, Node))
+
+
+def _layer(family: str, script: str) -> Shaped:
+    m = _layer_expr(script)
+    base = _FAMILIES[family]
+    if family == "w":
+        return Shaped(SIZE[m], SIZE[m - 1], lambda r, c: base[m, r, c])
+    return Shaped(SIZE[m], sp.S.One, lambda r, c: base[m, r])
+
+
+def _value(node: Node) -> Shaped:
+    kind = node.kind
+    if kind == "layer":
+        return _layer(node.text, node.script)
+    if kind == "grad":
+        inner = _layer(node.args[0].text, node.args[0].script)
+        cost = sp.Symbol(node.text.replace(r"\partial", "").strip(), real=True)
+        return Shaped(inner.rows, inner.cols, lambda r, c: _D(cost, inner.entry(r, c)))
+    if kind == "scalar":
+        try:
+            number = sp.Rational(node.text)
+        except (TypeError, ValueError):
+            raise NotGeneral(f"'{node.text}' is not read for every size") from None
+        return Shaped(sp.S.One, sp.S.One, lambda r, c: number, scalar=True)
+    args = [_value(a) for a in node.args]
+    if kind == "func":
+        (x,) = args
+        func = fn.sigma_prime if node.text.replace(" ", "") in _SIGMA_PRIME else (
+            fn.sigma if node.text == r"\sigma" else None)
+        if func is None:
+            raise NotGeneral(f"the function {node.text} is not read for every size")
+        return Shaped(x.rows, x.cols, lambda r, c: func(x.entry(r, c)), x.scalar)
+    if kind == "T":
+        (x,) = args
+        return Shaped(x.cols, x.rows, lambda r, c: x.entry(c, r), x.scalar)
+    if kind == "neg":
+        (x,) = args
+        return Shaped(x.rows, x.cols, lambda r, c: -x.entry(r, c), x.scalar)
+    if kind == "pow":
+        raise NotGeneral("a power is not read for every size")
+    return _binary(kind, *args)
+
+
+def _binary(kind: str, a: Shaped, b: Shaped) -> Shaped:
+    if kind in ("add", "sub"):
+        if not (_same(a.rows, b.rows) and _same(a.cols, b.cols)) or a.scalar != b.scalar:
+            raise GeneralShape(f"{_shape(a)} {'+' if kind == 'add' else '−'} {_shape(b)} differ in shape")
+        sign = 1 if kind == "add" else -1
+        return Shaped(a.rows, a.cols, lambda r, c: a.entry(r, c) + sign * b.entry(r, c), a.scalar)
+    if kind == "div":
+        if not b.scalar:
+            raise NotGeneral("dividing by a matrix is not read")
+        return Shaped(a.rows, a.cols, lambda r, c: a.entry(r, c) / b.entry(1, 1), a.scalar)
+    if a.scalar or b.scalar:
+        s, x = (a, b) if a.scalar else (b, a)
+        return Shaped(x.rows, x.cols, lambda r, c: s.entry(1, 1) * x.entry(r, c), x.scalar)
+    if kind == "had":
+        if not (_same(a.rows, b.rows) and _same(a.cols, b.cols)):
+            raise GeneralShape(f"{_shape(a)} ⊙ {_shape(b)} differ in shape")
+        return Shaped(a.rows, a.cols, lambda r, c: a.entry(r, c) * b.entry(r, c))
+    if not _same(a.cols, b.rows):
+        raise GeneralShape(f"{_shape(a)}·{_shape(b)} does not conform unless {_width(a.cols)} = {_width(b.rows)}")
+    if a.cols == 1:
+        return Shaped(a.rows, b.cols, lambda r, c: a.entry(r, 1) * b.entry(1, c))
+    k = sp.Symbol(f"k_{next(_FRESH)}", integer=True)
+    return Shaped(a.rows, b.cols, lambda r, c: sp.Sum(a.entry(r, k) * b.entry(k, c), (k, 1, a.cols)))
