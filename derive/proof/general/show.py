@@ -30,6 +30,8 @@ def _index_text(symbol) -> str:
 
 
 class TextPrinter(StrPrinter):
+    printmethod = "_derive_text"  # not Indexed's own _sympystr, which would print `w[l + 1, k, j]`
+
     def _print_Symbol(self, expr):
         name = expr.name
         return GREEK.get(name, _index_text(expr) if name.startswith("_") or "_" in name else name)
