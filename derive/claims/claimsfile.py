@@ -50,6 +50,7 @@ from derive.errors import FormulaError, InputError
 from derive.claims.latex import NormalNames
 from derive.claims.vocabulary import PARSE_ALLOWANCE, ClaimVocabulary
 from derive.claims.generic import Generic, read_generic, split_chain
+from derive.claims.batch_matrix import names_batch, read_batch, rewrite_numpy_located
 from derive.claims.matrix import ShapeMismatch, names_whole_layer, read_matrix, split_masked
 from derive.claims.matrix_read import masked
 from derive.claims.matrix_sympy import names_whole_layer_sympy, read_sympy_matrix
@@ -389,6 +390,8 @@ def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_synta
     pieces = None
     formula = entry.get("formula")
     if isinstance(formula, str) and formula.strip() and ("=" in formula or "\\equiv" in formula):
+        if syntax == "latex" and vocabulary.network.kind == "batch":  # np.sum(…): the tokenizer knows no `.`
+            formula = rewrite_numpy_located(formula, f"{where} formula")
         try:
             if syntax == "latex" and masked(formula) != formula:  # \nabla_a C, ^\top: a matrix claim's
                 pieces = split_masked(formula, split_chain)
@@ -418,7 +421,7 @@ def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_synta
             for key in ("wrt", "of", "rate", "lhs", "rhs"):
                 if key in entry:
                     raise InputError(f"an identity written as formula = 'lhs = rhs' has no '{key}'", where=where)
-            text = formula
+            text = entry["formula"]  # as written (np.sum read as a row sum only in the pieces)
         else:
             for key in ("wrt", "of", "rate", "formula"):
                 if key in entry:
@@ -459,6 +462,8 @@ def _instances(entry: Mapping, kind: str, syntax: str, pieces, vocabulary: Claim
                file_indices, head, where: str) -> Generic | None:
     """The claim's instances and links: as matrices where a member names a whole layer (`\\delta^l`, `w^{l+1}`
     in LaTeX; `delta[l]`, `w[l+1]` in SymPy syntax), else by its index letters and chain (None: one instance)."""
+    if head is None and syntax == "latex" and names_batch(pieces, vocabulary):  # dZ^{[l]}, A^{[l-1]T}: a batch
+        return read_batch(entry, pieces, vocabulary, file_indices, where)
     if head is None and syntax == "latex" and names_whole_layer(pieces, vocabulary):
         return read_matrix(entry, pieces, vocabulary, latex_names, file_indices, where)
     if head is None and syntax == "sympy" and names_whole_layer_sympy(pieces, vocabulary):

@@ -21,13 +21,16 @@ import sympy as sp
 
 from derive.errors import FormulaError
 from derive.graph import functions as fn
+from derive.claims.batch_read import BatchParser
 from derive.claims.matrix_read import MatrixParser, Node
+from derive.proof.general.models_batch import AB, BB, M, WB, YB, ZB, J
 from derive.proof.general.models import A, B, DELTA, L, SIZE, W, Z
 from derive.proof.general.prove import GeneralResult, prove_identity
 from derive.proof.formulas import _D
 
 _FAMILIES = {"delta": DELTA, "z": Z, "a": A, "b": B, "w": W}
-_LOWEST = {"a": 1, "delta": 2, "z": 2, "b": 2, "w": 2}
+_LOWEST = {"a": 1, "delta": 2, "z": 2, "b": 2, "w": 2,  # Nielsen's layers 1..L; the course's [0]..[L]
+           "A": 0, "dA": 0, "Z": 1, "dZ": 1, "W": 1, "dW": 1, "B": 1, "dB": 1}
 _SIGMA_PRIME = {r"\sigma'", r"\sigma^{\prime}", r"\sigma^\prime", r"\sigma^{'}"}
 _FRESH = itertools.count(1)
 
@@ -52,6 +55,8 @@ def network_when(network) -> dict:
     """The facts a general proof may assume of every network like the declared one."""
     facts = network.facts
     when = {key: facts.get(key) for key in ("kind", "cost", "output", "output_activation", "regularization")}
+    if facts.get("kind") == "batch":
+        when = {"kind": "batch", "cost": facts.get("cost")}
     if set(facts.get("activations", ())) == {"sigmoid"}:  # every layer's: σ' = σ(1 − σ) wherever l is
         when["activation"] = "sigmoid"
     return {k: v for k, v in when.items() if v is not None}
@@ -61,12 +66,13 @@ def general_link_results(pieces, network, budget: float) -> list[GeneralResult]:
     """Each link of a matrix claim, proven (or not) for every size; NotGeneral or GeneralShape when it cannot
     be read so."""
     trees = []
+    parser = BatchParser if network.kind == "batch" else MatrixParser
     for piece, _ in pieces:
         try:
-            trees.append(MatrixParser(piece, lambda name: False).parse())
+            trees.append(parser(piece, lambda name: False).parse())
         except FormulaError as exc:
             raise NotGeneral(exc.message) from None
-    members = [_value(tree) for tree in trees]
+    members = [_value(tree, {}) for tree in trees]
     letters = _letter_ranges(trees)
     when = network_when(network)
     results = []
@@ -78,6 +84,15 @@ def general_link_results(pieces, network, budget: float) -> list[GeneralResult]:
         ranges = [*letters, (r, sp.S.One, left.rows)] + ([] if c == 1 else [(c, sp.S.One, left.cols)])
         results.append(prove_identity(left.entry(r, c), right.entry(r, c), ranges, when, budget=budget))
     return results
+
+
+def _broadcast(a: Shaped, b: Shaped) -> tuple[Shaped, Shaped]:
+    """NumPy's broadcasting of a column over the examples: (n×m) + (n×1)."""
+    if _same(a.rows, b.rows) and not _same(a.cols, b.cols) and (a.cols == 1 or b.cols == 1):
+        wide = b.cols if a.cols == 1 else a.cols
+        widen = lambda x: x if x.cols != 1 else Shaped(x.rows, wide, lambda r, c: x.entry(r, 1))  # noqa: E731
+        return widen(a), widen(b)
+    return a, b
 
 
 def _same(a, b) -> bool:
@@ -140,6 +155,9 @@ def _layers(tree: Node):
         node = stack.pop()
         if node.kind == "layer":
             yield node.text, _layer_expr(node.script)
+        elif node.kind == "bfam" and node.text not in ("X", "Y"):
+            yield ("B" if node.text == "b" else "dB" if node.text == "db" else node.text), \
+                _layer_expr(node.script.split("(")[0])
         stack.extend(a for a in node.args if isinstance(a, Node))
 
 
@@ -151,8 +169,46 @@ def _layer(family: str, script: str) -> Shaped:
     return Shaped(SIZE[m], sp.S.One, lambda r, c: base[m, r])
 
 
-def _value(node: Node) -> Shaped:
+def _batch_family(node: Node, examples) -> Shaped:
+    family = node.text
+    layer_text, _, column = node.script.partition("(")
+    column = column.rstrip(")")
+    layer = sp.S.Zero if family == "X" else L if family == "Y" else _layer_expr(layer_text)
+    if family in ("W", "dW"):
+        head = (lambda r, c: WB[layer, r, c]) if family == "W" else (lambda r, c: _D(J, WB[layer, r, c]))
+        return Shaped(SIZE[layer], SIZE[layer - 1], head)
+    if family in ("b", "db"):
+        head = (lambda r, c: BB[layer, r]) if family == "b" else (lambda r, c: _D(J, BB[layer, r]))
+        return Shaped(SIZE[layer], sp.S.One, head)
+    base = YB if family == "Y" else ZB if family in ("Z", "dZ") else AB
+    if family in ("Y", "X"):
+        unit = lambda r, i: base[r, i] if family == "Y" else AB[0, r, i]  # noqa: E731
+    elif family.startswith("d"):
+        unit = lambda r, i: M * _D(J, base[layer, r, i])  # noqa: E731  the course's dZ = m ∂J/∂Z
+    else:
+        unit = lambda r, i: base[layer, r, i]  # noqa: E731
+    if column:
+        if column not in examples:
+            raise NotGeneral(f"the example letter ({column}) is not bound by a sum over the examples")
+        i = examples[column]
+        return Shaped(SIZE[layer], sp.S.One, lambda r, c: unit(r, i))
+    return Shaped(SIZE[layer], M, unit)
+
+
+def _value(node: Node, examples) -> Shaped:
     kind = node.kind
+    if kind == "bfam":
+        return _batch_family(node, examples)
+    if kind == "exsum":
+        i = sp.Symbol(f"e_{next(_FRESH)}", integer=True)
+        inner = _value(node.args[0], {**examples, node.text: i})
+        return Shaped(inner.rows, inner.cols, lambda r, c: sp.Sum(inner.entry(r, c), (i, 1, M)), inner.scalar)
+    if kind == "rowsum":
+        x = _value(node.args[0], examples)
+        k = sp.Symbol(f"e_{next(_FRESH)}", integer=True)
+        return Shaped(x.rows, sp.S.One, lambda r, c: sp.Sum(x.entry(r, k), (k, 1, x.cols)))
+    if kind == "scalar" and node.text == "m":
+        return Shaped(sp.S.One, sp.S.One, lambda r, c: M, scalar=True)
     if kind == "layer":
         return _layer(node.text, node.script)
     if kind == "grad":
@@ -165,11 +221,11 @@ def _value(node: Node) -> Shaped:
         except (TypeError, ValueError):
             raise NotGeneral(f"'{node.text}' is not read for every size") from None
         return Shaped(sp.S.One, sp.S.One, lambda r, c: number, scalar=True)
-    args = [_value(a) for a in node.args]
+    args = [_value(a, examples) for a in node.args]
     if kind == "func":
         (x,) = args
-        func = fn.sigma_prime if node.text.replace(" ", "") in _SIGMA_PRIME else (
-            fn.sigma if node.text == r"\sigma" else None)
+        func = fn.sigma_prime if node.text.replace(" ", "") in _SIGMA_PRIME | {"sigma_prime"} else (
+            fn.sigma if node.text in (r"\sigma", "sigma") else None)
         if func is None:
             raise NotGeneral(f"the function {node.text} is not read for every size")
         return Shaped(x.rows, x.cols, lambda r, c: func(x.entry(r, c)), x.scalar)
@@ -185,6 +241,8 @@ def _value(node: Node) -> Shaped:
 
 
 def _binary(kind: str, a: Shaped, b: Shaped) -> Shaped:
+    if kind in ("add", "sub", "had") and not (a.scalar or b.scalar):
+        a, b = _broadcast(a, b)
     if kind in ("add", "sub"):
         if not (_same(a.rows, b.rows) and _same(a.cols, b.cols)) or a.scalar != b.scalar:
             raise GeneralShape(f"{_shape(a)} {'+' if kind == 'add' else '−'} {_shape(b)} differ in shape")

@@ -8,6 +8,9 @@ small networks where it held (evidence, not a proof).
 
 from __future__ import annotations
 
+from derive.errors import FormulaError
+from derive.claims.batch_matrix import names_batch
+from derive.claims.batch_read import rewrite_numpy
 from derive.claims.general import GeneralShape, NotGeneral, general_link_results
 from derive.claims.generic import split_chain
 from derive.claims.matrix import names_whole_layer, split_masked
@@ -22,10 +25,16 @@ def general_verdicts(file_result, budget: float) -> None:
         claim = result.claim
         if claim.syntax != "latex":
             continue
-        pieces = split_masked(claim.text, split_chain)
-        if len(pieces) < 2 or not names_whole_layer(pieces, _Vocabulary(claims_file.network)):
+        network = claims_file.network
+        try:
+            text = rewrite_numpy(claim.text) if network.kind == "batch" else claim.text
+            pieces = split_masked(text, split_chain)
+        except FormulaError:
             continue
-        result.general = general_verdict(claim, pieces, claims_file.network, budget,
+        matrix = names_batch(pieces, _Vocabulary(network)) or names_whole_layer(pieces, _Vocabulary(network))
+        if len(pieces) < 2 or not matrix:
+            continue
+        result.general = general_verdict(claim, pieces, network, budget,
                                          proven_here=result.verdict.status == "proven")
 
 
@@ -56,9 +65,11 @@ def general_verdict(claim, pieces, network, budget: float, proven_here: bool = F
         return {"status": "undecided", "method": f"{reason}; no network of {found.tried} small ones tried refutes it "
                                                  "(evidence, not a proof)", "tried": found.tried}
     other = found.result
-    name = "-".join(map(str, found.sizes))
-    declared = "-".join(map(str, network.facts["sizes"]))
-    holds_here = (f" (it holds for the declared {declared} network, not for every size)" if proven_here else "")
+    name = "-".join(map(str, found.sizes)) + (f" (m={found.m})" if found.m is not None else "")
+    declared = "-".join(map(str, network.facts["sizes"])) + (
+        f" (m={network.facts['m']})" if network.facts.get("m") else "")
+    holds = [*found.held[:3], *([f"the declared {declared}"] if proven_here else [])]
+    holds_here = f" (it holds on {', '.join(holds)}: not for every size)" if holds else ""
     return {
         "status": "refuted",
         "method": f"{reason}; refuted on the {name} network, the smallest tried{holds_here}",
@@ -68,5 +79,6 @@ def general_verdict(claim, pieces, network, budget: float, proven_here: bool = F
         "counterexample": other.verdict.counterexample.to_dict() if other.verdict.counterexample else None,
         "detail": other.verdict.method,
         "tried": found.tried,
+        "held": list(found.held),
     }
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from derive.errors import InputError
+from derive.graph.batch import batch
 from derive.graph.layered import layered
 
 MAX_SEARCH_SECONDS = 20.0
@@ -27,12 +28,33 @@ def candidates() -> list[tuple[int, ...]]:
     return sorted(sizes, key=lambda s: (sum(a * b + b for a, b in zip(s, s[1:])), len(s), s))
 
 
+def batch_candidates() -> list[tuple[tuple[int, ...], int]]:
+    """(sizes, m) for a batch network: every m of 1..3 with each size, the smallest first (m = 1 early, so that
+    a claim true only for one example is seen to fail at m = 2)."""
+    pairs = [(s, m) for s in candidates() if len(s) <= 3 for m in (1, 2, 3)]
+    return sorted(pairs, key=lambda p: (sum(a * b + b for a, b in zip(p[0], p[0][1:])) * p[1], len(p[0]), p))
+
+
+def _candidate(network, sizes, m):
+    """A network like the declared one (its activations and cost) of these sizes (and batch size m)."""
+    facts = network.facts
+    hidden, output = facts["activations"][0], facts["activations"][-1]
+    activations = [hidden] * (len(sizes) - 2) + [output]
+    label = "-".join(map(str, sizes))
+    if network.kind == "batch":
+        return batch(list(sizes), m, activation=activations, cost=facts["cost"], name=f"{label} (m={m})")
+    return layered(list(sizes), activation=activations, cost=facts["cost"], regularization=facts["regularization"],
+                   name=label)
+
+
 @dataclass
 class Smallest:
     sizes: tuple[int, ...] | None  # the network where the claim fails; None when none was found
     result: object | None  # its ClaimResult there
     tried: int
     seconds: float
+    m: int | None = None  # a batch network's number of examples
+    held: tuple = ()  # the smaller networks where it was proven, by name
 
 
 def smallest_refutation(claim, network, budget: float, seconds: float = MAX_SEARCH_SECONDS) -> Smallest:
@@ -41,18 +63,16 @@ def smallest_refutation(claim, network, budget: float, seconds: float = MAX_SEAR
 
     start = time.perf_counter()
     facts = network.facts
-    hidden, output = facts["activations"][0], facts["activations"][-1]
     entry = {"name": claim.name, "formula": claim.text, "syntax": claim.syntax}
-    tried = 0
-    for sizes in candidates():
+    tried, held = 0, []
+    pairs = batch_candidates() if network.kind == "batch" else [(s, None) for s in candidates()]
+    for sizes, m in pairs:
         if time.perf_counter() - start > seconds:
             break
-        if len(sizes) == len(facts["sizes"]) and tuple(sizes) == tuple(facts["sizes"]):
+        if tuple(sizes) == tuple(facts["sizes"]) and m == facts.get("m"):
             continue  # the declared network: already checked
-        activations = [hidden] * (len(sizes) - 2) + [output]
         try:
-            candidate = layered(list(sizes), activation=activations, cost=facts["cost"],
-                                regularization=facts["regularization"], name="-".join(map(str, sizes)))
+            candidate = _candidate(network, sizes, m)
             data = {"network": candidate.name, "syntax": claim.syntax, "claim": [entry]}
             claims_file = parse_claims(data, base=Path("."), network=candidate)
         except InputError:
@@ -62,5 +82,7 @@ def smallest_refutation(claim, network, budget: float, seconds: float = MAX_SEAR
         tried += 1
         result = check(claims_file, budget=budget).results[0]
         if result.verdict.status == "refuted":
-            return Smallest(tuple(sizes), result, tried, time.perf_counter() - start)
-    return Smallest(None, None, tried, time.perf_counter() - start)
+            return Smallest(tuple(sizes), result, tried, time.perf_counter() - start, m, tuple(held))
+        if result.verdict.status == "proven":
+            held.append(candidate.name)
+    return Smallest(None, None, tried, time.perf_counter() - start, held=tuple(held))

@@ -60,11 +60,12 @@ from derive.files import parse_toml, path_exists, read_text
 from derive.limits import MAX_SPEC_BYTES
 from derive.graph.convolutional import convolutional
 from derive.graph.free_form import free_form
+from derive.graph.batch import batch
 from derive.graph.layered import layered
 from derive.graph.network import Network
 from derive.graph.zhou import zhou
 
-LAYERED_KEYS = {"name", "description", "layers", "activation", "cost", "regularization"}
+LAYERED_KEYS = {"name", "description", "layers", "activation", "cost", "regularization", "batch"}
 FREE_FORM_KEYS = {"name", "description", "inputs", "targets", "parameters", "constants", "cost"}
 ZHOU_KEYS = {"name", "description", "zhou"}
 CNN_KEYS = {"name", "description", "input", "cost"}
@@ -152,6 +153,11 @@ def _layered_spec(data: Mapping, network: Mapping, common: dict) -> Network:
     _check_keys(network, LAYERED_KEYS, "layered")
     if "latex" in data:
         raise InputError("a layered network's names are Nielsen's; [latex] is for free-form specs")
+    if "batch" in network:  # a mini-batch in the deeplearning.ai course's names (derive.graph.batch)
+        if network.get("regularization", "none") != "none":
+            raise InputError("a batch network has no regularization yet", where="[network] regularization")
+        return batch(_required(network, "layers"), network["batch"], activation=network.get("activation", "sigmoid"),
+                     cost=network.get("cost", "cross_entropy"), **common)
     return layered(
         _required(network, "layers"),
         activation=network.get("activation", "sigmoid"),

@@ -56,6 +56,11 @@ class Consumer:
     lo: sp.Expr = sp.S.One
     hi: sp.Expr = sp.S.One
     extra: sp.Expr = sp.S.Zero  # a direct term (the L2 penalty's derivative)
+    more: tuple = ()  # further (index, lo, hi) the sum runs over (a batch's examples)
+
+    @property
+    def limits(self) -> list[tuple]:
+        return [(self.index, self.lo, self.hi), *self.more]
 
 
 # ---------------------------------------------------------------------------
@@ -335,8 +340,11 @@ class ThresholdModel:
 MODELS = {"layered": LayeredModel, "threshold": ThresholdModel}
 
 
-def model_for(when) -> LayeredModel | ThresholdModel:
+def model_for(when):
     kind = _one(when.get("kind"))
+    if kind == "batch":
+        from derive.proof.general.models_batch import BatchModel
+        return BatchModel(when)
     if kind not in MODELS:
         raise NotCovered(f"no general model of {kind or 'this kind of'} network yet (layered and threshold have one)")
     return MODELS[kind](when)

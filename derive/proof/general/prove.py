@@ -213,14 +213,14 @@ def _chain_rule(model, cost: str, quantity: sp.Expr, consumer: Consumer) -> sp.E
     else:
         partial = sp.diff(consumer.definition, quantity)
     outer = model.gradient(cost, consumer.quantity, _D)
-    return sp.Sum(outer * partial, (consumer.index, consumer.lo, consumer.hi)) + consumer.extra
+    return sp.Sum(outer * partial, *consumer.limits) + consumer.extra
 
 
 def _reason(cost: str, quantity: sp.Expr, consumer: Consumer) -> str:
     quantity = quantity.xreplace({s: sp.Symbol("·") for s in quantity.free_symbols if _FRESH_NAME.match(s.name)})
     if consumer.quantity is None:
         return f"∂{cost}/∂{show.text(quantity)} from the cost's definition, Kronecker deltas contracted"
-    through = show.text(consumer.quantity.xreplace({consumer.index: sp.Symbol("·")}))
+    through = show.text(consumer.quantity.xreplace({index: sp.Symbol("·") for index, _, _ in consumer.limits}))
     text = (f"chain rule: {cost} depends on {show.text(quantity)} only through {through}; each ∂{through}/∂"
             f"{show.text(quantity)} from its definition, Kronecker deltas contracted")
     if consumer.extra != 0:

@@ -1,0 +1,188 @@
+r"""Reading a mini-batch matrix claim (deeplearning.ai's notation) into a tree.
+
+On a batch network (derive.graph.batch) a LaTeX claim may name the batch
+matrices: `Z^{[l]}`, `A^{[l]}` (n_l × m, one column per example), `W^{[l]}`,
+`b^{[l]}`, `X` (= `A^{[0]}`), `Y`, and the course's gradients `dZ^{[l]}`,
+`dA^{[l]}`, `dW^{[l]}`, `db^{[l]}`. A `T` inside the superscript transposes
+(`W^{[l+1]T}`), `(i)` takes example i's column (`dZ^{[l](i)}`),
+`\sum_{i=1}^{m}` sums over the examples, `np.sum(dZ^{[l]}, axis=1, keepdims=True)`
+sums each row, `g^{[l]\prime}(Z^{[l]})`, `g'(…)`, `\sigma'(…)` apply the layer's
+activation derivative elementwise. As in the course, `*` and `\odot` are the
+elementwise product, juxtaposition and `\cdot` the matrix product; `m` is the
+number of examples.
+
+Only the shape of the formula is read here, by whitelist over the claims'
+tokenizer (never eval or sympify).
+"""
+
+from __future__ import annotations
+
+import re
+
+from derive.errors import FormulaError
+from derive.claims.indices import script_end
+from derive.claims.matrix_read import HADAMARD, MatrixParser, Node, _script_text
+
+BATCH_FAMILIES = {"Z", "A", "W", "b", "dZ", "dA", "dW", "db"}
+WHOLE = {"X", "Y"}
+_NP_SUM = re.compile(r"np\s*\.\s*sum\s*\(")
+_KEEPDIMS = re.compile(r",\s*axis\s*=\s*1\s*,\s*keepdims\s*=\s*True\s*$")
+_BRACKET = re.compile(r"\^\s*\{\s*\[")
+
+
+def rewrite_numpy(text: str) -> str:
+    r"""`np.sum(M, axis=1, keepdims=True)` as `\operatorname{rowsum}(M)` (the tokenizer knows no `.`); other np
+    calls refused."""
+    out, position = [], 0
+    for match in _NP_SUM.finditer(text):
+        start, depth, i = match.end(), 1, match.end()
+        while i < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        if depth:
+            raise FormulaError("np.sum( is not closed", column=match.start() + 1)
+        inner = text[start:i - 1]
+        keep = _KEEPDIMS.search(inner)
+        if keep is None:
+            raise FormulaError("np.sum is read as np.sum(M, axis=1, keepdims=True) only (the sum of each row)",
+                               column=match.start() + 1)
+        out += [text[position:match.start()], r"\operatorname{rowsum}(", inner[:keep.start()], ")"]
+        position = i
+    if "np" in text[position:] and re.search(r"np\s*\.", text[position:]):
+        raise FormulaError("of NumPy only np.sum(M, axis=1, keepdims=True) is read")
+    return "".join(out) + text[position:]
+
+
+def names_batch_matrix(text: str) -> bool:
+    """Whether a member names a batch matrix: `Z^{[`, `dW^{[`, X, Y, or np.sum."""
+    if _NP_SUM.search(text) or _BRACKET.search(text):
+        return True
+    return bool(re.search(r"(?<![A-Za-z\\])[XY](?![A-Za-z_])", text))
+
+
+class BatchParser(MatrixParser):
+    """MatrixParser with the course's batch families, `*` elementwise, sums over examples and row sums."""
+
+    def __init__(self, text: str, known):
+        super().__init__(rewrite_numpy(text), known)
+
+    def product(self) -> Node:
+        tree = self.factor()
+        while True:
+            if self.at("*", *HADAMARD):
+                self.i += 1
+                tree = self.node("had", tree, self.factor())
+            elif self.at(r"\cdot", r"\times"):
+                self.i += 1
+                tree = self.node("mul", tree, self.factor())
+            elif self.at("/"):
+                self.i += 1
+                tree = self.node("div", tree, self.factor())
+            elif self.starts_primary():
+                tree = self.node("mul", tree, self.factor())
+            else:
+                return tree
+
+    def starts_primary(self) -> bool:
+        return super().starts_primary() and not self.at("*")
+
+    def primary(self) -> Node:
+        t = self.token
+        if self.at(r"\sum"):
+            return self.example_sum()
+        if self.at(r"\operatorname") and [x.text for x in self.tokens[self.i + 1:self.i + 4]] == ["{", "rowsum", "}"]:
+            self.i += 4
+            self.expect("(")
+            inner = self.expression()
+            self.expect(")")
+            return self.node("rowsum", inner)
+        if t.kind == "letters" and t.text in BATCH_FAMILIES | WHOLE and not self.known(t.text):
+            return self.batch_family()
+        if t.kind == "letters" and t.text == "g" or self.at(r"\sigma"):
+            if self.tokens[self.i + 1].text in ("^", "'", "("):
+                return self.activation()
+        if t.kind == "letters" and t.text == "m" and not self.known("m"):
+            self.i += 1
+            return self.node("scalar", text="m")
+        return super().primary()
+
+    def batch_family(self) -> Node:
+        family = self.token
+        self.i += 1
+        script, column, transposed = "", "", False
+        if self.at("^"):
+            end = script_end(self.tokens, self.i + 1)
+            script, column, transposed = self._batch_script(self.i + 1, end, family)
+            self.i = end + 1
+        elif family.text not in WHOLE:
+            raise FormulaError(f"{family.text} needs its layer: {family.text}^{{[l]}}", column=family.column)
+        if family.text in WHOLE and script:
+            raise FormulaError(f"{family.text} takes no layer (X is A^{{[0]}})", column=family.column)
+        if self.at("_"):
+            raise FormulaError(f"{family.text} with a subscript is one component: write the claim in index form",
+                               column=family.column)
+        tree = self.node("bfam", text=family.text, script=script + (f"({column})" if column else ""))
+        return self.node("T", tree) if transposed else tree
+
+    def _batch_script(self, start: int, end: int, family):
+        """`{[l+1]T}`, `{[l](i)}`, `{(i)}`, `{T}`: the layer's text, the example letter, a transpose."""
+        tokens = [t for t in self.tokens[start:end + 1]]
+        if tokens and tokens[0].text == "{":
+            tokens = tokens[1:-1]
+        texts = [t.text for t in tokens]
+        layer, column, transposed = "", "", False
+        if texts[:1] == ["["]:
+            close = texts.index("]") if "]" in texts else -1
+            if close < 0:
+                raise FormulaError("a layer in brackets, such as [l+1], is not closed", column=family.column)
+            inner = "".join(texts[1:close])
+            if _script_text(tokens[1:close], 0, close - 2) is None and not inner.isdigit():
+                raise FormulaError(f"[{inner}] must name a layer (l, l+1, L, 2)", column=family.column)
+            layer, texts = inner, texts[close + 1:]
+        if texts[:1] == ["("] and len(texts) >= 3 and texts[2] == ")":
+            column, texts = texts[1], texts[3:]
+        if texts == ["T"]:
+            transposed, texts = True, []
+        if texts:
+            raise FormulaError(f"{family.text}'s superscript must be a layer [l], an example (i) or T",
+                               column=family.column)
+        return layer, column, transposed
+
+    def example_sum(self) -> Node:
+        r"""`\sum_{i=1}^{m} …` or `\sum_i …`: a sum over the examples of the term after it."""
+        start = self.token
+        self.i += 1
+        if not self.at("_"):
+            raise FormulaError(r"\sum needs its example letter: \sum_{i=1}^{m}", column=start.column)
+        end = script_end(self.tokens, self.i + 1)
+        below = [t.text for t in self.tokens[self.i + 1:end + 1] if t.text not in "{}"]
+        self.i = end + 1
+        if self.at("^"):
+            top_end = script_end(self.tokens, self.i + 1)
+            top = [t.text for t in self.tokens[self.i + 1:top_end + 1] if t.text not in "{}"]
+            if top != ["m"]:
+                raise FormulaError(r"a sum over the examples runs to m: \sum_{i=1}^{m}", column=start.column)
+            self.i = top_end + 1
+        if not below or not below[0].isalpha() or below[1:] not in ([], ["=", "1"]):
+            raise FormulaError(r"a sum over the examples reads \sum_{i=1}^{m} or \sum_i", column=start.column)
+        return self.node("exsum", self.product(), text=below[0])  # the sum's term runs to the next + or -
+
+    def activation(self) -> Node:
+        r"""`g^{[l]\prime}(Z)`, `g'(Z)`, `\sigma'(Z)`, `g^{[l]}(Z)`: the activation (or its derivative)."""
+        start = self.token
+        self.i += 1
+        prime = False
+        while self.at("'", "^"):
+            if self.at("'"):
+                prime, self.i = True, self.i + 1
+                continue
+            end = script_end(self.tokens, self.i + 1)
+            texts = [t.text for t in self.tokens[self.i + 1:end + 1] if t.text not in "{}"]
+            prime = prime or r"\prime" in texts or "'" in texts
+            self.i = end + 1
+        if not self.at("("):
+            raise FormulaError(f"{start.text} must be applied: {start.text}'(Z^{{[l]}})", column=start.column)
+        self.i += 1
+        inner = self.expression()
+        self.expect(")")
+        return self.node("func", inner, text="sigma_prime" if prime else "sigma")
