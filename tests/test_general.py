@@ -214,3 +214,34 @@ def test_a_claim_true_only_for_square_layers_is_refuted_with_a_size(tmp_path):
     assert general["network"] == "1-1-2" and "not for every size" in general["method"]
     assert "n_{l} = n_{l+1}" in general["method"]
     assert not square.passed and square.to_dict()["verdict"] == "refuted"
+
+
+FORWARD_AND_TARGET = '''
+network = "book-12-3-2"
+syntax = "latex"
+
+[[claim]]
+name = "forward"
+formula = 'z^l = w^l a^{l-1} + b^l'
+
+[[claim]]
+name = "BP1 quadratic"
+formula = \'\'\'\\delta^L = (a^L - y) \\odot \\sigma'(z^L)\'\'\'
+
+[[claim]]
+name = "BP1 with y - a"
+formula = \'\'\'\\delta^L = (y - a^L) \\odot \\sigma'(z^L)\'\'\'
+'''
+
+
+def test_the_target_vector_and_the_forward_pass(tmp_path):
+    path = tmp_path / "claims.toml"
+    path.write_text(FORWARD_AND_TARGET)
+    result = check(load_claims(path), budget=5.0)
+    general_verdicts(result, 5.0)
+    results = {r.claim.name: r for r in result.results}
+    assert results["forward"].general["status"] == "proven"
+    assert results["BP1 quadratic"].verdict.status == "proven"
+    assert results["BP1 quadratic"].general["status"] == "proven"
+    wrong = results["BP1 with y - a"]
+    assert wrong.diagnosis.id == "sign" and wrong.general["status"] == "refuted" and wrong.general["network"] == "1-1"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 
 from derive.errors import FormulaError, InputError
-from derive.claims.batch_read import BatchParser, names_batch_matrix, rewrite_numpy
+from derive.claims.batch_read import AffineParser, BatchParser, names_affine_matrix, names_batch_matrix, rewrite_numpy
 from derive.claims.generic import MAX_READING_SECONDS, Generic
 from derive.claims.matrix import ShapeError, ShapeMismatch, Value, _checked, _generic, _same_shapes
 from derive.claims.matrix_read import Node
@@ -39,21 +39,28 @@ def rewrite_numpy_located(formula: str, where: str) -> str:
 
 
 def names_batch(pieces, vocabulary) -> bool:
-    return vocabulary.network.kind == "batch" and any(names_batch_matrix(piece) for piece, _ in pieces)
+    """A batch network's claim naming a batch matrix, or an affine layer's naming its matrices."""
+    kind = vocabulary.network.kind
+    if kind == "affine":
+        return any(names_affine_matrix(piece) for piece, _ in pieces)
+    return kind == "batch" and any(names_batch_matrix(piece) for piece, _ in pieces)
 
 
 def read_batch(entry, pieces, vocabulary, file_table, where: str) -> Generic:
+    """A batch network's matrix claim (deeplearning.ai's names), or an affine layer's (the assignment's)."""
     network = vocabulary.network
+    affine = network.kind == "affine"
+    parser, family = (AffineParser, _affine_family) if affine else (BatchParser, _family)
     known = lambda name: name in network.by_name or name in vocabulary.definitions  # noqa: E731
     trees = []
     for piece, offset in pieces:
         try:
-            trees.append(BatchParser(piece, known).parse())
+            trees.append(parser(piece, known).parse())
         except InputError as exc:
             column = exc.column + offset if exc.column is not None else None
             raise FormulaError(exc.message, column=column).located(where) from None
     letters = sorted({c for tree in trees for c in _layer_letters(tree)})
-    depth = network.facts["L"]
+    depth = network.facts.get("L", 0)
     stop = time.perf_counter() + MAX_READING_SECONDS
     readings = []
     for env in _environments(letters, depth):
@@ -61,7 +68,7 @@ def read_batch(entry, pieces, vocabulary, file_table, where: str) -> Generic:
             raise FormulaError(f"reading its instances took more than {MAX_READING_SECONDS:g} s").located(where)
         at = ", ".join(f"{k}={v}" for k, v in env.items())
         try:
-            members = [_evaluate(tree, env, {}, network.facts) for tree in trees]
+            members = [_evaluate(tree, env, {}, network.facts, family) for tree in trees]
         except _Missing:
             continue
         except ShapeError as exc:
@@ -158,30 +165,48 @@ def _no_column(value: Value, column: str, family: str) -> Value:
     return value
 
 
-def _evaluate(node: Node, env, examples, facts) -> Value:
+def _affine_family(node: Node, env, examples, facts) -> Value:
+    """x (N×D), w (D×M), b (a row of M), out (N×M), and the assignment's gradients of the loss L."""
+    N, D, M = facts["sizes"]
+    shape = {"x": (N, D), "w": (D, M), "b": (1, M), "out": (N, M)}
+    name = node.text[1:] if node.text.startswith("d") else node.text
+    rows, cols = shape[name]
+
+    def unit(r, c):
+        plain = f"b{c}" if name == "b" else f"{name}{r}_{c}"
+        return f"D(L, {plain})" if node.text.startswith("d") else plain
+    comps = tuple(tuple(unit(r, c) for c in range(1, cols + 1)) for r in range(1, rows + 1))
+    return Value(rows, cols, comps, False, node.text)
+
+
+def _evaluate(node: Node, env, examples, facts, family=_family) -> Value:
     kind = node.kind
     if kind == "bfam":
-        return _family(node, env, examples, facts)
+        return family(node, env, examples, facts)
     if kind == "scalar":
         return _scalar(node.text, facts)
     if kind == "exsum":
         total = None
         for i in range(1, facts["m"] + 1):
-            term = _evaluate(node.args[0], env, {**examples, node.text: i}, facts)
+            term = _evaluate(node.args[0], env, {**examples, node.text: i}, facts, family)
             total = term if total is None else _add(total, term, "+")
         return Value(total.rows, total.cols, total.comps, total.scalar, f"Σ_{node.text} ({node.args[0].kind})")
-    args = [_evaluate(a, env, examples, facts) for a in node.args]
+    args = [_evaluate(a, env, examples, facts, family) for a in node.args]
     if kind == "rowsum":
         (x,) = args
         comps = tuple((_checked("(" + " + ".join(f"({c})" for c in row) + ")"),) for row in x.comps)
         return Value(x.rows, 1, comps, x.scalar, f"np.sum({x.shown}, axis=1)")
+    if kind == "colsum":
+        (x,) = args
+        comps = (tuple(_checked("(" + " + ".join(f"({row[j]})" for row in x.comps) + ")") for j in range(x.cols)),)
+        return Value(1, x.cols, comps, x.scalar, f"np.sum({x.shown}, axis=0)")
     if kind == "func":
         (x,) = args
         return _map(x, lambda c: f"{node.text}({c})", f"{node.text}({x.shown})")
     if kind == "T":
         (x,) = args
         comps = tuple(tuple(x.comps[i][j] for i in range(x.rows)) for j in range(x.cols))
-        return Value(x.cols, x.rows, comps, x.scalar, f"{x.shown}^T")
+        return Value(x.cols, x.rows, comps, x.scalar, x.plain or f"{x.shown}^T", plain=x.shown)
     if kind == "neg":
         return _map(args[0], lambda c: f"-({c})", f"-{args[0].shown}")
     if kind == "pow":
@@ -218,9 +243,16 @@ def _broadcast(a: Value, b: Value, op: str) -> tuple[Value, Value]:
     if a.rows == b.rows and a.cols != b.cols and 1 in (a.cols, b.cols):
         wide = max(a.cols, b.cols)
         a, b = (_widen(a, wide) if a.cols == 1 else a), (_widen(b, wide) if b.cols == 1 else b)
+    if a.cols == b.cols and a.rows != b.rows and 1 in (a.rows, b.rows):  # a row over the rows: x w + b
+        tall = max(a.rows, b.rows)
+        a, b = (_stack(a, tall) if a.rows == 1 else a), (_stack(b, tall) if b.rows == 1 else b)
     if (a.rows, a.cols) != (b.rows, b.cols):
         raise ShapeError(f"{a.shown} {op} {b.shown}: {a.shape} {op} {b.shape} do not have the same shape")
     return a, b
+
+
+def _stack(x: Value, rows: int) -> Value:
+    return Value(rows, x.cols, x.comps * rows, False, x.shown)
 
 
 def _widen(x: Value, cols: int) -> Value:
@@ -239,11 +271,16 @@ def _elementwise(a: Value, b: Value) -> Value:
     return Value(a.rows, a.cols, comps, False, f"{a.shown} * {b.shown}")
 
 
+def _transposed(x: Value) -> str:
+    return x.plain if x.plain is not None else f"{x.shown}^T"
+
+
 def _product(a: Value, b: Value) -> Value:
     shown = f"{a.shown} {b.shown}"
     if a.cols != b.rows:
-        hint = f"; {a.shown} {b.shown}^T does" if a.cols == b.cols else (
-            f"; {a.shown}^T {b.shown} does" if a.rows == b.rows else "")
+        hint = f"; {a.shown} {_transposed(b)} does" if a.cols == b.cols else (
+            f"; {_transposed(a)} {b.shown} does" if a.rows == b.rows else (
+                f"; {b.shown} {a.shown} does" if b.cols == a.rows else ""))
         raise ShapeError(f"{shown}: {a.shape}·{b.shape} does not conform{hint}")
     if a.rows * b.cols > MAX_BATCH_COMPONENTS or a.rows * b.cols * a.cols > 10 * MAX_BATCH_COMPONENTS:
         raise FormulaError("the matrix product is larger than a batch claim reads")

@@ -26,7 +26,8 @@ from derive.claims.matrix_read import HADAMARD, MatrixParser, Node, _script_text
 BATCH_FAMILIES = {"Z", "A", "W", "b", "dZ", "dA", "dW", "db"}
 WHOLE = {"X", "Y"}
 _NP_SUM = re.compile(r"np\s*\.\s*sum\s*\(")
-_KEEPDIMS = re.compile(r",\s*axis\s*=\s*1\s*,\s*keepdims\s*=\s*True\s*$")
+_AXIS = re.compile(r",\s*axis\s*=\s*([01])\s*(?:,\s*keepdims\s*=\s*True\s*)?$")
+_SUMS = {"1": "rowsum", "0": "colsum"}  # np.sum over axis 1 sums each row; over axis 0, each column
 _BRACKET = re.compile(r"\^\s*\{\s*\[")
 
 
@@ -42,14 +43,14 @@ def rewrite_numpy(text: str) -> str:
         if depth:
             raise FormulaError("np.sum( is not closed", column=match.start() + 1)
         inner = text[start:i - 1]
-        keep = _KEEPDIMS.search(inner)
-        if keep is None:
-            raise FormulaError("np.sum is read as np.sum(M, axis=1, keepdims=True) only (the sum of each row)",
-                               column=match.start() + 1)
-        out += [text[position:match.start()], r"\operatorname{rowsum}(", inner[:keep.start()], ")"]
+        axis = _AXIS.search(inner)
+        if axis is None:
+            raise FormulaError("np.sum is read as np.sum(M, axis=1, keepdims=True) (the sum of each row) or "
+                               "np.sum(M, axis=0) (of each column) only", column=match.start() + 1)
+        out += [text[position:match.start()], rf"\operatorname{{{_SUMS[axis.group(1)]}}}(", inner[:axis.start()], ")"]
         position = i
     if "np" in text[position:] and re.search(r"np\s*\.", text[position:]):
-        raise FormulaError("of NumPy only np.sum(M, axis=1, keepdims=True) is read")
+        raise FormulaError("of NumPy only np.sum(M, axis=1, keepdims=True) and np.sum(M, axis=0) are read")
     return "".join(out) + text[position:]
 
 
@@ -62,6 +63,9 @@ def names_batch_matrix(text: str) -> bool:
 
 class BatchParser(MatrixParser):
     """MatrixParser with the course's batch families, `*` elementwise, sums over examples and row sums."""
+
+    FAMILIES = BATCH_FAMILIES  # with a layer: Z^{[l]}
+    WHOLE = WHOLE  # without one: X, Y
 
     def __init__(self, text: str, known):
         super().__init__(rewrite_numpy(text), known)
@@ -90,13 +94,14 @@ class BatchParser(MatrixParser):
         t = self.token
         if self.at(r"\sum"):
             return self.example_sum()
-        if self.at(r"\operatorname") and [x.text for x in self.tokens[self.i + 1:self.i + 4]] == ["{", "rowsum", "}"]:
+        words = [x.text for x in self.tokens[self.i + 1:self.i + 4]]
+        if self.at(r"\operatorname") and words[0] == "{" and words[1] in _SUMS.values() and words[2] == "}":
             self.i += 4
             self.expect("(")
             inner = self.expression()
             self.expect(")")
-            return self.node("rowsum", inner)
-        if t.kind == "letters" and t.text in BATCH_FAMILIES | WHOLE and not self.known(t.text):
+            return self.node(words[1], inner)
+        if t.kind == "letters" and t.text in self.FAMILIES | self.WHOLE and not self.known(t.text):
             return self.batch_family()
         if t.kind == "letters" and t.text == "g" or self.at(r"\sigma"):
             if self.tokens[self.i + 1].text in ("^", "'", "("):
@@ -114,10 +119,10 @@ class BatchParser(MatrixParser):
             end = script_end(self.tokens, self.i + 1)
             script, column, transposed = self._batch_script(self.i + 1, end, family)
             self.i = end + 1
-        elif family.text not in WHOLE:
+        elif family.text not in self.WHOLE:
             raise FormulaError(f"{family.text} needs its layer: {family.text}^{{[l]}}", column=family.column)
-        if family.text in WHOLE and script:
-            raise FormulaError(f"{family.text} takes no layer (X is A^{{[0]}})", column=family.column)
+        if family.text in self.WHOLE and (script or column):
+            raise FormulaError(f"{family.text} takes no layer or example", column=family.column)
         if self.at("_"):
             raise FormulaError(f"{family.text} with a subscript is one component: write the claim in index form",
                                column=family.column)
@@ -186,3 +191,15 @@ class BatchParser(MatrixParser):
         inner = self.expression()
         self.expect(")")
         return self.node("func", inner, text="sigma_prime" if prime else "sigma")
+
+
+class AffineParser(BatchParser):
+    r"""One affine layer's names (rows are examples): x, w, b, out and the assignment's dout, dx, dw, db;
+    `np.sum(dout, axis=0)` sums each column."""
+
+    FAMILIES: set = set()
+    WHOLE = {"x", "w", "b", "out", "dout", "dx", "dw", "db"}
+
+
+def names_affine_matrix(text: str) -> bool:
+    return bool(re.search(r"(?<![A-Za-z\\])(d?out|d?[xwb])(?![A-Za-z_0-9])", text))

@@ -21,10 +21,12 @@ import sympy as sp
 
 from derive.errors import FormulaError
 from derive.graph import functions as fn
-from derive.claims.batch_read import BatchParser
+from derive.claims.batch_read import AffineParser, BatchParser
+from derive.proof.general import models_affine as affine
 from derive.claims.matrix_read import MatrixParser, Node
 from derive.proof.general.models_batch import AB, BB, M, WB, YB, ZB, J
 from derive.proof.general.models import A, B, DELTA, L, SIZE, W, Z
+from derive.proof.general.models import Y as TARGET
 from derive.proof.general.prove import GeneralResult, prove_identity
 from derive.proof.formulas import _D
 
@@ -55,8 +57,8 @@ def network_when(network) -> dict:
     """The facts a general proof may assume of every network like the declared one."""
     facts = network.facts
     when = {key: facts.get(key) for key in ("kind", "cost", "output", "output_activation", "regularization")}
-    if facts.get("kind") == "batch":
-        when = {"kind": "batch", "cost": facts.get("cost")}
+    if facts.get("kind") in ("batch", "affine"):
+        when = {"kind": facts["kind"], "cost": facts.get("cost")}
     if set(facts.get("activations", ())) == {"sigmoid"}:  # every layer's: σ' = σ(1 − σ) wherever l is
         when["activation"] = "sigmoid"
     return {k: v for k, v in when.items() if v is not None}
@@ -66,7 +68,7 @@ def general_link_results(pieces, network, budget: float) -> list[GeneralResult]:
     """Each link of a matrix claim, proven (or not) for every size; NotGeneral or GeneralShape when it cannot
     be read so."""
     trees = []
-    parser = BatchParser if network.kind == "batch" else MatrixParser
+    parser = {"batch": BatchParser, "affine": AffineParser}.get(network.kind, MatrixParser)
     for piece, _ in pieces:
         try:
             trees.append(parser(piece, lambda name: False).parse())
@@ -92,6 +94,10 @@ def _broadcast(a: Shaped, b: Shaped) -> tuple[Shaped, Shaped]:
         wide = b.cols if a.cols == 1 else a.cols
         widen = lambda x: x if x.cols != 1 else Shaped(x.rows, wide, lambda r, c: x.entry(r, 1))  # noqa: E731
         return widen(a), widen(b)
+    if _same(a.cols, b.cols) and not _same(a.rows, b.rows) and (a.rows == 1 or b.rows == 1):  # x w + b
+        tall = b.rows if a.rows == 1 else a.rows
+        stack = lambda x: x if x.rows != 1 else Shaped(tall, x.cols, lambda r, c: x.entry(1, c))  # noqa: E731
+        return stack(a), stack(b)
     return a, b
 
 
@@ -155,7 +161,7 @@ def _layers(tree: Node):
         node = stack.pop()
         if node.kind == "layer":
             yield node.text, _layer_expr(node.script)
-        elif node.kind == "bfam" and node.text not in ("X", "Y"):
+        elif node.kind == "bfam" and node.text not in ("X", "Y") and node.script:
             yield ("B" if node.text == "b" else "dB" if node.text == "db" else node.text), \
                 _layer_expr(node.script.split("(")[0])
         stack.extend(a for a in node.args if isinstance(a, Node))
@@ -195,10 +201,29 @@ def _batch_family(node: Node, examples) -> Shaped:
     return Shaped(SIZE[layer], M, unit)
 
 
+_AFFINE = {"x": (affine.N, affine.D, affine.XA), "w": (affine.D, affine.M, affine.WA),
+           "b": (sp.S.One, affine.M, affine.BA), "out": (affine.N, affine.M, affine.OUT)}
+
+
+def _affine_family(node: Node) -> Shaped:
+    name = node.text[1:] if node.text.startswith("d") else node.text
+    rows, cols, family = _AFFINE[name]
+    unit = (lambda r, c: family[c]) if name == "b" else (lambda r, c: family[r, c])
+    if node.text.startswith("d"):
+        return Shaped(rows, cols, lambda r, c: _D(affine.LOSS, unit(r, c)))
+    return Shaped(rows, cols, unit)
+
+
 def _value(node: Node, examples) -> Shaped:
     kind = node.kind
+    if kind == "bfam" and not node.script and (node.text in _AFFINE or node.text[1:] in _AFFINE):
+        return _affine_family(node)  # an affine layer's x, w, b, out, dout…: no layer script
     if kind == "bfam":
         return _batch_family(node, examples)
+    if kind == "colsum":
+        x = _value(node.args[0], examples)
+        k = sp.Symbol(f"e_{next(_FRESH)}", integer=True)
+        return Shaped(sp.S.One, x.cols, lambda r, c: sp.Sum(x.entry(k, c), (k, 1, x.rows)))
     if kind == "exsum":
         i = sp.Symbol(f"e_{next(_FRESH)}", integer=True)
         inner = _value(node.args[0], {**examples, node.text: i})
@@ -209,6 +234,8 @@ def _value(node: Node, examples) -> Shaped:
         return Shaped(x.rows, sp.S.One, lambda r, c: sp.Sum(x.entry(r, k), (k, 1, x.cols)))
     if kind == "scalar" and node.text == "m":
         return Shaped(sp.S.One, sp.S.One, lambda r, c: M, scalar=True)
+    if kind == "target":
+        return Shaped(SIZE[L], sp.S.One, lambda r, c: TARGET[r])
     if kind == "layer":
         return _layer(node.text, node.script)
     if kind == "grad":

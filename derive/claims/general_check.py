@@ -27,7 +27,7 @@ def general_verdicts(file_result, budget: float) -> None:
             continue
         network = claims_file.network
         try:
-            text = rewrite_numpy(claim.text) if network.kind == "batch" else claim.text
+            text = rewrite_numpy(claim.text) if network.kind in ("batch", "affine") else claim.text
             pieces = split_masked(text, split_chain)
         except FormulaError:
             continue

@@ -64,7 +64,8 @@ class Spelling:
     times: str  # between two parenthesized components
     matmul: str  # between two shown matrices
     elementwise: str
-    elementwise_power: bool = False  # NumPy's `X**2` squares each component; LaTeX's (\delta^l)^2 is not read
+    elementwise_power: bool = False
+    target: Callable[[int], str] = lambda j: f"y_{{{j}}}"  # the target vector's component j  # NumPy's `X**2` squares each component; LaTeX's (\delta^l)^2 is not read
 
 
 LATEX = Spelling(
@@ -286,6 +287,14 @@ def _layer(family: str, script: str, env, network, spelling: Spelling) -> Value:
     return Value(rows, cols, comps, False, spelling.layer(family, n))
 
 
+def _target(network, spelling: Spelling) -> Value:
+    """y: a column of the output layer's width, where the network has targets (not under a generic cost)."""
+    targets = network.families.get("y") or {}
+    if not targets:
+        raise FormulaError("y: this network has no targets (its cost is a generic C(a^L))")
+    return Value(len(targets), 1, tuple((spelling.target(j),) for j in range(1, len(targets) + 1)), False, "y")
+
+
 def _evaluate(node: Node, env, network, spelling: Spelling) -> Value:
     kind = node.kind
     if kind == "layer":
@@ -297,6 +306,8 @@ def _evaluate(node: Node, env, network, spelling: Spelling) -> Value:
         return Value(layer.rows, layer.cols, comps, False, spelling.grad_shown(node.text, layer.shown))
     if kind == "scalar":
         return Value(1, 1, ((node.text,),), True, node.text)
+    if kind == "target":
+        return _target(network, spelling)
     args = [_evaluate(a, env, network, spelling) for a in node.args]
     if kind == "neg":
         (x,) = args

@@ -209,6 +209,9 @@ class MatrixParser:
         if self.at(r"\sum", r"\partial", r"\max", r"\min"):
             raise FormulaError(f"{t.text} is not read in a matrix claim (write the claim in index form)",
                                column=t.column)
+        if t.kind == "letters" and t.text == "y" and not self.known("y") and self.tokens[self.i + 1].text not in "^_":
+            self.i += 1
+            return self.node("target", text="y")  # the target vector y (of the output layer's width)
         if t.text in FAMILIES and t.kind in ("letters", "command") and not self.known(t.text) \
                 and self.tokens[self.i + 1].text == "^":
             return self.layer()

@@ -155,6 +155,7 @@ SYMPY = Spelling(
     matmul=" @ ",
     elementwise=" * ",
     elementwise_power=True,
+    target=lambda j: f"y{j}",
 )
 
 

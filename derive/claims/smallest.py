@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from derive.errors import InputError
+from derive.graph.affine import affine
 from derive.graph.batch import batch
 from derive.graph.layered import layered
 
@@ -35,8 +36,15 @@ def batch_candidates() -> list[tuple[tuple[int, ...], int]]:
     return sorted(pairs, key=lambda p: (sum(a * b + b for a, b in zip(p[0], p[0][1:])) * p[1], len(p[0]), p))
 
 
+def affine_candidates() -> list[tuple[tuple[int, ...], None]]:
+    sizes = sorted(itertools.product(WIDTHS, repeat=3), key=lambda s: (s[0] * s[1] * s[2], s))
+    return [(s, None) for s in sizes]
+
+
 def _candidate(network, sizes, m):
     """A network like the declared one (its activations and cost) of these sizes (and batch size m)."""
+    if network.kind == "affine":
+        return affine(*sizes, name="-".join(map(str, sizes)))
     facts = network.facts
     hidden, output = facts["activations"][0], facts["activations"][-1]
     activations = [hidden] * (len(sizes) - 2) + [output]
@@ -65,7 +73,8 @@ def smallest_refutation(claim, network, budget: float, seconds: float = MAX_SEAR
     facts = network.facts
     entry = {"name": claim.name, "formula": claim.text, "syntax": claim.syntax}
     tried, held = 0, []
-    pairs = batch_candidates() if network.kind == "batch" else [(s, None) for s in candidates()]
+    pairs = {"batch": batch_candidates, "affine": affine_candidates}.get(
+        network.kind, lambda: [(s, None) for s in candidates()])()
     for sizes, m in pairs:
         if time.perf_counter() - start > seconds:
             break

@@ -60,6 +60,7 @@ from derive.files import parse_toml, path_exists, read_text
 from derive.limits import MAX_SPEC_BYTES
 from derive.graph.convolutional import convolutional
 from derive.graph.free_form import free_form
+from derive.graph.affine import affine
 from derive.graph.batch import batch
 from derive.graph.layered import layered
 from derive.graph.network import Network
@@ -128,13 +129,19 @@ def from_dict(data: Mapping, *, source: str | None = None) -> Network:
         if not (isinstance(sizes, list) and len(sizes) == 3):
             raise InputError("must be three layer sizes [d, q, l]", where="[network] zhou")
         return zhou(*sizes, **common)
+    if "affine" in network:  # one affine layer, rows are examples (derive.graph.affine)
+        _check_keys(network, {"name", "description", "affine"}, "affine")
+        sizes = network["affine"]
+        if not (isinstance(sizes, list) and len(sizes) == 3):
+            raise InputError("must be three sizes [N, D, M]", where="[network] affine")
+        return affine(*sizes, **common)
     if "layers" in network:
         return _layered_spec(data, network, common)
     if "equations" in data:
         return _free_form_spec(data, network, common)
     raise InputError(
         "[network] needs 'layers' (a layered network), 'input' with [[layer]] tables (convolutional), "
-        "'zhou' (Zhou's threshold network) or an [equations] table (free-form)"
+        "'zhou' (Zhou's threshold network), 'affine' (one affine layer) or an [equations] table (free-form)"
     )
 
 

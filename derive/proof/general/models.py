@@ -253,7 +253,9 @@ class LayeredModel:
         if self.output_activation == "softmax":
             expr = expr.replace(lambda e: _is(e, A) and sp.expand(e.indices[0] - L) == 0,
                                 lambda e: self.softmax(e.indices[1]))
-        return expr
+        # z written as its definition where it stands alone (a forward claim z = w a + b); σ'(z) keeps its name
+        applied = {arg for node in sp.preorder_traversal(expr) if isinstance(node, sp.Function) for arg in node.args}
+        return expr.replace(lambda e: _is(e, Z) and e not in applied, lambda e: self.net_input(*e.indices[:2]))
 
 
 # ---------------------------------------------------------------------------
@@ -345,6 +347,9 @@ def model_for(when):
     if kind == "batch":
         from derive.proof.general.models_batch import BatchModel
         return BatchModel(when)
+    if kind == "affine":
+        from derive.proof.general.models_affine import AffineModel
+        return AffineModel(when)
     if kind not in MODELS:
         raise NotCovered(f"no general model of {kind or 'this kind of'} network yet (layered and threshold have one)")
     return MODELS[kind](when)

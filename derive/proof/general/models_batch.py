@@ -114,5 +114,8 @@ class BatchModel:
         if self.logistic:
             expr = expr.replace(lambda e: isinstance(e, fn.sigma_prime) and _is(e.args[0], ZB),
                                 lambda e: AB[e.args[0].indices] * (1 - AB[e.args[0].indices]))
-        return expr.replace(lambda e: isinstance(e, (fn.sigma, fn.sigmoid)) and _is(e.args[0], ZB),
+        expr = expr.replace(lambda e: isinstance(e, (fn.sigma, fn.sigmoid)) and _is(e.args[0], ZB),
                             lambda e: AB[e.args[0].indices])
+        # Z written as its definition where it stands alone (a forward claim Z = W A + b); g(Z) stays A
+        applied = {arg for node in sp.preorder_traversal(expr) if isinstance(node, sp.Function) for arg in node.args}
+        return expr.replace(lambda e: _is(e, ZB) and e not in applied, lambda e: self.net_input(*e.indices))
