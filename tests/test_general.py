@@ -245,3 +245,25 @@ def test_the_target_vector_and_the_forward_pass(tmp_path):
     assert results["BP1 quadratic"].general["status"] == "proven"
     wrong = results["BP1 with y - a"]
     assert wrong.diagnosis.id == "sign" and wrong.general["status"] == "refuted" and wrong.general["network"] == "1-1"
+
+
+def test_sympy_syntax_matrix_claims_for_every_size(tmp_path):
+    path = tmp_path / "claims.toml"
+    path.write_text(textwrap.dedent('''\
+        network = "generic-2-3-2"
+        syntax = "sympy"
+
+        [[claim]]
+        name = "BP2"
+        formula = "delta[l] = w[l+1].T @ delta[l+1] * sigma_prime(z[l])"
+
+        [[claim]]
+        name = "BP4 doubled"
+        formula = "D(C, w[l]) = 2 * delta[l] @ a[l-1].T"
+        '''))
+    result = check(load_claims(path), budget=5.0)
+    general_verdicts(result, 5.0)
+    results = {r.claim.name: r for r in result.results}
+    assert results["BP2"].general["status"] == "proven"
+    assert results["BP4 doubled"].general["status"] == "refuted"
+    assert results["BP4 doubled"].general["diagnosis"] == "constant-factor"

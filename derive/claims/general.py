@@ -24,6 +24,7 @@ from derive.graph import functions as fn
 from derive.claims.batch_read import AffineParser, BatchParser
 from derive.proof.general import models_affine as affine
 from derive.claims.matrix_read import MatrixParser, Node
+from derive.claims.matrix_sympy import SympyMatrixParser
 from derive.proof.general.models_batch import AB, BB, M, WB, YB, ZB, J
 from derive.proof.general.models import A, B, DELTA, L, SIZE, W, Z
 from derive.proof.general.models import Y as TARGET
@@ -64,11 +65,13 @@ def network_when(network) -> dict:
     return {k: v for k, v in when.items() if v is not None}
 
 
-def general_link_results(pieces, network, budget: float) -> list[GeneralResult]:
+def general_link_results(pieces, network, budget: float, syntax: str = "latex") -> list[GeneralResult]:
     """Each link of a matrix claim, proven (or not) for every size; NotGeneral or GeneralShape when it cannot
     be read so."""
     trees = []
     parser = {"batch": BatchParser, "affine": AffineParser}.get(network.kind, MatrixParser)
+    if syntax == "sympy":
+        parser = SympyMatrixParser  # the same trees: `w[l+1].T @ delta[l+1] * sigma_prime(z[l])`
     for piece, _ in pieces:
         try:
             trees.append(parser(piece, lambda name: False).parse())

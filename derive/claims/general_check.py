@@ -14,6 +14,7 @@ from derive.claims.batch_read import rewrite_numpy
 from derive.claims.general import GeneralShape, NotGeneral, general_link_results
 from derive.claims.generic import split_chain
 from derive.claims.matrix import names_whole_layer, split_masked
+from derive.claims.matrix_sympy import names_whole_layer_sympy
 from derive.claims.smallest import smallest_refutation
 from derive.proof.general.report import _step
 
@@ -23,15 +24,20 @@ def general_verdicts(file_result, budget: float) -> None:
     claims_file = file_result.claims_file
     for result in file_result.results:
         claim = result.claim
-        if claim.syntax != "latex":
-            continue
         network = claims_file.network
-        try:
-            text = rewrite_numpy(claim.text) if network.kind in ("batch", "affine") else claim.text
-            pieces = split_masked(text, split_chain)
-        except FormulaError:
-            continue
-        matrix = names_batch(pieces, _Vocabulary(network)) or names_whole_layer(pieces, _Vocabulary(network))
+        if claim.syntax == "sympy":
+            try:
+                pieces = split_chain(claim.text, "sympy")
+            except FormulaError:
+                continue
+            matrix = names_whole_layer_sympy(pieces, _Vocabulary(network))
+        else:
+            try:
+                text = rewrite_numpy(claim.text) if network.kind in ("batch", "affine") else claim.text
+                pieces = split_masked(text, split_chain)
+            except FormulaError:
+                continue
+            matrix = names_batch(pieces, _Vocabulary(network)) or names_whole_layer(pieces, _Vocabulary(network))
         if len(pieces) < 2 or not matrix:
             continue
         result.general = general_verdict(claim, pieces, network, budget,
@@ -49,7 +55,7 @@ class _Vocabulary:
 def general_verdict(claim, pieces, network, budget: float, proven_here: bool = False) -> dict:
     reason = ""
     try:
-        links = general_link_results(pieces, network, budget)
+        links = general_link_results(pieces, network, budget, claim.syntax)
         if all(link.proven for link in links):
             return {"status": "proven", "method": "general proof: every width and depth",
                     "assumptions": links[0].assumptions,
