@@ -267,3 +267,75 @@ def test_sympy_syntax_matrix_claims_for_every_size(tmp_path):
     assert results["BP2"].general["status"] == "proven"
     assert results["BP4 doubled"].general["status"] == "refuted"
     assert results["BP4 doubled"].general["diagnosis"] == "constant-factor"
+
+
+INDEX_CLAIMS = r"""
+network = "generic-3-4-4-2"
+syntax = "latex"
+
+[[claim]]
+name = "BP2, Nielsen's component form"
+formula = '''\delta^l_j = \Big(\sum_k w^{l+1}_{kj} \delta^{l+1}_k\Big) \sigma'(z^l_j)'''
+
+[[claim]]
+name = "Nielsen's proof of BP2"
+formula = '''\delta^l_j = \sum_k \frac{\partial C}{\partial z^{l+1}_k} \frac{\partial z^{l+1}_k}{\partial z^l_j} = \sum_k w^{l+1}_{kj} \delta^{l+1}_k \sigma'(z^l_j)'''
+
+[[claim]]
+name = "BP4, component form"
+formula = '''\frac{\partial C}{\partial w^l_{jk}} = a^{l-1}_k \delta^l_j'''
+
+[[claim]]
+name = "BP2 with w_jk"
+formula = '''\delta^l_j = \Big(\sum_k w^{l+1}_{jk} \delta^{l+1}_k\Big) \sigma'(z^l_j)'''
+
+[[claim]]
+name = "BP4 with a^l"
+formula = '''\frac{\partial C}{\partial w^l_{jk}} = a^{l}_k \delta^l_j'''
+
+[[claim]]
+name = "dz/dz claimed 0"
+formula = '''\frac{\partial z^{l+1}_k}{\partial z^l_j} = 0'''
+
+[[claim]]
+name = "dz/dz"
+formula = '''\frac{\partial z^{l+1}_k}{\partial z^l_j} = w^{l+1}_{kj} \sigma'(z^l_j)'''
+"""
+
+
+def test_index_claims_for_every_size(tmp_path):
+    """Nielsen's component forms and his proof of BP2, as a student types them, proven for every size."""
+    path = tmp_path / "claims.toml"
+    path.write_text(INDEX_CLAIMS)
+    result = check(load_claims(path), budget=5.0)
+    general_verdicts(result, 5.0)
+    results = {r.claim.name: r for r in result.results}
+    for name in ("BP2, Nielsen's component form", "Nielsen's proof of BP2", "BP4, component form", "dz/dz"):
+        assert results[name].general["status"] == "proven", (name, results[name].general)
+    for name in ("BP2 with w_jk", "BP4 with a^l", "dz/dz claimed 0"):
+        assert results[name].verdict.status == "refuted", name
+        assert results[name].general["status"] == "refuted", (name, results[name].general)
+    proof = results["Nielsen's proof of BP2"].general["steps"][0]
+    assert any("chain rule" in step["reason"] for step in proof["rhs"])
+
+
+def test_sympy_indexed_claims_for_every_size(tmp_path):
+    path = tmp_path / "claims.toml"
+    path.write_text(textwrap.dedent('''\
+        network = "generic-2-3-2"
+        syntax = "sympy"
+
+        [[claim]]
+        name = "BP2"
+        formula = "delta[l, j] = sum(w[l+1, k, j]*delta[l+1, k], k, 1, size[l+1]) * sigma_prime(z[l, j])"
+
+        [[claim]]
+        name = "BP3 with a sign"
+        formula = "D(C, b[l, j]) = -delta[l, j]"
+        '''))
+    result = check(load_claims(path), budget=5.0)
+    general_verdicts(result, 5.0)
+    results = {r.claim.name: r for r in result.results}
+    assert results["BP2"].general["status"] == "proven"
+    assert results["BP3 with a sign"].general["status"] == "refuted"
+    assert results["BP3 with a sign"].general["diagnosis"] == "sign"

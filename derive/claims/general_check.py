@@ -8,7 +8,9 @@ small networks where it held (evidence, not a proof).
 
 from __future__ import annotations
 
-from derive.errors import FormulaError
+from derive.errors import FormulaError, InputError
+from derive.claims.general_index import index_link_results, sympy_templates
+from derive.claims.latex_template import latex_templates
 from derive.claims.batch_matrix import names_batch
 from derive.claims.batch_read import rewrite_numpy
 from derive.claims.general import GeneralShape, NotGeneral, general_link_results
@@ -20,28 +22,43 @@ from derive.proof.general.report import _step
 
 
 def general_verdicts(file_result, budget: float) -> None:
-    """Each matrix claim's `general` verdict, set on its result (other claims keep None)."""
-    claims_file = file_result.claims_file
+    """Each matrix or index claim's `general` verdict, set on its result (other claims keep None)."""
+    network = file_result.claims_file.network
     for result in file_result.results:
         claim = result.claim
-        network = claims_file.network
+        links = _general_reader(claim, network, budget)
+        if links is not None:
+            result.general = general_verdict(claim, links, network, budget,
+                                             proven_here=result.verdict.status == "proven")
+            if result.general["status"] == "not-read" and result.verdict.status == "refuted":
+                result.general = {"status": "refuted", "network": _sizes(network), "declared": _sizes(network),
+                                  "method": f"refuted on the declared network itself (above); "
+                                            f"{result.general['method']}"}
+
+
+def _general_reader(claim, network, budget: float):
+    """A function giving the claim's links proven for every size, or None when it is no matrix or index claim."""
+    try:
         if claim.syntax == "sympy":
-            try:
-                pieces = split_chain(claim.text, "sympy")
-            except FormulaError:
-                continue
-            matrix = names_whole_layer_sympy(pieces, _Vocabulary(network))
-        else:
-            try:
-                text = rewrite_numpy(claim.text) if network.kind in ("batch", "affine") else claim.text
-                pieces = split_masked(text, split_chain)
-            except FormulaError:
-                continue
-            matrix = names_batch(pieces, _Vocabulary(network)) or names_whole_layer(pieces, _Vocabulary(network))
-        if len(pieces) < 2 or not matrix:
-            continue
-        result.general = general_verdict(claim, pieces, network, budget,
-                                         proven_here=result.verdict.status == "proven")
+            pieces = split_chain(claim.text, "sympy")
+            if len(pieces) < 2:
+                return None
+            if names_whole_layer_sympy(pieces, _Vocabulary(network)):
+                return lambda: general_link_results(pieces, network, budget, "sympy")
+            if network.kind == "layered" and any("[" in piece for piece, _ in pieces):
+                return lambda: index_link_results(sympy_templates(pieces), network, budget)
+            return None
+        text = rewrite_numpy(claim.text) if network.kind in ("batch", "affine") else claim.text
+        pieces = split_masked(text, split_chain)
+    except (FormulaError, InputError):
+        return None
+    if len(pieces) < 2:
+        return None
+    if names_batch(pieces, _Vocabulary(network)) or names_whole_layer(pieces, _Vocabulary(network)):
+        return lambda: general_link_results(pieces, network, budget, "latex")
+    if network.kind == "layered" and claim.generic is not None:
+        return lambda: index_link_results(latex_templates(pieces), network, budget)
+    return None
 
 
 class _Vocabulary:
@@ -52,10 +69,10 @@ class _Vocabulary:
         self.definitions, self.rates, self.example = {}, {}, None
 
 
-def general_verdict(claim, pieces, network, budget: float, proven_here: bool = False) -> dict:
+def general_verdict(claim, read_links, network, budget: float, proven_here: bool = False) -> dict:
     reason = ""
     try:
-        links = general_link_results(pieces, network, budget, claim.syntax)
+        links = read_links()
         if all(link.proven for link in links):
             return {"status": "proven", "method": "general proof: every width and depth",
                     "assumptions": links[0].assumptions,
@@ -66,14 +83,15 @@ def general_verdict(claim, pieces, network, budget: float, proven_here: bool = F
         reason = f"its shapes do not conform for every size: {exc}"
     except NotGeneral as exc:
         return {"status": "not-read", "method": f"not read for every size: {exc}"}
+    except InputError as exc:  # a template that does not read symbolically
+        return {"status": "not-read", "method": f"not read for every size: {exc.message}"}
     found = smallest_refutation(claim, network, budget)
     if found.sizes is None:
         return {"status": "undecided", "method": f"{reason}; no network of {found.tried} small ones tried refutes it "
                                                  "(evidence, not a proof)", "tried": found.tried}
     other = found.result
     name = "-".join(map(str, found.sizes)) + (f" (m={found.m})" if found.m is not None else "")
-    declared = "-".join(map(str, network.facts["sizes"])) + (
-        f" (m={network.facts['m']})" if network.facts.get("m") else "")
+    declared = _sizes(network)
     holds = [*found.held[:3], *([f"the declared {declared}"] if proven_here else [])]
     holds_here = f" (it holds on {', '.join(holds)}: not for every size)" if holds else ""
     return {
@@ -88,3 +106,8 @@ def general_verdict(claim, pieces, network, budget: float, proven_here: bool = F
         "held": list(found.held),
     }
 
+
+
+def _sizes(network) -> str:
+    facts = network.facts
+    return "-".join(map(str, facts["sizes"])) + (f" (m={facts['m']})" if facts.get("m") else "")

@@ -117,18 +117,56 @@ def _assumed(difference, model, assume, ranges, deadline):
 
 
 def _direct(model, expr, ranges, deadline, steps) -> sp.Expr:
-    """Each ∂v/∂u of a quantity v other than the cost, from v's definition (∂ŷ_j/∂β_j = f'(β_j − θ_j))."""
-    partials = [node for node in sp.preorder_traversal(expr)
-                if isinstance(node, _D) and str(node.args[0]) not in model.cost_names
-                and isinstance(node.args[0], sp.Indexed)]
-    for partial in dict.fromkeys(partials):
-        of, wrt = partial.args
-        definition = model.definition(of, ranges)
-        if definition is None:
-            continue
-        expr = contract(expr.xreplace({partial: sp.diff(definition, wrt)}), ranges, deadline)
-        steps.append(Step(f"∂{show.text(of)}/∂{show.text(wrt)} from {show.text(of)}'s definition", expr))
-    return expr
+    """Each ∂v/∂u of a quantity v other than the cost: from v's definition where u appears in it
+    (∂ŷ_j/∂β_j = f'(β_j − θ_j)), else by the chain rule through what consumes u (∂z^{l+1}_k/∂z^l_j
+    through a^l), until only direct partials are left."""
+    for _ in range(MAX_STEPS):
+        if time.perf_counter() > deadline:
+            raise NotCanonical("the general proof ran out of time")
+        pending = [node for node in sp.preorder_traversal(expr)
+                   if isinstance(node, _D) and str(node.args[0]) not in model.cost_names
+                   and isinstance(node.args[0], sp.Indexed) and isinstance(node.args[1], sp.Indexed)
+                   and model.definition(node.args[0], ranges) is not None]
+        if not pending:
+            return expr
+        partial = pending[0]
+        replacement, reason = _partial(model, *partial.args, ranges)
+        expr = contract(expr.xreplace({partial: replacement}), ranges, deadline)
+        steps.append(Step(reason, expr))
+    raise NotCanonical(f"a partial derivative needed more than {MAX_STEPS} steps of the chain rule")
+
+
+def _partial(model, of: sp.Indexed, wrt: sp.Indexed, ranges) -> tuple[sp.Expr, str]:
+    """∂of/∂wrt by one step: 0 or a Kronecker delta, of's definition, or the chain rule through wrt's consumer."""
+    named = f"∂{show.text(of)}/∂{show.text(wrt)}"
+    try:
+        gap = sp.expand(model.level(wrt) - model.level(of))
+    except KeyError:
+        raise NotCovered(f"{named}: a partial derivative the general model does not follow") from None
+    if not gap.is_number:
+        raise NotCovered(f"{named}: layers whose order is unknown")
+    if gap == 0:  # one level: the same quantity (a Kronecker delta) or independent ones (0)
+        return sp.diff(of, wrt), f"{named}: quantities of one level, a Kronecker delta"
+    if gap > 0:
+        return sp.S.Zero, f"{named} = 0: {show.text(of)} comes before {show.text(wrt)}"
+    definition = model.definition(of, ranges)
+    if any(_same_place(model, item, wrt) for item in definition.atoms(sp.Indexed)):
+        return sp.diff(definition, wrt), f"{named} from {show.text(of)}'s definition"
+    consumer = model.consumer(str(of), wrt, ranges)
+    if consumer is None or consumer.quantity is None or consumer.definition is None:
+        raise NotCovered(f"{named}: the model does not say what consumes {show.text(wrt)}")
+    step = sp.Sum(_D(of, consumer.quantity) * sp.diff(consumer.definition, wrt), *consumer.limits)
+    through = show.text(consumer.quantity.xreplace({i: sp.Symbol("·") for i, _, _ in consumer.limits}))
+    return step, f"chain rule: {named} through {through}"
+
+
+def _same_place(model, item: sp.Indexed, wrt: sp.Indexed) -> bool:
+    """Whether item is of wrt's family at wrt's layer (a layered family's first index is its layer)."""
+    if item.base != wrt.base:
+        return False
+    if model.kind in ("layered", "batch"):
+        return sp.expand(item.indices[0] - wrt.indices[0]) == 0
+    return True
 
 
 def _gradients(model, expr: sp.Expr) -> list[sp.Expr]:
