@@ -28,12 +28,7 @@ def general_verdicts(file_result, budget: float) -> None:
         claim = result.claim
         links = _general_reader(claim, network, budget)
         if links is not None:
-            result.general = general_verdict(claim, links, network, budget,
-                                             proven_here=result.verdict.status == "proven")
-            if result.general["status"] == "not-read" and result.verdict.status == "refuted":
-                result.general = {"status": "refuted", "network": _sizes(network), "declared": _sizes(network),
-                                  "method": f"refuted on the declared network itself (above); "
-                                            f"{result.general['method']}"}
+            result.general = general_verdict(claim, links, network, budget, result.verdict.status)
 
 
 def _general_reader(claim, network, budget: float):
@@ -69,7 +64,9 @@ class _Vocabulary:
         self.definitions, self.rates, self.example = {}, {}, None
 
 
-def general_verdict(claim, read_links, network, budget: float, proven_here: bool = False) -> dict:
+def general_verdict(claim, read_links, network, budget: float, here: str = "") -> dict:
+    """`here` is the claim's verdict on the declared network: a claim refuted there is refuted for every size
+    even where its general reading does not apply (the search may still find a smaller network)."""
     reason = ""
     try:
         links = read_links()
@@ -81,18 +78,21 @@ def general_verdict(claim, read_links, network, budget: float, proven_here: bool
         reason = next(link.reason for link in links if not link.proven)
     except GeneralShape as exc:
         reason = f"its shapes do not conform for every size: {exc}"
-    except NotGeneral as exc:
-        return {"status": "not-read", "method": f"not read for every size: {exc}"}
-    except InputError as exc:  # a template that does not read symbolically
-        return {"status": "not-read", "method": f"not read for every size: {exc.message}"}
+    except (NotGeneral, InputError) as exc:  # InputError: a template that does not read symbolically
+        reason = f"not read for every size: {exc.message if isinstance(exc, InputError) else exc}"
+        if here != "refuted":
+            return {"status": "not-read", "method": reason}
     found = smallest_refutation(claim, network, budget)
+    if found.sizes is None and here == "refuted":
+        return {"status": "refuted", "network": _sizes(network), "declared": _sizes(network),
+                "method": f"{reason}; refuted on the declared network itself (above), the smallest tried"}
     if found.sizes is None:
         return {"status": "undecided", "method": f"{reason}; no network of {found.tried} small ones tried refutes it "
                                                  "(evidence, not a proof)", "tried": found.tried}
     other = found.result
     name = "-".join(map(str, found.sizes)) + (f" (m={found.m})" if found.m is not None else "")
     declared = _sizes(network)
-    holds = [*found.held[:3], *([f"the declared {declared}"] if proven_here else [])]
+    holds = [*found.held[:3], *([f"the declared {declared}"] if here == "proven" else [])]
     holds_here = f" (it holds on {', '.join(holds)}: not for every size)" if holds else ""
     return {
         "status": "refuted",
