@@ -74,11 +74,20 @@ CLAIMS = textwrap.dedent(r"""
     formula = 'dZ^{[l]} = W^{[l+1]T} dZ^{[l+1]}'
 
     [[claim]]
+    name = "Nielsen's mini-batch gradient"
+    formula = '\frac{\partial C}{\partial w^l} = \frac{1}{m} \sum_x \delta^{x,l} (a^{x,l-1})^T'
+
+    [[claim]]
+    name = "Nielsen's BP2 for each example"
+    formula = '''\delta^{x,l} = ((w^{l+1})^T \delta^{x,l+1}) \odot \sigma'(z^{x,l})'''
+
+    [[claim]]
     name = "np.mean"
     formula = 'db^{[l]} = np.mean(dZ^{[l]}, axis=1)'
     """)
 
-RIGHT = ("dZ output", "dW", "db numpy", "db sum", "dZ hidden", "Nielsen's sum over examples")
+RIGHT = ("dZ output", "dW", "db numpy", "db sum", "dZ hidden", "Nielsen's sum over examples",
+         "Nielsen's mini-batch gradient", "Nielsen's BP2 for each example")
 
 
 @pytest.fixture(scope="module")

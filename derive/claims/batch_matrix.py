@@ -16,6 +16,7 @@ example i; J = (1/m) Σ_i 𝓛^{(i)} the mean loss):
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from derive.errors import FormulaError, InputError
@@ -60,15 +61,17 @@ def read_batch(entry, pieces, vocabulary, file_table, where: str) -> Generic:
             column = exc.column + offset if exc.column is not None else None
             raise FormulaError(exc.message, column=column).located(where) from None
     letters = sorted({c for tree in trees for c in _layer_letters(tree)})
+    examples = sorted({c for tree in trees for c in free_examples(tree)})  # δ^{x,l}: for every example x
     depth = network.facts.get("L", 0)
     stop = time.perf_counter() + MAX_READING_SECONDS
     readings = []
-    for env in _environments(letters, depth):
+    for env in _environments(letters, depth, examples, network.facts.get("m", 1)):
         if time.perf_counter() > stop:
             raise FormulaError(f"reading its instances took more than {MAX_READING_SECONDS:g} s").located(where)
         at = ", ".join(f"{k}={v}" for k, v in env.items())
+        chosen = {k: v for k, v in env.items() if k in examples}
         try:
-            members = [_evaluate(tree, env, {}, network.facts, family) for tree in trees]
+            members = [_evaluate(tree, env, chosen, network.facts, family) for tree in trees]
         except _Missing:
             continue
         except ShapeError as exc:
@@ -79,17 +82,30 @@ def read_batch(entry, pieces, vocabulary, file_table, where: str) -> Generic:
         readings.append((env, members))
     if not readings:
         raise FormulaError("no layer value gives a batch claim where every layer it names exists").located(where)
-    return _generic(readings, pieces, {k: "layer" for k in letters}, vocabulary, {}, where, "sympy")
+    roles = {**{k: "layer" for k in letters}, **{k: "example" for k in examples}}
+    return _generic(readings, pieces, roles, vocabulary, {}, where, "sympy")
 
 
-def _environments(letters, depth):
-    if not letters:
-        yield {}
+def _environments(letters, depth, examples=(), m=1):
+    """Each layer letter over 0..L+1 (the course's layers 0..L; Nielsen's l, which is [l-1], runs to L+1; a
+    value where a named layer is missing gives no instance), each free example letter over 1..m."""
+    ranges = [range(0, depth + 2)] * len(letters) + [range(1, m + 1)] * len(examples)
+    for combination in itertools.product(*ranges):
+        yield dict(zip([*letters, *examples], combination))
+
+
+def free_examples(tree: Node, bound: frozenset = frozenset()):
+    """The example letters of a tree's columns (δ^{x,l}, dZ^{[l](i)}) that no sum over the examples binds."""
+    if tree.kind == "exsum":
+        yield from free_examples(tree.args[0], bound | {tree.text})
         return
-    values = range(0, depth + 1)
-    import itertools
-    for combination in itertools.product(values, repeat=len(letters)):
-        yield dict(zip(letters, combination))
+    if tree.kind == "bfam" and "(" in tree.script:
+        letter = tree.script.split("(")[1].rstrip(")")
+        if letter not in bound:
+            yield letter
+    for arg in tree.args:
+        if isinstance(arg, Node):
+            yield from free_examples(arg, bound)
 
 
 def _layer_letters(tree: Node):

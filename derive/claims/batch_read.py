@@ -29,6 +29,8 @@ _NP_SUM = re.compile(r"np\s*\.\s*sum\s*\(")
 _AXIS = re.compile(r",\s*axis\s*=\s*([01])\s*(?:,\s*keepdims\s*=\s*True\s*)?$")
 _SUMS = {"1": "rowsum", "0": "colsum"}  # np.sum over axis 1 sums each row; over axis 0, each column
 _BRACKET = re.compile(r"\^\s*\{\s*\[")
+_NIELSEN = {r"\delta": "dZ", "a": "A", "z": "Z", "w": "W", "b": "b"}  # Nielsen's family ↦ the course's
+_NIELSEN_EXAMPLE = re.compile(r"\^\s*\{\s*[a-z]\s*,")  # δ^{x,l}
 
 
 def rewrite_numpy(text: str) -> str:
@@ -56,7 +58,7 @@ def rewrite_numpy(text: str) -> str:
 
 def names_batch_matrix(text: str) -> bool:
     """Whether a member names a batch matrix: `Z^{[`, `dW^{[`, X, Y, or np.sum."""
-    if _NP_SUM.search(text) or _BRACKET.search(text):
+    if _NP_SUM.search(text) or _BRACKET.search(text) or _NIELSEN_EXAMPLE.search(text):
         return True
     return bool(re.search(r"(?<![A-Za-z\\])[XY](?![A-Za-z_])", text))
 
@@ -101,6 +103,8 @@ class BatchParser(MatrixParser):
             inner = self.expression()
             self.expect(")")
             return self.node(words[1], inner)
+        if self.nielsen_name():
+            return self.nielsen()
         if t.kind == "letters" and t.text in self.FAMILIES | self.WHOLE and not self.known(t.text):
             return self.batch_family()
         if t.kind == "letters" and t.text == "g" or self.at(r"\sigma"):
@@ -128,6 +132,54 @@ class BatchParser(MatrixParser):
                                column=family.column)
         tree = self.node("bfam", text=family.text, script=script + (f"({column})" if column else ""))
         return self.node("T", tree) if transposed else tree
+
+    # -- Nielsen's names on a batch: δ^{x,l}, a^{x,l-1}, w^l, ∂C/∂w^l (his layer l is the course's [l-1]) ----
+    def nielsen_name(self) -> bool:
+        t = self.token
+        if self.FAMILIES is not BATCH_FAMILIES or t.text not in _NIELSEN or self.known(t.text):
+            return False
+        if self.tokens[self.i + 1].text != "^":
+            return False
+        after = self.tokens[self.i + 2]
+        return not (after.text == "{" and self.tokens[self.i + 3].text == "[")  # b^{[l]} is the course's
+
+    def nielsen(self) -> Node:
+        family = self.token
+        end = script_end(self.tokens, self.i + 2)
+        texts = [x.text for x in self.tokens[self.i + 2:end + 1] if x.text not in "{}"]
+        self.i = end + 1
+        example = ""
+        if len(texts) >= 3 and texts[1] == ",":  # ^{x,l}: example x of layer l
+            example, texts = texts[0], texts[2:]
+        layer = "".join(texts)
+        if not layer or not all(c.isalnum() or c in "+-" for c in layer):
+            raise FormulaError(f"{family.text}'s superscript must be a layer or an example and a layer: "
+                               f"{family.text}^{{x,l}}", column=family.column)
+        course = _NIELSEN[family.text]
+        if course in ("W", "b") and example:
+            raise FormulaError(f"{family.text} has no examples", column=family.column)
+        script = f"{layer}-1" + (f"({example})" if example else "")
+        return self.node("bfam", text=course, script=script)
+
+    def fraction(self) -> Node:
+        r"""`\frac{\partial C}{\partial w^l}` (Nielsen's) or `\frac{\partial J}{\partial W^{[l]}}` on a batch: dW."""
+        if not (self.tokens[self.i + 1].text == "{" and self.tokens[self.i + 2].text == r"\partial"):
+            return super().fraction()
+        start = self.token
+        self.i += 3
+        if self.token.kind != "letters" or self.token.text not in ("C", "J"):
+            raise FormulaError("a batch's gradients are of its cost: \\frac{\\partial C}{\\partial w^l}",
+                               column=start.column)
+        self.i += 1
+        self.expect("}")
+        self.expect("{")
+        self.expect(r"\partial")
+        quantity = self.primary()
+        self.expect("}")
+        if quantity.kind != "bfam" or quantity.text not in ("W", "b") or "(" in quantity.script:
+            raise FormulaError("∂C/∂ of a whole layer's weights or biases (w^l, W^{[l]}, b^l, b^{[l]})",
+                               column=start.column)
+        return self.node("bfam", text="d" + quantity.text, script=quantity.script)
 
     def _batch_script(self, start: int, end: int, family):
         """`{[l+1]T}`, `{[l](i)}`, `{(i)}`, `{T}`: the layer's text, the example letter, a transpose."""

@@ -21,6 +21,7 @@ import sympy as sp
 
 from derive.errors import FormulaError
 from derive.graph import functions as fn
+from derive.claims.batch_matrix import free_examples
 from derive.claims.batch_read import AffineParser, BatchParser
 from derive.proof.general import models_affine as affine
 from derive.claims.matrix_read import MatrixParser, Node
@@ -77,8 +78,10 @@ def general_link_results(pieces, network, budget: float, syntax: str = "latex") 
             trees.append(parser(piece, lambda name: False).parse())
         except FormulaError as exc:
             raise NotGeneral(exc.message) from None
-    members = [_value(tree, {}) for tree in trees]
-    letters = _letter_ranges(trees)
+    free = sorted({c for tree in trees for c in free_examples(tree)})  # δ^{x,l}: every example x
+    examples = {c: sp.Symbol(f"ex_{c}", integer=True) for c in free}
+    members = [_value(tree, examples) for tree in trees]
+    letters = _letter_ranges(trees) + [(symbol, sp.S.One, M) for symbol in examples.values()]
     when = network_when(network)
     results = []
     for left, right in zip(members, members[1:]):
