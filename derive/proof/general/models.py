@@ -350,6 +350,9 @@ def model_for(when):
     if kind == "affine":
         from derive.proof.general.models_affine import AffineModel
         return AffineModel(when)
+    if kind == "cnn":
+        from derive.proof.general.models_cnn import CnnModel
+        return CnnModel(when)
     if kind not in MODELS:
         raise NotCovered(f"no general model of {kind or 'this kind of'} network yet (layered and threshold have one)")
     return MODELS[kind](when)
