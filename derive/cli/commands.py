@@ -266,8 +266,10 @@ def run_report(args) -> int:
     inputs = [*args.inputs, *(args.formulas or []), *([args.template] if args.template else [])]
     stems = dict(zip(claims_inputs, unique_stems(claims_inputs)))
     refuse_planned_outputs(args.output, stems if len(claims_inputs) > 1 else None, inputs)
+    general = None
     if not claims_inputs:
-        outcomes, passed, bad_files = *network_report(args, inputs), []
+        outcomes, passed, general = network_report(args, inputs)
+        bad_files = []
     else:
         outcomes, passed, bad_files = claims_reports(args, claims_inputs, stems, inputs)
     if args.json:
@@ -275,6 +277,7 @@ def run_report(args) -> int:
             "reports": [o.to_dict() for o in outcomes],
             "passed": passed,
             "errors": [{"file": p, "error": e} for p, e in bad_files],
+            **({"general": general} if general is not None else {}),
         })
     else:
         for outcome in outcomes:
@@ -303,7 +306,10 @@ def refuse_planned_outputs(output: str | None, stems: dict[str, str] | None, inp
 
 
 def network_report(args, inputs: list[str]):
-    """A network's report: ([its outcome], whether every formula was proven)."""
+    """A network's report: ([its outcome], whether every formula was proven, the --general proof's object or None).
+
+    With --general, a formula a general model covers but does not prove fails the report too;
+    one no general model covers does not (the proof table decides it for this network)."""
     from derive.files import refuse_overwriting_inputs
     from derive.report.render import network_report_context, render, report_outputs
     from derive.graph.spec import load
@@ -312,11 +318,14 @@ def network_report(args, inputs: list[str]):
     output = Path(args.output or f"{network.name}-report.pdf")
     refuse_overwriting_inputs(report_outputs(output), inputs)
     context = network_report_context(network, lang=args.lang, explain=args.explain, formulas=args.formulas,
-                                     budget=args.budget, seed=args.seed,
+                                     budget=args.budget, seed=args.seed, general=args.general,
                                      progress=lambda total: progress_bar(total, "proving"))
-    proofs = context["proofs"]
+    proofs, general = context["proofs"], context["general"]
     passed = proofs is None or proofs["summary"]["proven"] == proofs["summary"]["total"]
-    return [compile_report(render("network", context, template=args.template), output, args.lang)], passed
+    if general is not None:
+        passed = passed and general["summary"]["unproven"] == 0
+    outcome = compile_report(render("network", context, template=args.template), output, args.lang)
+    return [outcome], passed, None if general is None else general["record"]
 
 
 def claims_reports(args, claims_inputs: list[str], stems: dict[str, str], inputs: list[str]):
@@ -327,6 +336,8 @@ def claims_reports(args, claims_inputs: list[str], stems: dict[str, str], inputs
 
     if args.explain:
         raise InputError("--explain is for a network's report, not a claims file's")
+    if args.general:
+        raise InputError("--general is for a network's report; for claims files, `derive check --general`")
     results, bad_files = check_files(claims_inputs, args, announce=True)
     passed = all(r.passed for _, r in results)
     outcomes = []

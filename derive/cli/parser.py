@@ -179,8 +179,10 @@ def add_prove(commands) -> None:
             deltas are contracted, and the two sides must reach one canonical form.
             BP1 (the base, l = L) and BP2 (the step, l from l+1) give δ^l at every
             layer by induction. Each step of the argument is printed (and in --json).
-            A formula the general models do not cover (convolution, a free-form
-            network) says so: its per-instance proof is the one to use.
+            Convolution is covered for any image, kernel and window size (max pooling
+            where no window has a tie, as each such proof states). A formula the
+            general models do not cover (a free-form network's) says so: its
+            per-instance proof is the one to use.
 
             examples:
               derive prove book-12-3-2
@@ -247,6 +249,18 @@ def add_check(commands) -> None:
               formula = "delta[l] = (w[l+1].T @ delta[l+1]) * sigma_prime(z[l])"
               formula = "D(C, w[l]) = delta[l] @ a[l-1].T"
 
+            With --general, a matrix claim or an index claim (free letters l, j, k)
+            is also decided for every width and depth (and every m of a mini-batch):
+            proven by a symbolic argument over symbolic sizes, or refuted on the
+            smallest network where it fails (which says where it held: a claim true
+            only for square layers or for m = 1 is refuted with a size where it fails).
+            A mini-batch network (batch = m) reads the deeplearning.ai course's
+            matrices, an affine layer (affine = [N, D, M]) an assignment's dout:
+
+              formula = 'dW^{[l]} = \\frac{1}{m} dZ^{[l]} A^{[l-1]T}'
+              formula = 'db^{[l]} = \\frac{1}{m} np.sum(dZ^{[l]}, axis=1, keepdims=True)'
+              formula = 'dx = dout \\cdot w^T'
+
             Diagnoses: sign, constant-factor, wrong-quantity, missing-sigma-prime,
             sigma-for-sigma-prime, transposed-index, wrong-weight, wrong-unit,
             shared-parameter, missing-path, one-hot, shape.
@@ -261,7 +275,7 @@ def add_check(commands) -> None:
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="claims files (.toml)")
     p.add_argument("--general", action="store_true",
-                   help="decide each matrix claim (\\delta^l, w^{l+1}, …) for every width and depth: proven for "
+                   help="decide each matrix or index claim for every width and depth (and batch size): proven for "
                         "every size, or refuted on the smallest network where it fails")
     add_search_options(p)
     p.add_argument("--json", action="store_true", help="print JSON: one object per file (a list under 'files' for several)")
@@ -333,9 +347,17 @@ def add_report(commands) -> None:
             the correct formula and the mistake. For several claims files: one report
             per file and class-summary.pdf, in the directory given by -o.
 
+            With --general (a SPEC's report), a section "Proofs for every size" adds
+            `derive prove SPEC --general`: each formula of those sets proven once for
+            every width and depth, its assumptions, its left side step by step with
+            each step's reason, its right side and the conclusion; the inductions
+            that give δ at every layer; the formulas no general model covers, with
+            the reason. --json then holds that proof's object under "general".
+
             Exit code: as `derive prove` / `derive check` on the same input (0 all
-            proven, 1 a refuted or undecided formula or claim), and 1 also when no
-            PDF could be made; 2 for bad input.
+            proven, 1 a refuted or undecided formula or claim; with --general, 1 also
+            for a formula a general model covers but does not prove), and 1 also when
+            no PDF could be made; 2 for bad input.
 
             examples:
               derive report two-two-two --explain w1 -o two-two-two.pdf
@@ -343,6 +365,7 @@ def add_report(commands) -> None:
               derive report examples/two-two-two-homework.toml -o graded.pdf
               derive report hw/*.toml -o graded/
               derive report book-12-3-2 -o book.tex          # LaTeX only
+              derive report generic-2-3-2 --general -o general.pdf
               derive train digits-64-30-10 --data digits --report training.pdf
             """
         ),
@@ -357,6 +380,8 @@ def add_report(commands) -> None:
     p.add_argument("--template", metavar="FILE", help="your own Jinja template, with the context of reports/README.md")
     p.add_argument("--formulas", metavar="SET", nargs="+", action="extend",
                    help="formula sets to prove (default: every built-in set that applies)")
+    p.add_argument("--general", action="store_true",
+                   help="add the proofs for every size (as `derive prove SPEC --general`), step by step")
     add_search_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
     p.set_defaults(run=run_report, command="report")

@@ -2,8 +2,8 @@
 
 context.py turns derivations, proof reports, checked claims and training runs
 into template contexts (plain data), format.py prints math and numbers,
-labels.py reads the labels of each language (reports/labels/), drawing.py lays
-out the TikZ pictures, render.py renders the templates in a sandbox and
+labels.py reads the labels of each language (reports/labels/), general.py
+writes the proofs for every size step by step, drawing.py lays out the TikZ pictures, render.py renders the templates in a sandbox and
 tex.py compiles the PDF.
 
     from derive.report import network_report_context, render, write_report

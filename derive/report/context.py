@@ -20,6 +20,7 @@ from derive.derivation import Derivations
 from derive.report.drawing import draw
 from derive.errors import InputError
 from derive.graph.network import Network
+from derive.proof.general.report import GeneralReport
 from derive.proof.report import ProofReport
 from derive.proof.values import (
     MAX_PATHS,
@@ -30,6 +31,7 @@ from derive.proof.values import (
     nodes_between,
 )
 from derive.report.format import MathWriter, breakable, exact_text, number
+from derive.report.general import general_section
 from derive.report.labels import LANGS, Labels
 from derive.texsafe import Tex, is_safe_math, math_or_text
 
@@ -284,13 +286,15 @@ def network_context(
     values: NetworkValues | None = None,
     lang: str = "en",
     explain: str | None = None,
+    general: GeneralReport | None = None,
 ) -> dict:
     """Everything a network report shows: declaration, derivation, explanation, proofs, numbers.
 
     The numbers are computed before: `proofs` by derive.proof.report.prove (None when no
     formula set applies), `values` by derive.proof.values.network_values (None without
-    [values]; with `explain`, for that target). derive.report.render.network_report_context
-    does both.
+    [values]; with `explain`, for that target), `general` by
+    derive.proof.general.report.prove_general (None: no section "Proofs for every size").
+    derive.report.render.network_report_context does all three.
     """
     context = base_context(lang, network.name, "", display_source(network.source))
     t = context["t"]
@@ -299,6 +303,7 @@ def network_context(
     context["derivation"] = derivation_section(network, derivations, math)
     context["explain"] = explain_section(network, derivations, math, explain, t, values) if explain else None
     context["proofs"] = proof_section(proofs, math, t) if proofs is not None else None
+    context["general"] = general_section(general, t) if general is not None else None
     context["values"] = values_section(network, derivations, math, values)
     context["assumptions"] = [t.message(a) for a in network.assumptions]
     return context

@@ -51,11 +51,14 @@ def network_report_context(
     budget: float = 5.0,
     seed: int = 0,
     progress: Callable | None = None,
+    general: bool = False,
 ) -> dict:
     """A network report's context: the formula sets that apply proven, the [values] point evaluated.
 
     `formulas`: set ids, FormulaSet objects or .toml paths (default: every built-in set).
     `progress(total)`: a progress bar for the proofs, as `derive prove` draws.
+    `general`: also prove each formula of those sets that applies to the network for every
+    size, as `derive prove SPEC --general` does (the context's `general` section).
     Bad input (a formula file, an --explain name the cost does not depend on) is refused
     before any proof is run.
     """
@@ -70,7 +73,19 @@ def network_report_context(
     target = explain_target(network, derivations, explain) if explain else None
     proofs = prove(network, sets, derivations=derivations, budget=budget, seed=seed, progress=progress) if sets else None
     values = network_values(network, derivations, explain=target)
-    return network_context(network, derivations, proofs=proofs, values=values, lang=lang, explain=explain)
+    general_report = prove_every_size(network, sets, budget, progress) if general else None
+    return network_context(network, derivations, proofs=proofs, values=values, lang=lang, explain=explain,
+                           general=general_report)
+
+
+def prove_every_size(network, sets: list, budget: float = 5.0, progress: Callable | None = None):
+    """The GeneralReport of the formulas of `sets` that apply to `network`, each proven for every size."""
+    import dataclasses
+
+    from derive.proof.general.report import prove_general
+
+    applicable = [dataclasses.replace(s, formulas=tuple(s.applicable(network))) for s in sets]
+    return prove_general([s for s in applicable if s.formulas], budget=budget, progress=progress)
 
 
 # ---------------------------------------------------------------------------
