@@ -63,12 +63,14 @@ def _preload() -> None:
     import derive
     import derive.cli  # noqa: F401
 
-    for module in pkgutil.iter_modules(derive.__path__):
-        if module.name != "__main__":  # that one runs the command line
+    # every module, subpackages' too (derive.claims.check, derive.train.training, …): bytecode is not
+    # written (PYTHONDONTWRITEBYTECODE), so a module first imported in a child is compiled in every case
+    for module in pkgutil.walk_packages(derive.__path__, "derive.", onerror=lambda name: None):
+        if module.name != "derive.__main__":  # that one runs the command line
             try:  # a module that fails to import fails the cases that need it, not the server
-                __import__(f"derive.{module.name}")
+                __import__(module.name)
             except Exception as exc:
-                print(f"fuzz server: cannot preload derive.{module.name}: {exc!r}", file=sys.stderr)
+                print(f"fuzz server: cannot preload {module.name}: {exc!r}", file=sys.stderr)
     import jinja2.sandbox  # noqa: F401
     import numpy  # noqa: F401
     import sympy  # noqa: F401

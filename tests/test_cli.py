@@ -153,16 +153,16 @@ def test_bad_input_exits_2_with_one_line(argv, fragment, capsys):
     assert fragment in err and err.count("\n") == 1 and out == ""
 
 
-def test_usage_errors_exit_2():
-    result = subprocess.run([sys.executable, "-m", "derive", "prove"], capture_output=True, text=True)
-    assert result.returncode == 2 and "usage:" in result.stderr
+def test_usage_errors_exit_2(capsys):
+    code, _, err = run(capsys, "prove")  # in this process; `python -m derive` runs in the test below
+    assert code == 2 and "usage:" in err
 
 
-def test_help_teaches():
-    result = subprocess.run([sys.executable, "-m", "derive", "prove", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0
+def test_help_teaches(capsys):
+    code, out, _ = run(capsys, "prove", "--help")
+    assert code == 0
     for word in ("proven", "refuted", "undecided", "examples:", "--formulas"):
-        assert word in result.stdout
+        assert word in out
 
 
 def test_json_stdout_is_clean_when_progress_is_drawn():

@@ -772,6 +772,31 @@ def test_fuzz_options(harness):
 # -- hand-written hostile cases ----------------------------------------------------
 
 
+class _RepeatingDeflate:
+    """Raw deflate (zipfile's own method and level) that ends every write with a full flush.
+
+    After a full flush the compressor starts from an empty window, so a write equal to the last
+    one compresses to the same bytes, which are reused: the bomb's 2 GiB of zeros are deflated as
+    one 16 MiB block, not 128 (zlib took about 10 s for them). The stream is as valid and as
+    dense (about 1 MiB per GiB), with the same CRC and sizes in the zip's headers.
+    """
+
+    def __init__(self) -> None:
+        self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self._last: tuple[bytes, bytes] | None = None
+
+    def compress(self, data) -> bytes:
+        data = bytes(data)
+        if self._last is not None and self._last[0] == data:
+            return self._last[1]
+        out = self._deflate.compress(data) + self._deflate.flush(zlib.Z_FULL_FLUSH)
+        self._last = (data, out)
+        return out
+
+    def flush(self) -> bytes:
+        return self._deflate.flush()
+
+
 def _bomb() -> bytes:
     """An .npz whose x and y inflate to 1 GiB each (about 1 MiB each on disk)."""
     rows = 2**26
@@ -781,6 +806,8 @@ def _bomb() -> bytes:
             info = zipfile.ZipInfo(name)
             info.compress_type = zipfile.ZIP_DEFLATED
             with archive.open(info, "w", force_zip64=True) as member:
+                assert member._compressor is not None  # zipfile's deflater, replaced before any write
+                member._compressor = _RepeatingDeflate()
                 member.write(npy_header("<f8", (rows, 2)))
                 zeros = bytes(2**24)
                 for _ in range(rows * 16 // len(zeros)):

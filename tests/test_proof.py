@@ -60,13 +60,14 @@ def test_softmax_bp1_without_the_one_hot_assumption_is_refuted():
 
 def independent_value(network, derivations, expr, point, sigma_text=None):
     """Evaluate through SymPy alone: closed forms, full substitution, exact leaves, 60 digits."""
-    full = network.substituted(derivations.closed_form(expr))
+    # the exact point goes in first: σ is then applied to numbers, not to symbolic arguments
+    # (the same exact value, a third of the time)
+    full = network.substituted(derivations.closed_form(expr)).xreplace(point)
     if sigma_text is not None:
         t = sp.Symbol("t")
         sigma = sp.sympify(sigma_text, locals={"t": t})  # our own stand-in's text, not user input
         full = full.replace(fn.sigma, sp.Lambda(t, sigma)).replace(fn.sigma_prime, sp.Lambda(t, sp.diff(sigma, t)))
-    full = full.xreplace(point).rewrite(sp.exp)
-    return sp.N(full, 60)
+    return sp.N(full.rewrite(sp.exp), 60)
 
 
 PLANTED_ON = {

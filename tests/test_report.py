@@ -275,16 +275,15 @@ def test_user_math_is_kept_only_when_every_command_is_plain_math(tex, safe):
 # ---------------------------------------------------------------------------
 
 
-def test_without_tex_the_command_names_the_debian_packages(tmp_path):
+def test_without_tex_the_command_names_the_debian_packages(tmp_path, monkeypatch, capsys):
     empty = tmp_path / "bin"
     empty.mkdir()
-    env = {**os.environ, "PATH": str(empty)}  # no latexmk, no pdflatex on the path
-    result = subprocess.run(
-        [sys.executable, "-m", "derive", "report", "two-two-two", "-o", str(tmp_path / "r.pdf")],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
-    )
-    assert result.returncode == 1
-    assert "apt-get install" in result.stderr and "texlive-latex-base" in result.stderr
+    monkeypatch.setenv("PATH", str(empty))  # no latexmk, no pdflatex on the path
+    monkeypatch.chdir(tmp_path)
+    code, _ = run_cli("report", "two-two-two", "-o", str(tmp_path / "r.pdf"))  # in this process: no spawn
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "apt-get install" in err and "texlive-latex-base" in err
     assert (tmp_path / "r.tex").exists() and not (tmp_path / "r.pdf").exists()
 
 

@@ -19,7 +19,8 @@ def test_installed_wheel_proves_a_builtin_network(tmp_path):
     )
     (wheel,) = wheels.glob("derive-*.whl")
     env_dir = tmp_path / "env"
-    venv.create(env_dir, with_pip=True)
+    # no pip of its own (ensurepip took 6 s): this environment's pip installs into it (--python)
+    venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
     # The dependencies come from this test's environment (a path entry, not its .pth
     # files, so the editable checkout of derive stays invisible); derive itself
@@ -29,7 +30,8 @@ def test_installed_wheel_proves_a_builtin_network(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout.strip()
     Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet", str(wheel)],
+                   check=True)
 
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     where = subprocess.run(
