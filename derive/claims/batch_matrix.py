@@ -17,10 +17,12 @@ example i; J = (1/m) Σ_i 𝓛^{(i)} the mean loss):
 from __future__ import annotations
 
 import itertools
+import re
 import time
 
 from derive.errors import FormulaError, InputError
-from derive.claims.batch_read import AffineParser, BatchParser, names_affine_matrix, names_batch_matrix, rewrite_numpy
+from derive.claims.batch_read import (BatchParser, MatrixNamesParser, names_batch_matrix, names_matrix_names,
+                                     rewrite_numpy)
 from derive.claims.generic import MAX_READING_SECONDS, Generic
 from derive.claims.matrix import ShapeError, ShapeMismatch, Value, _checked, _generic, _same_shapes
 from derive.claims.matrix_read import Node
@@ -41,22 +43,25 @@ def rewrite_numpy_located(formula: str, where: str) -> str:
 
 def names_batch(pieces, vocabulary) -> bool:
     """A batch network's claim naming a batch matrix, or an affine layer's naming its matrices."""
-    kind = vocabulary.network.kind
-    if kind == "affine":
-        return any(names_affine_matrix(piece) for piece, _ in pieces)
-    return kind == "batch" and any(names_batch_matrix(piece) for piece, _ in pieces)
+    network = vocabulary.network
+    if "matrices" in network.facts:
+        return any(names_matrix_names(piece, network.facts["matrices"]) for piece, _ in pieces)
+    return network.kind == "batch" and any(names_batch_matrix(piece) for piece, _ in pieces)
 
 
 def read_batch(entry, pieces, vocabulary, file_table, where: str) -> Generic:
     """A batch network's matrix claim (deeplearning.ai's names), or an affine layer's (the assignment's)."""
     network = vocabulary.network
-    affine = network.kind == "affine"
-    parser, family = (AffineParser, _affine_family) if affine else (BatchParser, _family)
+    named = "matrices" in network.facts  # an affine or a module layer: its matrices by name
     known = lambda name: name in network.by_name or name in vocabulary.definitions  # noqa: E731
+    parser = (lambda piece: MatrixNamesParser(piece, known, network.facts["matrices"],
+                                              network.facts.get("products") == "entrywise")) if named else (
+        lambda piece: BatchParser(piece, known))
+    family = _named_family if named else _family
     trees = []
     for piece, offset in pieces:
         try:
-            trees.append(parser(piece, known).parse())
+            trees.append(parser(piece).parse())
         except InputError as exc:
             column = exc.column + offset if exc.column is not None else None
             raise FormulaError(exc.message, column=column).located(where) from None
@@ -181,18 +186,18 @@ def _no_column(value: Value, column: str, family: str) -> Value:
     return value
 
 
-def _affine_family(node: Node, env, examples, facts) -> Value:
-    """x (N×D), w (D×M), b (a row of M), out (N×M), and the assignment's gradients of the loss L."""
-    N, D, M = facts["sizes"]
-    shape = {"x": (N, D), "w": (D, M), "b": (1, M), "out": (N, M)}
-    name = node.text[1:] if node.text.startswith("d") else node.text
-    rows, cols = shape[name]
+def _named_family(node: Node, env, examples, facts) -> Value:
+    """A declared matrix of the network (x, w, out, gamma, xhat …), or dX: the loss's gradient of each entry."""
+    gradient = node.text not in facts["matrices"]
+    name = node.text[1:] if gradient else node.text
+    matrix = facts["matrices"][name]
+    loss = facts["loss"]
 
     def unit(r, c):
-        plain = f"b{c}" if name == "b" else f"{name}{r}_{c}"
-        return f"D(L, {plain})" if node.text.startswith("d") else plain
-    comps = tuple(tuple(unit(r, c) for c in range(1, cols + 1)) for r in range(1, rows + 1))
-    return Value(rows, cols, comps, False, node.text)
+        plain = matrix["entry"].format(r=r, c=c)
+        return f"D({loss}, {plain})" if gradient else plain
+    comps = tuple(tuple(unit(r, c) for c in range(1, matrix["cols"] + 1)) for r in range(1, matrix["rows"] + 1))
+    return Value(matrix["rows"], matrix["cols"], comps, False, node.text)
 
 
 def _evaluate(node: Node, env, examples, facts, family=_family) -> Value:
@@ -226,7 +231,9 @@ def _evaluate(node: Node, env, examples, facts, family=_family) -> Value:
     if kind == "neg":
         return _map(args[0], lambda c: f"-({c})", f"-{args[0].shown}")
     if kind == "pow":
-        raise FormulaError("a power is not read in a batch claim")
+        (x,) = args
+        exponent = _exponent(node.script)
+        return _map(x, lambda c: f"({c})**({exponent})", f"{x.shown}^{exponent}")
     a, b = args
     if kind in ("add", "sub"):
         return _add(a, b, "+" if kind == "add" else "-")
@@ -242,9 +249,22 @@ def _evaluate(node: Node, env, examples, facts, family=_family) -> Value:
     return _product(a, b)
 
 
+def _exponent(script: str) -> str:
+    r"""A power's exponent as SymPy text: a whole number or a fraction (`2`, `{-1/2}`, `{-\frac{1}{2}}`)."""
+    text = script.strip().strip("{}").replace(" ", "")
+    match = re.fullmatch(r"(-?)\\frac\{?(\d+)\}?\{?(\d+)\}?", text)
+    if match:
+        return f"{match.group(1)}{match.group(2)}/{match.group(3)}"
+    if re.fullmatch(r"-?\d+(/\d+)?", text):
+        return text
+    raise FormulaError(f"the exponent {script} is not read (a whole number or a fraction is)")
+
+
 def _scalar(text: str, facts) -> Value:
-    if text == "m":
-        return Value(1, 1, ((str(facts["m"]),),), True, "m")
+    if text in ("m", "N") and text in facts:
+        return Value(1, 1, ((str(facts[text]),),), True, text)
+    if text == "eps" and "eps" in facts.get("constants", ("eps",)):
+        return Value(1, 1, (("eps",),), True, "ε")
     if text.isdigit():
         return Value(1, 1, ((text,),), True, text)
     raise FormulaError(f"the scalar {text} is not read in a batch claim (numbers and m are)")

@@ -245,13 +245,74 @@ class BatchParser(MatrixParser):
         return self.node("func", inner, text="sigma_prime" if prime else "sigma")
 
 
-class AffineParser(BatchParser):
-    r"""One affine layer's names (rows are examples): x, w, b, out and the assignment's dout, dx, dw, db;
-    `np.sum(dout, axis=0)` sums each column."""
+class MatrixNamesParser(BatchParser):
+    r"""A network that declares its matrices by name (an affine layer, a module layer): x, out, gamma, xhat …
+    and the loss's gradient dX of each (`dx`, `dout`, `d\gamma`); LaTeX spellings `\gamma`, `\hat{x}`,
+    `\mu`, `\sigma^2` (var) name the matrices of those names; `np.sum(M, axis=0)` sums each column; a power
+    or a square root of a matrix applies to each entry."""
 
     FAMILIES: set = set()
-    WHOLE = {"x", "w", "b", "out", "dout", "dx", "dw", "db"}
+
+    def __init__(self, text: str, known, whole, elementwise: bool = False):
+        self.WHOLE = set(whole) | {"d" + name for name in whole}
+        self.elementwise = elementwise  # a layer without weight matrices (batch norm): every product is entrywise
+        super().__init__(text, known)
+
+    def product(self) -> Node:
+        if not self.elementwise:
+            return super().product()
+        tree = self.factor()
+        while True:  # juxtaposition, *, \cdot, \odot: the entrywise product, NumPy's broadcasting
+            if self.at("*", r"\cdot", r"\times", *HADAMARD):
+                self.i += 1
+                tree = self.node("had", tree, self.factor())
+            elif self.at("/"):
+                self.i += 1
+                tree = self.node("div", tree, self.factor())
+            elif self.starts_primary():
+                tree = self.node("had", tree, self.factor())
+            else:
+                return tree
+
+    def primary(self) -> Node:
+        t = self.token
+        spelled = self.spelled_name()
+        if spelled is not None:
+            return self.node("bfam", text=spelled)
+        if t.kind == "letters" and t.text == "N" and not self.known("N"):
+            self.i += 1
+            return self.node("scalar", text="N")
+        if self.at(r"\epsilon", r"\varepsilon"):
+            self.i += 1
+            return self.node("scalar", text="eps")
+        if self.at(r"\sqrt"):
+            self.i += 1
+            return self.node("func", self.argument(), text="sqrt")
+        return super().primary()
+
+    def spelled_name(self) -> str | None:
+        r"""`\gamma`, `d\gamma`, `\hat{x}`, `\sigma^2` as the matrix they name, consuming their tokens."""
+        texts = [t.text for t in self.tokens[self.i:self.i + 5]]
+        prefix = ""
+        if texts[0] == "d" and len(texts) > 1 and texts[1].startswith("\\"):
+            prefix, texts = "d", texts[1:]
+        for spelling, name, length in _SPELLINGS:
+            if texts[:length] == spelling and prefix + name in self.WHOLE:
+                self.i += length + len(prefix)
+                return prefix + name
+        return None
 
 
-def names_affine_matrix(text: str) -> bool:
-    return bool(re.search(r"(?<![A-Za-z\\])(d?out|d?[xwb])(?![A-Za-z_0-9])", text))
+
+_SPELLINGS = [  # (tokens, the matrix's name, how many tokens)
+    ([r"\hat", "{", "x", "}"], "xhat", 4), ([r"\sigma", "^", "2"], "var", 3),
+    ([r"\sigma", "^", "{", "2", "}"], "var", 5), ([r"\gamma"], "gamma", 1), ([r"\beta"], "beta", 1),
+    ([r"\mu"], "mu", 1),
+]
+
+
+def names_matrix_names(text: str, whole) -> bool:
+    """Whether a member names one of the network's declared matrices (or its gradient)."""
+    words = set(re.findall(r"(?<![A-Za-z\\])[A-Za-z]+", text)) | {m.group(1) for m in re.finditer(r"\\([a-z]+)", text)}
+    spelled = {"gamma", "beta", "mu"} & words
+    return bool(words & ({*whole} | {"d" + n for n in whole}) or spelled & set(whole) or r"\hat" in text)

@@ -390,7 +390,7 @@ def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_synta
     pieces = None
     formula = entry.get("formula")
     if isinstance(formula, str) and formula.strip() and ("=" in formula or "\\equiv" in formula):
-        if syntax == "latex" and vocabulary.network.kind in ("batch", "affine"):  # np.sum(…): no `.` in LaTeX
+        if syntax == "latex" and vocabulary.network.kind in ("batch", "affine", "module"):  # np.sum(…): no `.` in LaTeX
             formula = rewrite_numpy_located(formula, f"{where} formula")
         try:
             if syntax == "latex" and masked(formula) != formula:  # \nabla_a C, ^\top: a matrix claim's

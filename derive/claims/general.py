@@ -22,7 +22,7 @@ import sympy as sp
 from derive.errors import FormulaError
 from derive.graph import functions as fn
 from derive.claims.batch_matrix import free_examples
-from derive.claims.batch_read import AffineParser, BatchParser
+from derive.claims.batch_read import BatchParser, MatrixNamesParser
 from derive.proof.general import models_affine as affine
 from derive.claims.matrix_read import MatrixParser, Node
 from derive.claims.matrix_sympy import SympyMatrixParser
@@ -70,7 +70,10 @@ def general_link_results(pieces, network, budget: float, syntax: str = "latex") 
     """Each link of a matrix claim, proven (or not) for every size; NotGeneral or GeneralShape when it cannot
     be read so."""
     trees = []
-    parser = {"batch": BatchParser, "affine": AffineParser}.get(network.kind, MatrixParser)
+    if network.kind == "module":
+        raise NotGeneral(f"a {network.facts['layer']} layer has no general model yet (it is checked per instance)")
+    parser = {"batch": BatchParser, "affine": lambda text, known: MatrixNamesParser(
+        text, known, network.facts["matrices"])}.get(network.kind, MatrixParser)
     if syntax == "sympy":
         parser = SympyMatrixParser  # the same trees: `w[l+1].T @ delta[l+1] * sigma_prime(z[l])`
     for piece, _ in pieces:

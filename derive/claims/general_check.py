@@ -43,7 +43,7 @@ def _general_reader(claim, network, budget: float):
             if network.kind == "layered" and any("[" in piece for piece, _ in pieces):
                 return lambda: index_link_results(sympy_templates(pieces), network, budget)
             return None
-        text = rewrite_numpy(claim.text) if network.kind in ("batch", "affine") else claim.text
+        text = rewrite_numpy(claim.text) if network.kind in ("batch", "affine", "module") else claim.text
         pieces = split_masked(text, split_chain)
     except (FormulaError, InputError):
         return None

@@ -45,6 +45,8 @@ def affine(N: int, D: int, M: int, *, name: str | None = None, values: Mapping[s
         parameters=[f"w{d}_{m}" for d in range(1, D + 1) for m in range(1, M + 1)] + [f"b{m}" for m in range(1, M + 1)],
         name=name or f"affine-{N}-{D}-{M}", latex_names=latex, description=description, source=source,
     )
+    matrices = {"x": {"rows": N, "cols": D, "entry": "x{r}_{c}"}, "w": {"rows": D, "cols": M, "entry": "w{r}_{c}"},
+                "b": {"rows": 1, "cols": M, "entry": "b{c}"}, "out": {"rows": N, "cols": M, "entry": "out{r}_{c}"}}
     network = dataclasses.replace(network, kind="affine", facts={
-        "kind": "affine", "name": network.name, "sizes": sizes, "cost": "generic"})
+        "kind": "affine", "name": network.name, "sizes": sizes, "cost": "generic", "matrices": matrices, "loss": "L"})
     return network if values is None else with_values(network, values)

@@ -63,6 +63,7 @@ from derive.graph.free_form import free_form
 from derive.graph.affine import affine
 from derive.graph.batch import batch
 from derive.graph.layered import layered
+from derive.graph.modules import module_network
 from derive.graph.network import Network
 from derive.graph.zhou import zhou
 
@@ -121,6 +122,9 @@ def from_dict(data: Mapping, *, source: str | None = None) -> Network:
     if values is not None and not isinstance(values, dict):
         raise InputError("must be a table of numbers", where="[values]")
     common = {"name": name, "values": values, "description": network.get("description", ""), "source": source}
+    if "layer" in data and "batch" in network:  # one layer over a batch, any downstream loss
+        _check_keys(network, {"name", "description", "batch", "input"}, "module")
+        return module_network(network["batch"], network.get("input"), data["layer"], **common)
     if "input" in network or "layer" in data:
         return _convolutional_spec(data, network, common)
     if "zhou" in network:

@@ -1,0 +1,124 @@
+"""Module layers (issue 13): one layer over a batch with any downstream loss, as course assignments state it.
+
+Batch normalisation first: its simplified dx, dgamma and dbeta proven; dx without the mean's or the
+variance's path refuted and named; gradients equal PyTorch's batch_norm (float64).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import sympy as sp
+import torch
+
+from derive.claims.check import check, without_defined_zeros
+from derive.claims.claimsfile import load_claims
+from derive.derivation import Derivations
+from derive.errors import InputError
+from derive.graph.spec import parse_spec
+from derive.proof import prove
+from derive.proof.formulas import builtin_sets
+from oracles import _generic_cost, derived_gradients, random_point
+
+
+def _spec(rows: int, features: int, kind: str = "batchnorm") -> str:
+    return f"[network]\nname = \"m\"\nbatch = {rows}\ninput = {features}\n\n[[layer]]\ntype = \"{kind}\"\n"
+
+
+BN_CLAIMS = textwrap.dedent(r"""
+    network = "net.toml"
+    syntax = "latex"
+
+    [[claim]]
+    name = "dx, simplified"
+    formula = 'dx = \frac{1}{N} \gamma (\sigma^2 + \epsilon)^{-1/2} (N\, dout - np.sum(dout, axis=0) - \hat{x} * np.sum(dout * \hat{x}, axis=0))'
+
+    [[claim]]
+    name = "dgamma"
+    formula = 'd\gamma = np.sum(dout * \hat{x}, axis=0)'
+
+    [[claim]]
+    name = "dbeta"
+    formula = 'd\beta = np.sum(dout, axis=0)'
+
+    [[claim]]
+    name = "without the mean's path"
+    formula = 'dx = \gamma (\sigma^2 + \epsilon)^{-1/2} (dout - \frac{1}{N} \hat{x} * np.sum(dout * \hat{x}, axis=0))'
+
+    [[claim]]
+    name = "without the variance's path"
+    formula = 'dx = \frac{1}{N} \gamma (\sigma^2 + \epsilon)^{-1/2} (N\, dout - np.sum(dout, axis=0))'
+    """)
+
+
+@pytest.fixture(scope="module")
+def batchnorm_claims(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bn")
+    (folder / "net.toml").write_text(_spec(3, 1))
+    (folder / "hw.toml").write_text(BN_CLAIMS)
+    result = check(load_claims(folder / "hw.toml"), budget=5.0)
+    return result, {r.claim.name: r for r in result.results}
+
+
+def test_the_batchnorm_homework_is_graded(batchnorm_claims):
+    _, results = batchnorm_claims
+    for name in ("dx, simplified", "dgamma", "dbeta"):
+        assert results[name].verdict.status == "proven", (name, results[name].verdict.method)
+    for name, through in (("without the mean's path", "mu1"), ("without the variance's path", "var1")):
+        result = results[name]
+        assert result.verdict.status == "refuted" and result.diagnosis.id == "missing-path", name
+        assert through in result.diagnosis.message, (name, result.diagnosis.message)
+
+
+def test_the_correct_formula_has_no_term_that_is_zero_by_the_mean(batchnorm_claims):
+    result, results = batchnorm_claims
+    network = result.claims_file.network
+    expected = results["without the mean's path"].expected
+    mean = {s: d for s, d in network.definitions.items() if s.name == "mu1"}
+    for node in sp.preorder_traversal(expected):
+        if node.is_Add and any(s.name == "mu1" for s in node.free_symbols):
+            assert sp.expand(node.xreplace(mean)) != 0, node
+    x = [network.by_name[f"x{n}_1"] for n in (1, 2, 3)]
+    mu = network.by_name["mu1"]
+    zero = 2 * mu - sp.Rational(2, 3) * (x[0] + x[1] + x[2])
+    assert without_defined_zeros(sp.Symbol("a") * zero + sp.Symbol("b"), network) == sp.Symbol("b")
+
+
+def test_the_batchnorm_formula_set_is_proven_for_the_declared_sizes():
+    network = parse_spec(_spec(2, 1))
+    report = prove(network, [builtin_sets()["batchnorm"]], budget=5.0)
+    assert report.all_proven and {r.formula for r in report.results} == {"dbeta", "dgamma", "dxhat", "dvar", "dmu",
+                                                                            "dx"}
+
+
+def test_batchnorm_gradients_equal_pytorch():
+    rows, features = 4, 3
+    network = parse_spec(_spec(rows, features))
+    point = random_point(network, seed=3)
+    point[network.by_name["eps"]] = sp.Rational(1, 100)
+    derived = derived_gradients(Derivations(network), point)
+    value = lambda name: float(point[network.by_name[name]])  # noqa: E731
+    x = torch.tensor([[value(f"x{n}_{d}") for d in range(1, features + 1)] for n in range(1, rows + 1)],
+                     dtype=torch.float64, requires_grad=True)
+    gamma = torch.tensor([value(f"gamma{d}") for d in range(1, features + 1)], dtype=torch.float64,
+                         requires_grad=True)
+    beta = torch.tensor([value(f"beta{d}") for d in range(1, features + 1)], dtype=torch.float64, requires_grad=True)
+    out = torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True, eps=0.01)
+    _generic_cost(list(out.reshape(-1))).backward()
+    for d in range(features):
+        assert derived[network.by_name[f"gamma{d + 1}"]] == pytest.approx(float(gamma.grad[d]), rel=1e-9)
+        assert derived[network.by_name[f"beta{d + 1}"]] == pytest.approx(float(beta.grad[d]), rel=1e-9)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[network]\nname = \"m\"\nbatch = 0\ninput = 2\n[[layer]]\ntype = \"batchnorm\"\n", "from 1 to"),
+    ("[network]\nname = \"m\"\nbatch = 2\ninput = 99\n[[layer]]\ntype = \"batchnorm\"\n", "from 1 to"),
+    ("[network]\nname = \"m\"\nbatch = 2\ninput = 2\n[[layer]]\ntype = \"conv\"\n", "unknown type"),
+    ("[network]\nname = \"m\"\nbatch = 2\ninput = 2\n[[layer]]\ntype = \"batchnorm\"\n[[layer]]\ntype = \"batchnorm\"\n",
+     "one \\[\\[layer\\]\\]"),
+    ("[network]\nname = \"m\"\nbatch = 2\ninput = 2\n[[layer]]\ntype = \"batchnorm\"\nmomentum = 0.9\n", "unknown key"),
+])
+def test_bad_module_specs_are_refused(text, message):
+    with pytest.raises(InputError, match=message):
+        parse_spec(text)
