@@ -122,3 +122,46 @@ def test_batchnorm_gradients_equal_pytorch():
 def test_bad_module_specs_are_refused(text, message):
     with pytest.raises(InputError, match=message):
         parse_spec(text)
+
+
+def test_the_batchnorm_set_is_proven_for_every_size():
+    from derive.proof.general.report import prove_general
+    report = prove_general([builtin_sets()["batchnorm"]])
+    assert [e.result.status for e in report.entries] == ["proven"] * 6
+    dx = next(e for e in report.entries if e.formula.id == "dx")
+    assert any("through mu" in step.text for step in dx.result.lhs_steps)
+
+
+BN_PLANTED = [  # rhs of D(L, x[n, d]): each is wrong for some N, D
+    "gamma[d] / sqrt(var[d] + eps) * (D(L, out[n, d]) - xhat[n, d] * sum(D(L, out[k, d]) * xhat[k, d], k, 1, N) / N)",
+    "gamma[d] / (N * sqrt(var[d] + eps)) * (N * D(L, out[n, d]) - sum(D(L, out[k, d]), k, 1, N))",
+    "gamma[d] / sqrt(var[d] + eps) * D(L, out[n, d])",
+    "gamma[d] / (N * sqrt(var[d] + eps)) * (N * D(L, out[n, d]) - sum(D(L, out[k, d]), k, 1, N)"
+    " + xhat[n, d] * sum(D(L, out[k, d]) * xhat[k, d], k, 1, N))",
+    "1 / (N * sqrt(var[d] + eps)) * (N * D(L, out[n, d]) - sum(D(L, out[k, d]), k, 1, N)"
+    " - xhat[n, d] * sum(D(L, out[k, d]) * xhat[k, d], k, 1, N))",
+]
+
+
+@pytest.mark.parametrize("rhs", BN_PLANTED)
+def test_a_wrong_batchnorm_dx_is_never_proven_in_general(rhs):
+    from derive.proof.formulas import parse_set
+    from derive.proof.general.prove import prove_identity
+    formula = parse_set({"id": "t", "title": "t", "source": "test", "formula": [
+        {"id": "dx", "lhs": "D(L, x[n, d])", "rhs": rhs, "for": {"n": "1..N", "d": "1..D"},
+         "when": {"kind": "module", "layer": "batchnorm"}}]}, where="test").formulas[0]
+    result = prove_identity(formula.lhs, formula.rhs, formula.ranges, formula.when)
+    assert result.status == "unproven" and result.difference != 0
+
+
+def test_the_batchnorm_homework_for_every_size(tmp_path):
+    from derive.claims.general_check import general_verdicts
+    (tmp_path / "net.toml").write_text(_spec(2, 1))
+    (tmp_path / "hw.toml").write_text(BN_CLAIMS)
+    result = check(load_claims(tmp_path / "hw.toml"), budget=5.0)
+    general_verdicts(result, 5.0)
+    results = {r.claim.name: r for r in result.results}
+    for name in ("dx, simplified", "dgamma", "dbeta"):
+        assert results[name].general["status"] == "proven", (name, results[name].general)
+    missing = results["without the mean's path"].general
+    assert missing["status"] == "refuted" and missing["diagnosis"] == "missing-path"

@@ -267,6 +267,8 @@ def _scalar(text: str, facts) -> Value:
         return Value(1, 1, (("eps",),), True, "ε")
     if text.isdigit():
         return Value(1, 1, ((text,),), True, text)
+    if text in facts.get("integers", {}) and "matrices" in facts:  # a module's sizes: attention's d
+        return Value(1, 1, ((str(facts["integers"][text]),),), True, text)
     raise FormulaError(f"the scalar {text} is not read in a batch claim (numbers and m are)")
 
 

@@ -13,6 +13,7 @@ counterexample, or shapes that do not conform.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 from dataclasses import dataclass
 from typing import Callable
@@ -21,12 +22,13 @@ import sympy as sp
 
 from derive.errors import FormulaError
 from derive.graph import functions as fn
-from derive.claims.batch_matrix import free_examples
+from derive.claims.batch_matrix import _exponent, free_examples
 from derive.claims.batch_read import BatchParser, MatrixNamesParser
 from derive.proof.general import models_affine as affine
 from derive.claims.matrix_read import MatrixParser, Node
 from derive.claims.matrix_sympy import SympyMatrixParser
 from derive.proof.general.models_batch import AB, BB, M, WB, YB, ZB, J
+from derive.proof.general import models_modules as modules
 from derive.proof.general.models import A, B, DELTA, L, SIZE, W, Z
 from derive.proof.general.models import Y as TARGET
 from derive.proof.general.prove import GeneralResult, prove_identity
@@ -37,6 +39,9 @@ _LOWEST = {"a": 1, "delta": 2, "z": 2, "b": 2, "w": 2,  # Nielsen's layers 1..L;
            "A": 0, "dA": 0, "Z": 1, "dZ": 1, "W": 1, "dW": 1, "B": 1, "dB": 1}
 _SIGMA_PRIME = {r"\sigma'", r"\sigma^{\prime}", r"\sigma^\prime", r"\sigma^{'}"}
 _FRESH = itertools.count(1)
+# the module network whose claim is being read (its declared matrices), or None: set by general_link_results
+_MODULE: contextvars.ContextVar = contextvars.ContextVar("general_module", default=None)
+_SHAPE = {"N": modules.N, "D": modules.D, "1": sp.S.One}
 
 
 class NotGeneral(Exception):
@@ -61,6 +66,8 @@ def network_when(network) -> dict:
     when = {key: facts.get(key) for key in ("kind", "cost", "output", "output_activation", "regularization")}
     if facts.get("kind") in ("batch", "affine"):
         when = {"kind": facts["kind"], "cost": facts.get("cost")}
+    if facts.get("kind") == "module":
+        return {"kind": "module", "layer": facts.get("layer")}
     if set(facts.get("activations", ())) == {"sigmoid"}:  # every layer's: σ' = σ(1 − σ) wherever l is
         when["activation"] = "sigmoid"
     return {k: v for k, v in when.items() if v is not None}
@@ -70,10 +77,12 @@ def general_link_results(pieces, network, budget: float, syntax: str = "latex") 
     """Each link of a matrix claim, proven (or not) for every size; NotGeneral or GeneralShape when it cannot
     be read so."""
     trees = []
-    if network.kind == "module":
-        raise NotGeneral(f"a {network.facts['layer']} layer has no general model yet (it is checked per instance)")
-    parser = {"batch": BatchParser, "affine": lambda text, known: MatrixNamesParser(
-        text, known, network.facts["matrices"])}.get(network.kind, MatrixParser)
+    named = network.facts.get("matrices")
+    parser = {"batch": BatchParser, "affine": lambda text, known: MatrixNamesParser(text, known, named),
+              "module": lambda text, known: MatrixNamesParser(text, known, named,
+                                                              network.facts.get("products") == "entrywise"),
+              }.get(network.kind, MatrixParser)
+    _MODULE.set(named if network.kind == "module" else None)
     if syntax == "sympy":
         parser = SympyMatrixParser  # the same trees: `w[l+1].T @ delta[l+1] * sigma_prime(z[l])`
     for piece, _ in pieces:
@@ -223,8 +232,27 @@ def _affine_family(node: Node) -> Shaped:
     return Shaped(rows, cols, unit)
 
 
+def _module_family(node: Node, matrices) -> Shaped:
+    """A module's declared matrix by its symbolic shape (x: N×D, gamma: 1×D), or dX, the loss's gradient."""
+    gradient = node.text not in matrices
+    name = node.text[1:] if gradient else node.text
+    rows, cols = (_SHAPE[s] for s in matrices[name]["shape"])
+    family = sp.IndexedBase(name)
+    unit = (lambda r, c: family[c]) if rows == 1 else (lambda r, c: family[r, c])
+    if gradient:
+        return Shaped(rows, cols, lambda r, c: _D(modules.LOSS, unit(r, c)))
+    return Shaped(rows, cols, unit)
+
+
 def _value(node: Node, examples) -> Shaped:
     kind = node.kind
+    matrices = _MODULE.get()
+    if matrices is not None:
+        if kind == "bfam":
+            return _module_family(node, matrices)
+        if kind == "scalar" and node.text in ("N", "eps"):
+            value = modules.N if node.text == "N" else modules.EPS
+            return Shaped(sp.S.One, sp.S.One, lambda r, c: value, scalar=True)
     if kind == "bfam" and not node.script and (node.text in _AFFINE or node.text[1:] in _AFFINE):
         return _affine_family(node)  # an affine layer's x, w, b, out, dout…: no layer script
     if kind == "bfam":
@@ -261,7 +289,7 @@ def _value(node: Node, examples) -> Shaped:
     if kind == "func":
         (x,) = args
         func = fn.sigma_prime if node.text.replace(" ", "") in _SIGMA_PRIME | {"sigma_prime"} else (
-            fn.sigma if node.text in (r"\sigma", "sigma") else None)
+            fn.sigma if node.text in (r"\sigma", "sigma") else sp.sqrt if node.text == "sqrt" else None)
         if func is None:
             raise NotGeneral(f"the function {node.text} is not read for every size")
         return Shaped(x.rows, x.cols, lambda r, c: func(x.entry(r, c)), x.scalar)
@@ -272,11 +300,20 @@ def _value(node: Node, examples) -> Shaped:
         (x,) = args
         return Shaped(x.rows, x.cols, lambda r, c: -x.entry(r, c), x.scalar)
     if kind == "pow":
-        raise NotGeneral("a power is not read for every size")
+        (x,) = args
+        try:
+            exponent = sp.Rational(_exponent(node.script))
+        except FormulaError as exc:
+            raise NotGeneral(exc.message) from None
+        return Shaped(x.rows, x.cols, lambda r, c: x.entry(r, c) ** exponent, x.scalar)
     return _binary(kind, *args)
 
 
 def _binary(kind: str, a: Shaped, b: Shaped) -> Shaped:
+    if kind in ("add", "sub") and a.scalar != b.scalar:  # σ² + ε: the scalar added to every entry
+        s, x = (a, b) if a.scalar else (b, a)
+        spread = Shaped(x.rows, x.cols, lambda r, c: s.entry(1, 1))
+        a, b = (spread, x) if a.scalar else (x, spread)
     if kind in ("add", "sub", "had") and not (a.scalar or b.scalar):
         a, b = _broadcast(a, b)
     if kind in ("add", "sub"):

@@ -19,6 +19,7 @@ from derive.errors import InputError
 from derive.graph.affine import affine
 from derive.graph.batch import batch
 from derive.graph.layered import layered
+from derive.graph.modules import module_network
 
 MAX_SEARCH_SECONDS = 20.0
 WIDTHS = (1, 2, 3)
@@ -41,8 +42,15 @@ def affine_candidates() -> list[tuple[tuple[int, ...], None]]:
     return [(s, None) for s in sizes]
 
 
+def module_candidates() -> list[tuple[tuple[int, ...], None]]:
+    sizes = sorted(itertools.product(WIDTHS, repeat=2), key=lambda s: (s[0] * s[1], s))
+    return [(s, None) for s in sizes]
+
+
 def _candidate(network, sizes, m):
     """A network like the declared one (its activations and cost) of these sizes (and batch size m)."""
+    if network.kind == "module":  # the same layer table over N examples of D values
+        return module_network(*sizes, [network.facts["table"]], name="-".join(map(str, sizes)))
     if network.kind == "affine":
         return affine(*sizes, name="-".join(map(str, sizes)))
     facts = network.facts
@@ -73,7 +81,7 @@ def smallest_refutation(claim, network, budget: float, seconds: float = MAX_SEAR
     facts = network.facts
     entry = {"name": claim.name, "formula": claim.text, "syntax": claim.syntax}
     tried, held = 0, []
-    pairs = {"batch": batch_candidates, "affine": affine_candidates}.get(
+    pairs = {"batch": batch_candidates, "affine": affine_candidates, "module": module_candidates}.get(
         network.kind, lambda: [(s, None) for s in candidates()])()
     for sizes, m in pairs:
         if time.perf_counter() - start > seconds:

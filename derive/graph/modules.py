@@ -41,13 +41,16 @@ def module_network(rows: int, features: int, layers: Sequence[Mapping], *, name:
     module = MODULES[kind](table, "[[layer]]")
     parts = module.build(rows, features)
     equations = dict(parts.equations)
-    equations["L"] = fn.cost(*[symbol(n) for n in parts.outputs])
-    network = free_form(equations, cost="L", inputs=parts.inputs, parameters=parts.parameters,
+    loss = getattr(parts, "loss", None)  # a module that ends the network (softmax cross-entropy) supplies its own
+    equations["L"] = fn.cost(*[symbol(n) for n in parts.outputs]) if loss is None else loss
+    network = free_form(equations, cost="L", inputs=parts.inputs, targets=getattr(parts, "targets", ()),
+                        parameters=parts.parameters,
                         constants=parts.constants, name=name or f"{kind}-{rows}x{features}",
                         latex_names=parts.latex, description=description, source=source)
     network = dataclasses.replace(network, kind="module", facts={
         "kind": "module", "name": network.name, "layer": kind, "sizes": (rows, features), "N": rows,
         "integers": {"N": rows, "D": features},
         "matrices": parts.matrices, "loss": "L", "products": module.products, "constants": tuple(parts.constants),
+        "table": dict(table),
         **module.facts()})
     return network if values is None else with_values(network, values)

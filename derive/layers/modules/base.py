@@ -32,9 +32,11 @@ class Parts:
     matrices: dict[str, dict] = field(default_factory=dict)  # name ↦ {rows, cols, entry, tex}
     latex: dict[str, str] = field(default_factory=dict)
 
-    def matrix(self, name: str, rows: int, cols: int, entry: str, tex: str) -> None:
-        """A matrix claims may name: entry is the format of its (r, c) entry's name, such as `x{r}_{c}`."""
-        self.matrices[name] = {"rows": rows, "cols": cols, "entry": entry, "tex": tex}
+    def matrix(self, name: str, rows: int, cols: int, entry: str, tex: str, shape: tuple[str, str] = ("N", "D")
+               ) -> None:
+        """A matrix claims may name: entry is the format of its (r, c) entry's name, such as `x{r}_{c}`; shape
+        its rows and columns for every size ("N", "D", "1"), as a proof for every size reads it."""
+        self.matrices[name] = {"rows": rows, "cols": cols, "entry": entry, "tex": tex, "shape": shape}
         for r in range(1, rows + 1):
             for c in range(1, cols + 1):
                 text = entry.format(r=r, c=c)

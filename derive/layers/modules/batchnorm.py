@@ -25,7 +25,7 @@ class BatchNorm(Module):
         eps = symbol("eps")
         for name, tex in (("mu", r"\mu_{{{c}}}"), ("var", r"\sigma^2_{{{c}}}"), ("gamma", r"\gamma_{{{c}}}"),
                           ("beta", r"\beta_{{{c}}}")):
-            parts.matrix(name, 1, features, name + "{c}", tex)
+            parts.matrix(name, 1, features, name + "{c}", tex, shape=("1", "D"))
         parts.matrix("xhat", rows, features, "xhat{r}_{c}", r"\hat{{x}}_{{{r} {c}}}")
         parts.matrix("out", rows, features, "out{r}_{c}", r"\mathrm{{out}}_{{{r} {c}}}")
         parts.parameters = [f"gamma{d}" for d in range(1, features + 1)] + [f"beta{d}" for d in range(1, features + 1)]

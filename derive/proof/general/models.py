@@ -350,6 +350,9 @@ def model_for(when):
     if kind == "affine":
         from derive.proof.general.models_affine import AffineModel
         return AffineModel(when)
+    if kind == "module":
+        from derive.proof.general.models_modules import BatchNormModel
+        return BatchNormModel(when)
     if kind == "cnn":
         from derive.proof.general.models_cnn import CnnModel
         return CnnModel(when)

@@ -91,6 +91,9 @@ def _prove(model, lhs, rhs, ranges, assume, deadline) -> GeneralResult:
             step.expr = sp.factor_terms(rename_dummies(_facts(model, step.expr)))
     facts = [_facts(model, side) for side in sides]
     difference = canonical(facts[0] - facts[1], ranges, deadline)
+    identities = getattr(model, "identities", None)  # what the definitions make true of sums (Σ_k x_k = N μ)
+    if difference != 0 and identities is not None:
+        difference = canonical(identities(difference), ranges, deadline)
     if difference != 0 and assume is not None:
         difference = _assumed(difference, model, assume, ranges, deadline)
     result.difference = difference
@@ -237,9 +240,10 @@ def _expand(model, expr, frontier, ranges, deadline, steps) -> sp.Expr:
         consumer = model.consumer(cost, quantity, ranges)
         if consumer is None:
             raise NotCovered(f"the model does not say what consumes {quantity}")
-        replacement = _chain_rule(model, cost, quantity, consumer)
+        consumers = consumer if isinstance(consumer, list) else [consumer]  # several: batch norm's x feeds μ, σ², x̂
+        replacement = sp.Add(*[_chain_rule(model, cost, quantity, c) for c in consumers])
         expr = contract(expr.xreplace({gradient: replacement}), ranges, deadline)
-        steps.append(Step(_reason(cost, quantity, consumer), expr))
+        steps.append(Step("; ".join(_reason(cost, quantity, c, len(consumers) > 1) for c in consumers), expr))
     raise NotCanonical(f"the chain rule was applied {MAX_STEPS} times without reaching the frontier")
 
 
@@ -254,13 +258,13 @@ def _chain_rule(model, cost: str, quantity: sp.Expr, consumer: Consumer) -> sp.E
     return sp.Sum(outer * partial, *consumer.limits) + consumer.extra
 
 
-def _reason(cost: str, quantity: sp.Expr, consumer: Consumer) -> str:
+def _reason(cost: str, quantity: sp.Expr, consumer: Consumer, several: bool = False) -> str:
     quantity = quantity.xreplace({s: sp.Symbol("·") for s in quantity.free_symbols if _FRESH_NAME.match(s.name)})
     if consumer.quantity is None:
         return f"∂{cost}/∂{show.text(quantity)} from the cost's definition, Kronecker deltas contracted"
     through = show.text(consumer.quantity.xreplace({index: sp.Symbol("·") for index, _, _ in consumer.limits}))
-    text = (f"chain rule: {cost} depends on {show.text(quantity)} only through {through}; each ∂{through}/∂"
-            f"{show.text(quantity)} from its definition, Kronecker deltas contracted")
+    text = (f"chain rule: {cost} depends on {show.text(quantity)} {'through' if several else 'only through'} "
+            f"{through}; each ∂{through}/∂{show.text(quantity)} from its definition, Kronecker deltas contracted")
     if consumer.extra != 0:
         text += "; plus the penalty's own derivative"
     return text
