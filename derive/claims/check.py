@@ -22,6 +22,7 @@ from derive.claims.claimsfile import Claim, ClaimsFile, Unparsed, expanded_terms
 from derive.claims.decide import PartOutcome, decide_parts
 from derive.claims.parts_output import hide_correct, parts_dict
 from derive.claims.vocabulary import MAX_EXPR_DEPTH
+from derive.claims.zeros import without_defined_zeros
 from derive.claims.diagnosis import DIAGNOSIS_BUDGETS, Diagnosis, Screen, diagnose, differ
 from derive.graph.naming import delta_latex, delta_names, net_inputs
 from derive.graph.network import NO_TIE
@@ -254,29 +255,6 @@ def expected_formula(cf: ClaimsFile, claim: Claim, prover: Prover, deadline: flo
     expr = _under_assumption(expr.xreplace(named), claim.assume).xreplace(_named_nodes(cf, claim))
     return without_defined_zeros(expr, cf.network)
 
-
-MAX_ZERO_CHECKS = 2_000  # sums tested for being zero by a definition, in one correct formula
-
-
-def without_defined_zeros(expr: sp.Expr, network) -> sp.Expr:
-    """The formula without the sums that are 0 by a linear definition of the network: 2μ − (2/3)(x1 + x2 + x3)
-    is 0 when μ = (x1 + x2 + x3)/3, and a reader should not meet it (batch norm's mean)."""
-    linear = {node: d for node, d in network.definitions.items()
-              if d.is_Add and all(term.is_polynomial() for term in d.args) and sp.Poly(d, *d.free_symbols).is_linear}
-    if not linear or not any(node in expr.free_symbols for node in linear):
-        return expr
-    checks = [0]
-
-    def cleaned(node):
-        if not node.args or checks[0] > MAX_ZERO_CHECKS:
-            return node
-        node = node.func(*[cleaned(arg) for arg in node.args])
-        if node.is_Add and any(s in linear for s in node.free_symbols):
-            checks[0] += 1
-            if sp.expand(node.xreplace(linear)) == 0:
-                return sp.S.Zero
-        return node
-    return cleaned(expr)
 
 
 def _expanded(derivations, target: sp.Expr, keep: set, stops: dict) -> sp.Expr:

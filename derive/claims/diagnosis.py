@@ -18,6 +18,8 @@ from typing import Iterator
 
 import sympy as sp
 
+from derive.claims.zeros import without_defined_zeros
+from derive.graph import functions as fn
 from derive.graph import registry
 from derive.claims.mistakes import DIAGNOSES
 from derive.claims.claimsfile import Claim, ClaimsFile
@@ -330,7 +332,7 @@ def _missing_paths(target_wrt, R: sp.Expr) -> Iterator[_Candidate]:
     for through, term in _path_terms(derivation, v):
         yield _Candidate(
             "missing-path",
-            f"the path through {through} is missing: add {scale * term}",
+            f"the path through {through} is missing: add {_readable(scale * term, derivation)}",
             R + scale * term,
         )
 
@@ -486,6 +488,15 @@ def _family(s: sp.Symbol) -> str:
     if match:
         return match.group(1) + match.group(2)  # layered: family and layer
     return re.sub(r"[\d_]+", "", name)
+
+
+def _readable(expr: sp.Expr, derivation) -> sp.Expr:
+    """The term as a reader should meet it: without sums that are 0 by a definition (batch norm's mean), and a
+    generic cost's partial cost_partial(i, out…) written as the claims write it, D(L, out_i)."""
+    expr = without_defined_zeros(expr, derivation.network)
+    cost = derivation.of
+    return expr.replace(lambda e: isinstance(e, fn.cost_partial),
+                        lambda e: sp.Symbol(f"D({cost}, {e.args[int(e.args[0])]})"))
 
 
 def _path_terms(derivation, v: sp.Symbol) -> list[tuple[str, sp.Expr]]:
