@@ -351,8 +351,8 @@ def model_for(when):
         from derive.proof.general.models_affine import AffineModel
         return AffineModel(when)
     if kind == "module":
-        from derive.proof.general.models_modules import BatchNormModel
-        return BatchNormModel(when)
+        from derive.proof.general.models_modules import NormModel
+        return NormModel(when)
     if kind == "cnn":
         from derive.proof.general.models_cnn import CnnModel
         return CnnModel(when)
