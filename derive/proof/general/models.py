@@ -351,8 +351,9 @@ def model_for(when):
         from derive.proof.general.models_affine import AffineModel
         return AffineModel(when)
     if kind == "module":
+        from derive.proof.general.models_declared import LAYERS, DeclaredModel
         from derive.proof.general.models_modules import NormModel
-        return NormModel(when)
+        return DeclaredModel(when) if _one(when.get("layer")) in LAYERS else NormModel(when)
     if kind == "cnn":
         from derive.proof.general.models_cnn import CnnModel
         return CnnModel(when)
