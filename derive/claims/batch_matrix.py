@@ -269,7 +269,10 @@ def _scalar(text: str, facts) -> Value:
         return Value(1, 1, ((text,),), True, text)
     if text in facts.get("integers", {}) and "matrices" in facts:  # a module's sizes: attention's d
         return Value(1, 1, ((str(facts["integers"][text]),),), True, text)
-    raise FormulaError(f"the scalar {text} is not read in a batch claim (numbers and m are)")
+    if text in facts.get("constants", ()) and "matrices" in facts:  # a module's constant: dropout's p
+        return Value(1, 1, ((text,),), True, text)
+    known = ", ".join(["numbers", "m", *facts.get("integers", {}), *facts.get("constants", ())])
+    raise FormulaError(f"the scalar {text} is not read in this claim ({known} are)")
 
 
 def _map(x: Value, f, shown: str) -> Value:

@@ -41,7 +41,9 @@ _SIGMA_PRIME = {r"\sigma'", r"\sigma^{\prime}", r"\sigma^\prime", r"\sigma^{'}"}
 _FRESH = itertools.count(1)
 # the module network whose claim is being read (its declared matrices), or None: set by general_link_results
 _MODULE: contextvars.ContextVar = contextvars.ContextVar("general_module", default=None)
-_SHAPE = {"N": modules.N, "D": modules.D, "1": sp.S.One}
+_MODULE_SCALARS: contextvars.ContextVar = contextvars.ContextVar("general_module_scalars", default=frozenset())
+_SHAPE = {"N": modules.N, "D": modules.D, "1": sp.S.One, "T": sp.Symbol("T", real=True),
+          "d": sp.Symbol("d", real=True), "C": sp.Symbol("C", real=True)}
 
 
 class NotGeneral(Exception):
@@ -83,6 +85,7 @@ def general_link_results(pieces, network, budget: float, syntax: str = "latex") 
                                                               network.facts.get("products") == "entrywise"),
               }.get(network.kind, MatrixParser)
     _MODULE.set(named if network.kind == "module" else None)
+    _MODULE_SCALARS.set({*network.facts.get("integers", {}), *network.facts.get("constants", ())})
     if syntax == "sympy":
         parser = SympyMatrixParser  # the same trees: `w[l+1].T @ delta[l+1] * sigma_prime(z[l])`
     for piece, _ in pieces:
@@ -250,8 +253,8 @@ def _value(node: Node, examples) -> Shaped:
     if matrices is not None:
         if kind == "bfam":
             return _module_family(node, matrices)
-        if kind == "scalar" and node.text in ("N", "eps"):
-            value = modules.N if node.text == "N" else modules.EPS
+        if kind == "scalar" and node.text in _MODULE_SCALARS.get():  # sizes and constants: N, D, d, eps, p
+            value = sp.Symbol(node.text, real=True)  # as the general models and the formula sets name them
             return Shaped(sp.S.One, sp.S.One, lambda r, c: value, scalar=True)
     if kind == "bfam" and not node.script and (node.text in _AFFINE or node.text[1:] in _AFFINE):
         return _affine_family(node)  # an affine layer's x, w, b, out, dout…: no layer script
