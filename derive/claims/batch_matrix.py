@@ -301,6 +301,10 @@ def _widen(x: Value, cols: int) -> Value:
 
 
 def _add(a: Value, b: Value, op: str) -> Value:
+    if a.scalar != b.scalar:  # 1 - h * h: the scalar added to every entry
+        s, x = (a, b) if a.scalar else (b, a)
+        spread = Value(x.rows, x.cols, tuple((s.comps[0][0],) * x.cols for _ in range(x.rows)), False, s.shown)
+        a, b = (spread, x) if a.scalar else (x, spread)
     a, b = _broadcast(a, b, op)
     comps = tuple(tuple(_checked(f"({x}) {op} ({y})") for x, y in zip(ra, rb)) for ra, rb in zip(a.comps, b.comps))
     return Value(a.rows, a.cols, comps, a.scalar, f"{a.shown} {op} {b.shown}")

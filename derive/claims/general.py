@@ -241,7 +241,12 @@ def _module_family(node: Node, matrices) -> Shaped:
     name = node.text[1:] if gradient else node.text
     rows, cols = (_SHAPE[s] for s in matrices[name]["shape"])
     family = sp.IndexedBase(name)
-    unit = (lambda r, c: family[c]) if rows == 1 else (lambda r, c: family[r, c])
+    if rows == 1:  # a row (gamma: 1×D) is indexed by its column, a column (layer norm's mu: N×1) by its row
+        unit = lambda r, c: family[c]  # noqa: E731
+    elif cols == 1:
+        unit = lambda r, c: family[r]  # noqa: E731
+    else:
+        unit = lambda r, c: family[r, c]  # noqa: E731
     if gradient:
         return Shaped(rows, cols, lambda r, c: _D(modules.LOSS, unit(r, c)))
     return Shaped(rows, cols, unit)

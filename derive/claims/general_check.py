@@ -82,6 +82,12 @@ def general_verdict(claim, read_links, network, budget: float, here: str = "") -
         reason = f"not read for every size: {exc.message if isinstance(exc, InputError) else exc}"
         if here != "refuted":
             return {"status": "not-read", "method": reason}
+    if claim.assumptions and here == "refuted":  # refuted under its own assumptions, on this network
+        return {"status": "refuted", "network": _sizes(network), "declared": _sizes(network),
+                "method": f"{reason}; refuted on the declared network itself (above), under its assumptions"}
+    if claim.assumptions:  # y1_1 + y1_2 + y1_3 = 1 names this network's units: no other size has them
+        return {"status": "not-read", "method": f"{reason}; its assumptions ({'; '.join(claim.assumptions)}) name "
+                                                f"this network's units, so no other size is tried"}
     found = smallest_refutation(claim, network, budget)
     if found.sizes is None and here == "refuted":
         return {"status": "refuted", "network": _sizes(network), "declared": _sizes(network),

@@ -50,7 +50,7 @@ def module_network(rows: int, features: int, layers: Sequence[Mapping], *, name:
     network = dataclasses.replace(network, kind="module", facts={
         "kind": "module", "name": network.name, "layer": kind, "sizes": (rows, features), "N": rows,
         "integers": {"N": rows, "D": features},
-        "matrices": parts.matrices, "loss": "L", "products": module.products, "constants": tuple(parts.constants),
+        "matrices": parts.matrices, "loss": "L", "products": module.products, "constants": tuple(parts.constants) + tuple(n for n in parts.equations if n.isalpha() and n != "L"),
         "table": dict(table),
         **module.facts()})
     return network if values is None else with_values(network, values)
