@@ -136,7 +136,7 @@ def _width(expr) -> str:
 
 def _layer_expr(script: str) -> sp.Expr:
     text = script.strip("{} ")
-    expr, sign, i = sp.S.Zero, 1, 0
+    expr, sign = sp.S.Zero, 1
     for token in _tokens(text):
         if token in "+-":
             sign = -1 if token == "-" else 1

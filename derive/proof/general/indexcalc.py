@@ -33,19 +33,12 @@ class NotCanonical(Exception):
     """The rewriting ran past its budget: the difference is left undecided."""
 
 
-def nested(expr: sp.Expr) -> sp.Expr:
-    """The expression as it is: SymPy keeps Σ_p Σ_q as one Sum of several limits (the innermost first),
-    and the calculus below reads them limit by limit."""
-    return expr
-
-
 def same(a: sp.Expr, b: sp.Expr) -> bool:
     return sp.expand(a - b) == 0
 
 
 def contract(expr: sp.Expr, ranges: Ranges, deadline: float) -> sp.Expr:
     """The expression with its sums distributed, factors pulled out and Kronecker deltas contracted."""
-    expr = nested(expr)
     for _ in range(MAX_PASSES):
         if time.perf_counter() > deadline:
             raise NotCanonical("the index calculus ran out of time")

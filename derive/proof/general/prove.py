@@ -32,7 +32,7 @@ import sympy as sp
 
 from derive.proof.formulas import _D
 from derive.proof.general import show
-from derive.proof.general.indexcalc import NotCanonical, canonical, contract, nested, rename_dummies
+from derive.proof.general.indexcalc import NotCanonical, canonical, contract, rename_dummies
 from derive.proof.general.models import DELTA, Consumer, NotCovered, model_for
 
 MAX_STEPS = 24
@@ -79,7 +79,7 @@ def prove_identity(lhs: sp.Expr, rhs: sp.Expr, ranges, when, assume=None,
 
 
 def _prove(model, lhs, rhs, ranges, assume, deadline) -> GeneralResult:
-    sides = [model.prepare(nested(side), _D) for side in (lhs, rhs)]
+    sides = [model.prepare(side, _D) for side in (lhs, rhs)]
     frontier = _frontier(model, sides)
     result = GeneralResult("unproven", assumptions=model.assumptions())
     for which, side in enumerate(sides):
@@ -113,7 +113,7 @@ def _facts(model, expr: sp.Expr) -> sp.Expr:
 
 def _assumed(difference, model, assume, ranges, deadline):
     left, right, _ = assume
-    known = canonical(model.prepare(nested(left), _D), ranges, deadline)
+    known = canonical(model.prepare(left, _D), ranges, deadline)
     if not isinstance(known, sp.Sum):
         return difference
     return canonical(difference.xreplace({known: right}), ranges, deadline)

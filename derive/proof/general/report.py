@@ -9,7 +9,7 @@ import sympy as sp
 
 from derive.proof.formulas import Formula, FormulaSet
 from derive.proof.general import show
-from derive.proof.general.models import DELTA, L
+from derive.proof.general.models import L
 from derive.proof.general.prove import DEFAULT_BUDGET, GeneralResult, Step, prove_identity
 
 
@@ -120,5 +120,3 @@ def _mentions_next(expr, layer) -> bool:
 def _step(step: Step) -> dict:
     return {"reason": step.text, "expr": show.text(step.expr), "latex": show.tex(step.expr)}
 
-
-__all__ = ["GeneralReport", "prove_general", "DELTA"]

@@ -14,7 +14,6 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from derive.graph import functions as fn
 
 LAYERED = {"a", "z", "w", "b", "delta"}
 GREEK = {"delta": "δ", "lmbda": "λ", "alpha": "α", "beta": "β", "gamma": "γ", "theta": "θ", "eta": "η",
@@ -97,5 +96,3 @@ def text(expr: sp.Expr) -> str:
 def tex(expr: sp.Expr) -> str:
     return TexPrinter().doprint(expr)
 
-
-__all__ = ["text", "tex", "fn"]
