@@ -18,6 +18,7 @@ from derive.claims.generic import split_chain
 from derive.claims.matrix import names_whole_layer, split_masked
 from derive.claims.matrix_sympy import names_whole_layer_sympy
 from derive.claims.smallest import smallest_refutation
+from derive.proof.general.prove import SYMBOLIC_FAULTS
 from derive.proof.general.report import _step
 
 
@@ -78,8 +79,9 @@ def general_verdict(claim, read_links, network, budget: float, here: str = "") -
         reason = next(link.reason for link in links if not link.proven)
     except GeneralShape as exc:
         reason = f"its shapes do not conform for every size: {exc}"
-    except (NotGeneral, InputError) as exc:  # InputError: a template that does not read symbolically
-        reason = f"not read for every size: {exc.message if isinstance(exc, InputError) else exc}"
+    except (NotGeneral, InputError, *SYMBOLIC_FAULTS) as exc:  # InputError: a template that does not read
+        detail = exc.message if isinstance(exc, InputError) else str(exc)[:200]
+        reason = f"not read for every size: {detail}"
         if here != "refuted":
             return {"status": "not-read", "method": reason}
     if claim.assumptions and here == "refuted":  # refuted under its own assumptions, on this network

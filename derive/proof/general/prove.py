@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 import sympy as sp
+from sympy.tensor.indexed import IndexException
 
 from derive.proof.formulas import _D
 from derive.proof.general import show
@@ -36,6 +37,9 @@ from derive.proof.general.indexcalc import NotCanonical, canonical, contract, re
 from derive.proof.general.models import DELTA, Consumer, NotCovered, model_for
 
 MAX_STEPS = 24
+# what SymPy raises on a template it cannot take (yhat[j] differentiated by yhat[j, j]): undecided, never proven
+SYMBOLIC_FAULTS = (IndexException, sp.PolynomialError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+                   ZeroDivisionError, RecursionError)
 _FRESH_NAME = re.compile(r"^[a-z]_\d+$")
 DEFAULT_BUDGET = 5.0
 
@@ -74,6 +78,9 @@ def prove_identity(lhs: sp.Expr, rhs: sp.Expr, ranges, when, assume=None,
         result = GeneralResult("not-covered", f"not covered by the general model: {exc}")
     except NotCanonical as exc:
         result = GeneralResult("unproven", str(exc))
+    except SYMBOLIC_FAULTS as exc:  # a user's template SymPy cannot differentiate or reduce: nothing is claimed
+        result = GeneralResult("unproven", f"the general proof could not handle it ({type(exc).__name__}: "
+                                           f"{str(exc)[:200]})")
     result.seconds = time.perf_counter() - start
     return result
 
