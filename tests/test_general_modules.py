@@ -1,5 +1,5 @@
 """Module layers for every size (issue 13 with issue 12's general proofs): batch and layer norm, dropout,
-one head of attention, softmax with cross-entropy. The standard backward formulas are proven for every
+a residual block, one head of attention, softmax with cross-entropy. The standard backward formulas are proven for every
 N, D (T, d, C); the mistakes students make are never proven."""
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ RIGHT = [
     ("attention", "D(L, K[c, i])", "sum(D(L, S[k, c]) * Q[k, i], k, 1, T) / sqrt(d)", {"c": "1..T", "i": "1..d"},
      None),
     ("softmax_cross_entropy", "D(L, x[n, c])", "(p[n, c] - y[n, c]) / N", {"n": "1..N", "c": "1..C"}, ONE_HOT),
+    ("residual", "D(L, x[n, d])", "D(L, out[n, d]) + sum(D(L, out[n, k]) * sigma_prime(z[n, k]) * W[d, k], k, 1, D)",
+     ROW, None),
+    ("residual", "D(L, W[j, d])", "sum(x[k, j] * D(L, out[k, d]) * sigma_prime(z[k, d]), k, 1, N)",
+     {"j": "1..D", "d": "1..D"}, None),
 ]
 WRONG = [
     ("layernorm without the mean's path", "layernorm", "D(L, x[n, d])",
@@ -49,6 +53,10 @@ WRONG = [
      {"c": "1..T", "i": "1..d"}, None),
     ("softmax cross-entropy without 1/N", "softmax_cross_entropy", "D(L, x[n, c])", "p[n, c] - y[n, c]",
      {"n": "1..N", "c": "1..C"}, ONE_HOT),
+    ("the residual's skip branch dropped", "residual", "D(L, x[n, d])",
+     "sum(D(L, out[n, k]) * sigma_prime(z[n, k]) * W[d, k], k, 1, D)", ROW, None),
+    ("the residual's W untransposed", "residual", "D(L, x[n, d])",
+     "D(L, out[n, d]) + sum(D(L, out[n, k]) * sigma_prime(z[n, k]) * W[k, d], k, 1, D)", ROW, None),
     ("softmax cross-entropy without one-hot targets", "softmax_cross_entropy", "D(L, x[n, c])",
      "(p[n, c] - y[n, c]) / N", {"n": "1..N", "c": "1..C"}, None),
 ]

@@ -37,6 +37,7 @@ from derive.proof.formulas import _D
 _FAMILIES = {"delta": DELTA, "z": Z, "a": A, "b": B, "w": W}
 _LOWEST = {"a": 1, "delta": 2, "z": 2, "b": 2, "w": 2,  # Nielsen's layers 1..L; the course's [0]..[L]
            "A": 0, "dA": 0, "Z": 1, "dZ": 1, "W": 1, "dW": 1, "B": 1, "dB": 1}
+_G_PRIME = {"g'", "f'", r"g^{\prime}", r"f^{\prime}", r"g^\prime", r"f^\prime"}  # the activation's derivative
 _SIGMA_PRIME = {r"\sigma'", r"\sigma^{\prime}", r"\sigma^\prime", r"\sigma^{'}"}
 _FRESH = itertools.count(1)
 # the module network whose claim is being read (its declared matrices), or None: set by general_link_results
@@ -296,8 +297,8 @@ def _value(node: Node, examples) -> Shaped:
     args = [_value(a, examples) for a in node.args]
     if kind == "func":
         (x,) = args
-        func = fn.sigma_prime if node.text.replace(" ", "") in _SIGMA_PRIME | {"sigma_prime"} else (
-            fn.sigma if node.text in (r"\sigma", "sigma") else sp.sqrt if node.text == "sqrt" else None)
+        func = fn.sigma_prime if node.text.replace(" ", "") in _SIGMA_PRIME | _G_PRIME | {"sigma_prime"} else (
+            fn.sigma if node.text in (r"\sigma", "sigma", "g", "f") else sp.sqrt if node.text == "sqrt" else None)
         if func is None:
             raise NotGeneral(f"the function {node.text} is not read for every size")
         return Shaped(x.rows, x.cols, lambda r, c: func(x.entry(r, c)), x.scalar)

@@ -8,6 +8,7 @@ and contracts the Kronecker deltas. Sizes are the formula sets' names (N, D, C, 
 them.
 
     dropout                 out[n, d] = x[n, d]·mask[n, d] / p
+    residual                z[n, d] = Σ_k x[n, k]·W[k, d] + b[d],  h = g(z) (any g),  out = x + h
     attention (one head)    S[t, c] = Σ_k Q[t, k]·K[c, k] / sqrt(d),  P[t, c] = exp(S[t, c]) / Σ_m exp(S[t, m]),
                             out[t, i] = Σ_k P[t, k]·V[k, i]
     softmax_cross_entropy   p[n, c] = exp(x[n, c]) / Σ_k exp(x[n, k]),  L = −(1/N) Σ_n Σ_c y[n, c]·ln p[n, c]
@@ -23,6 +24,7 @@ from typing import Callable
 
 import sympy as sp
 
+from derive.graph import functions as fn
 from derive.proof.general.models import Consumer, NotCovered, _one, base, fresh
 
 N, D, C, T, W = (sp.Symbol(n, real=True) for n in ("N", "D", "C", "T", "d"))
@@ -36,6 +38,7 @@ class Family:
     sizes: tuple  # each index's upper bound (from 1)
     define: Callable | None = None  # indices ↦ the definition, None for a leaf
     softmax: bool = False  # written through its definition outside the gradients
+    activation: bool = False  # g(z) is this family, read backwards (σ(z[n, d]) is h[n, d])
 
 
 def _softmax(scores: str, rows) -> Callable:
@@ -55,6 +58,11 @@ def _attention_out(t, i):
     return sp.Sum(base("P")[t, k] * base("V")[k, i], (k, 1, T))
 
 
+def _residual_input(n, d):
+    k = fresh("k")
+    return sp.Sum(base("x")[n, k] * base("W")[k, d], (k, 1, D)) + base("b")[d]
+
+
 def _cross_entropy():
     n, c = fresh("n"), fresh("c")
     return -sp.Sum(base("y")[n, c] * sp.log(base("p")[n, c]), (c, 1, C), (n, 1, N)) / N
@@ -70,6 +78,12 @@ LAYERS = {
                    Family("out", (T, W), _attention_out)], None,
                   "one head of attention over any T positions of any width d: S = Q Kᵀ / sqrt(d), P = the "
                   "row softmax of S, out = P V; the loss L is any function of out"),
+    "residual": ([Family("x", (N, D)), Family("W", (D, D)), Family("b", (D,)),
+                  Family("z", (N, D), _residual_input),
+                  Family("h", (N, D), lambda n, d: fn.sigma(base("z")[n, d]), activation=True),
+                  Family("out", (N, D), lambda n, d: base("x")[n, d] + base("h")[n, d])], None,
+                 "a residual block of any N examples of width D: z = x W + b, h = g(z) with g any differentiable "
+                 "activation, out = x + h; the loss L is any function of out"),
     "softmax_cross_entropy": ([Family("x", (N, C)), Family("y", (N, C)),
                                Family("p", (N, C), _softmax("x", C), softmax=True)], _cross_entropy,
                               "p = the row softmax of the scores x (N×C, any N and C), "
@@ -137,8 +151,12 @@ class DeclaredModel:
         return found or None
 
     def facts(self, expr):
-        """A softmax (P, p) written through its definition, so that both sides meet in the scores."""
+        """A softmax (P, p) written through its definition, so that both sides meet in the scores; an
+        activation g(z) written as the family it defines (h)."""
         for family in self.families.values():
+            if family.activation:
+                expr = expr.replace(lambda e: isinstance(e, fn.sigma) and isinstance(e.args[0], sp.Indexed),
+                                    lambda e, f=family: base(f.name)[e.args[0].indices])
             if family.softmax:
                 expr = expr.replace(lambda e, f=family: isinstance(e, sp.Indexed) and e.base.label.name == f.name,
                                     lambda e: self.definition(e))
