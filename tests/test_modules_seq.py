@@ -131,10 +131,12 @@ def test_the_forgotten_scale_is_named_a_constant_factor(attention_claims):
     assert "1/2 × the claim" in forgotten.diagnosis.message  # d = 4: 1/√d = 1/2
 
 
-def test_the_forgotten_scale_is_refuted_where_it_is_irrational(tmp_path):
+def test_the_forgotten_scale_is_named_where_it_is_irrational(tmp_path):
     results = _graded(tmp_path, _spec(2, 2, "attention"), ATTENTION_CLAIMS)
     assert results["dQ"].verdict.status == "proven"
-    assert results["dQ without the scale"].verdict.status == "refuted"  # 1/√2: no rational factor to name
+    forgotten = results["dQ without the scale"]
+    assert forgotten.verdict.status == "refuted" and forgotten.diagnosis.id == "constant-factor"
+    assert "sqrt(2)/2 × the claim" in forgotten.diagnosis.message  # d = 2: 1/√2, proven as the correction
 
 
 @pytest.mark.parametrize("rows, width", [(2, 2), (3, 1)])

@@ -10,6 +10,8 @@ refuted and matches none of them gets no diagnosis rather than a guess.
 
 from __future__ import annotations
 
+import math
+
 import re
 import time
 from dataclasses import dataclass, field
@@ -233,6 +235,35 @@ def _constant_factor(screen: Screen, claim: Claim) -> Iterator[_Candidate]:
             f"off by a constant factor: the correct value is {shown} × the claim",
             sp.Rational(factor.numerator, factor.denominator) * claim.rhs,
         )
+    elif factor is None and (root := _root_ratio(screen, claim)) is not None:  # attention's 1/√d with d = 2
+        yield _Candidate(
+            "constant-factor",
+            f"off by a constant factor: the correct value is {sp.sstr(root)} × the claim",
+            root * claim.rhs,
+        )
+
+
+def _root_ratio(screen: Screen, claim: Claim) -> sp.Expr | None:
+    """±√(p/q) when the sides' ratio is that at every screening point (p, q ≤ 64): a candidate the prover
+    then has to prove, like every other."""
+    guesses = set()
+    for evaluator in screen.points:
+        try:
+            a, b = evaluator(claim.lhs), evaluator(claim.rhs)
+            quotient = float(a / b) if isinstance(a, Fraction) and isinstance(b, Fraction) else float((a / b).mid)
+        except (NotExact, Indeterminate, ZeroDivisionError, OverflowError, ValueError, KeyError, AttributeError):
+            return None
+        if not math.isfinite(quotient) or quotient == 0:
+            return None
+        square = Fraction(quotient * quotient).limit_denominator(64)
+        if square <= 0 or abs(math.sqrt(square) - abs(quotient)) > 1e-9 * abs(quotient):
+            return None
+        guesses.add((square, quotient > 0))
+    if len(guesses) != 1:
+        return None
+    square, positive = guesses.pop()
+    root = sp.sqrt(sp.Rational(square.numerator, square.denominator))
+    return root if positive else -root
 
 
 def _missing_sigma_prime(network, derivations, claim: Claim, applied) -> Iterator[_Candidate]:
