@@ -253,10 +253,11 @@ def _softmax_claims(rows: int, classes: int) -> str:
 
 def test_the_softmax_cross_entropy_homework_is_graded(tmp_path):
     results = _graded(tmp_path, _spec(2, 3, "softmax_cross_entropy"), _softmax_claims(2, 3))
-    # the diagonal Jacobian drops the paths through the row's other probabilities; the checker names no
-    # mistake for it (None) today
+    # the diagonal Jacobian keeps the path through p[n, c] only: the paths through the row's other
+    # probabilities are missing, and the diagnosis says which
     _assert_graded(results, ("dx", "dp"), {"the 1/N forgotten": "constant-factor",
-                                           "the Jacobian taken as diagonal": None})
+                                           "the Jacobian taken as diagonal": "missing-path"})
+    assert "only the path through p1_1 is counted" in results["the Jacobian taken as diagonal"].diagnosis.message
 
 
 def test_softmax_cross_entropy_gradients_equal_pytorch():

@@ -358,14 +358,32 @@ def _shared_parameter(network, target_wrt, R: sp.Expr) -> Iterator[_Candidate]:
             )
 
 
+MAX_ONLY_PATH = 6  # first steps tried as the one path a claim kept (softmax's Jacobian taken as diagonal)
+
+
 def _missing_paths(target_wrt, R: sp.Expr) -> Iterator[_Candidate]:
     derivation, v, scale = target_wrt
-    for through, term in _path_terms(derivation, v):
+    terms = _path_terms(derivation, v)
+    for through, term in terms:
         yield _Candidate(
             "missing-path",
             f"the path through {through} is missing: add {_readable(scale * term, derivation)}",
             R + scale * term,
         )
+    firsts: dict = {}
+    for through, term in terms:
+        if "→" not in through:
+            firsts.setdefault(through, term)  # a first step once, in the order the derivation has them
+    firsts = list(firsts.items())
+    if 3 <= len(firsts) <= MAX_ONLY_PATH:  # only one path kept: every other is missing
+        for kept, _ in firsts:
+            others = [(through, term) for through, term in firsts if through != kept]
+            yield _Candidate(
+                "missing-path",
+                f"only the path through {kept} is counted: the paths through "
+                f"{', '.join(through for through, _ in others)} are missing (a Jacobian taken as diagonal?)",
+                R + scale * sp.Add(*[term for _, term in others]),
+            )
 
 
 def _one_hot(network, claim: Claim) -> _Candidate | None:
