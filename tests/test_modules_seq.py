@@ -329,3 +329,23 @@ def test_bad_sequence_specs_are_refused(kind):
         parse_spec(_spec(2, 2, kind) + "heads = 2\n")
     with pytest.raises(InputError, match="from 1 to"):
         parse_spec(_spec(0, 2, kind))
+
+
+def test_a_square_reads_entrywise_and_a_digit_glued_to_a_name_is_refused(tmp_path):
+    claims = textwrap.dedent(r"""
+        network = "net.toml"
+        syntax = "latex"
+
+        [[claim]]
+        name = "squared"
+        formula = 'dWhh = (dh * (1 - h^2))^T hprev'
+
+        [[claim]]
+        name = "dh0"
+        formula = 'dh0 = dhprev'
+        """)
+    (tmp_path / "net.toml").write_text(_spec(2, 1, "rnn"))
+    (tmp_path / "hw.toml").write_text(claims)
+    result = check(load_claims(tmp_path / "hw.toml"), budget=5.0)
+    assert {r.claim.name: r.verdict.status for r in result.results} == {"squared": "proven"}
+    assert "dh0 is not a name" in result.unparsed[0].message

@@ -279,6 +279,8 @@ class MatrixNamesParser(BatchParser):
         spelled = self.spelled_name()
         if spelled is not None:
             return self.node("bfam", text=spelled)
+        if t.kind == "letters" and t.text in self.WHOLE and not self.known(t.text):
+            return self.declared(t)
         if t.kind == "letters" and t.text == "N" and not self.known("N"):
             self.i += 1
             return self.node("scalar", text="N")
@@ -289,6 +291,20 @@ class MatrixNamesParser(BatchParser):
             self.i += 1
             return self.node("func", self.argument(), text="sqrt")
         return super().primary()
+
+    def declared(self, token) -> Node:
+        """A declared matrix: `h`, `dh`, `h^2` (entrywise), `W^T`; `dh0` is no name (not dh times 0)."""
+        self.i += 1
+        after = self.token
+        if after.kind == "number" and after.column == token.column + len(token.text):
+            raise FormulaError(f"{token.text}{after.text} is not a name of this layer's matrices (its matrices: "
+                               f"{', '.join(sorted(self.WHOLE))}); write a product with a space: "
+                               f"{token.text} {after.text}", column=token.column)
+        tree = self.node("bfam", text=token.text)
+        if self.at("_"):
+            raise FormulaError(f"{token.text} with a subscript is one component: write the claim in index form",
+                               column=token.column)
+        return tree
 
     def spelled_name(self) -> str | None:
         r"""`\gamma`, `d\gamma`, `\hat{x}`, `\sigma^2` as the matrix they name, consuming their tokens."""
