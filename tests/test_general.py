@@ -336,3 +336,17 @@ def test_sympy_indexed_claims_for_every_size(tmp_path):
     assert results["BP2"].general["status"] == "proven"
     assert results["BP3 with a sign"].general["status"] == "refuted"
     assert results["BP3 with a sign"].general["diagnosis"] == "sign"
+
+
+def test_a_claim_narrowed_by_where_is_never_refuted_on_values_it_excludes(tmp_path):
+    results = _checked(tmp_path, textwrap.dedent(r"""
+        network = "generic-3-4-4-2"
+        syntax = "latex"
+
+        [[claim]]
+        name = "BP4 at the first layer, with x"
+        formula = '''\frac{\partial C}{\partial w^l_{jk}} = x_k \delta^l_j'''
+        where = "l == 2"
+        """))
+    claim = results["BP4 at the first layer, with x"]
+    assert claim.verdict.status == "proven" and claim.general["status"] != "refuted"

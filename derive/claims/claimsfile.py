@@ -92,6 +92,7 @@ class Claim:
     assumptions: tuple[str, ...] = ()  # their texts, the file's first
     shape_error: str | None = None  # a matrix claim whose shapes do not conform: refuted by them (diagnosis `shape`)
     generic: Generic | None = field(default=None, hash=False, compare=False)  # its instances and links, if several
+    narrowed: bool = False  # its letters narrowed by `indices` or `where` (the file's or its own)
 
 
 @dataclass(frozen=True)
@@ -455,6 +456,7 @@ def _claim(entry: Mapping, name: str, vocabulary: ClaimVocabulary, default_synta
         rate=rate, expect=expect, expect_diagnosis=expect_diagnosis, definitions_used=tuple(vocabulary.used),
         mentioned=mentioned, assume=solve_assumptions(network, equations),
         assumptions=tuple(text for *_, text, _where in equations), generic=generic,
+        narrowed=bool("indices" in entry or "where" in entry or file_indices),
     )
 
 

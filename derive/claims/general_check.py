@@ -84,6 +84,9 @@ def general_verdict(claim, read_links, network, budget: float, here: str = "") -
         reason = f"not read for every size: {detail}"
         if here != "refuted":
             return {"status": "not-read", "method": reason}
+    if claim.narrowed and here != "refuted":  # where = 'l = L-1': other sizes would try values it excludes
+        return {"status": "not-read", "method": f"{reason}; its letters are narrowed by indices or where, so no "
+                                                "other size is tried"}
     if claim.assumptions and here == "refuted":  # refuted under its own assumptions, on this network
         return {"status": "refuted", "network": _sizes(network), "declared": _sizes(network),
                 "method": f"{reason}; refuted on the declared network itself (above), under its assumptions"}
