@@ -68,29 +68,11 @@ class BatchParser(MatrixParser):
 
     FAMILIES = BATCH_FAMILIES  # with a layer: Z^{[l]}
     WHOLE = WHOLE  # without one: X, Y
+    ENTRYWISE = frozenset({"*", *HADAMARD})  # the course's `*` is entrywise
+    MATRIX = frozenset({r"\cdot", r"\times"})
 
     def __init__(self, text: str, known):
         super().__init__(rewrite_numpy(text), known)
-
-    def product(self) -> Node:
-        tree = self.factor()
-        while True:
-            if self.at("*", *HADAMARD):
-                self.i += 1
-                tree = self.node("had", tree, self.factor())
-            elif self.at(r"\cdot", r"\times"):
-                self.i += 1
-                tree = self.node("mul", tree, self.factor())
-            elif self.at("/"):
-                self.i += 1
-                tree = self.node("div", tree, self.factor())
-            elif self.starts_primary():
-                tree = self.node("mul", tree, self.factor())
-            else:
-                return tree
-
-    def starts_primary(self) -> bool:
-        return super().starts_primary() and not self.at("*")
 
     def primary(self) -> Node:
         t = self.token
@@ -255,24 +237,9 @@ class MatrixNamesParser(BatchParser):
 
     def __init__(self, text: str, known, whole, elementwise: bool = False):
         self.WHOLE = set(whole) | {"d" + name for name in whole}
-        self.elementwise = elementwise  # a layer without weight matrices (batch norm): every product is entrywise
+        if elementwise:  # a layer without weight matrices (batch norm): every product is entrywise, broadcast
+            self.ENTRYWISE, self.MATRIX, self.JUXTAPOSED = self.ENTRYWISE | self.MATRIX, frozenset(), "had"
         super().__init__(text, known)
-
-    def product(self) -> Node:
-        if not self.elementwise:
-            return super().product()
-        tree = self.factor()
-        while True:  # juxtaposition, *, \cdot, \odot: the entrywise product, NumPy's broadcasting
-            if self.at("*", r"\cdot", r"\times", *HADAMARD):
-                self.i += 1
-                tree = self.node("had", tree, self.factor())
-            elif self.at("/"):
-                self.i += 1
-                tree = self.node("div", tree, self.factor())
-            elif self.starts_primary():
-                tree = self.node("had", tree, self.factor())
-            else:
-                return tree
 
     def primary(self) -> Node:
         t = self.token

@@ -35,7 +35,7 @@ from derive.proof.general.prove import GeneralResult, prove_identity
 from derive.proof.formulas import _D
 
 _FAMILIES = {"delta": DELTA, "z": Z, "a": A, "b": B, "w": W}
-_LOWEST = {"a": 1, "delta": 2, "z": 2, "b": 2, "w": 2,  # Nielsen's layers 1..L; the course's [0]..[L]
+LOWEST_LAYER = {"a": 1, "delta": 2, "z": 2, "b": 2, "w": 2,  # Nielsen's layers 1..L; the course's [0]..[L]
            "A": 0, "dA": 0, "Z": 1, "dZ": 1, "W": 1, "dW": 1, "B": 1, "dB": 1}
 _G_PRIME = {"g'", "f'", r"g^{\prime}", r"f^{\prime}", r"g^\prime", r"f^\prime"}  # the activation's derivative
 _SIGMA_PRIME = {r"\sigma'", r"\sigma^{\prime}", r"\sigma^\prime", r"\sigma^{'}"}
@@ -162,19 +162,23 @@ def _letter_ranges(trees) -> list[tuple]:
     bounds: dict[sp.Symbol, list] = {}
     for tree in trees:
         for family, m in _layers(tree):
-            letters = [s for s in m.free_symbols if s != L]
-            if len(letters) != 1:
-                continue
-            letter = letters[0]
-            offset = sp.expand(m - letter)
-            lo, hi = bounds.setdefault(letter, [sp.Integer(1), L])
-            bounds[letter] = [sp.Max(lo, _LOWEST[family] - offset), _lower(hi, L - offset)]
+            narrow_layer(bounds, m, LOWEST_LAYER[family])
     return [(letter, lo, hi) for letter, (lo, hi) in bounds.items()]
 
 
-def _lower(a, b):
-    gap = sp.expand(a - b)
-    return b if gap.is_number and gap > 0 else a
+def narrow_layer(bounds: dict, layer: sp.Expr, lowest: int) -> None:
+    """Narrow the range of the letter of `layer` (l + 1, l − 1) to where a family whose first layer is `lowest`
+    exists there: lowest ≤ layer ≤ L."""
+    letters = [s for s in layer.free_symbols if s != L]
+    if len(letters) != 1:
+        return
+    letter = letters[0]
+    offset = sp.expand(layer - letter)
+    if not offset.is_number:
+        raise NotGeneral(f"the layer {layer} is not a letter plus a number")
+    lo, hi = bounds.setdefault(letter, [sp.Integer(1), L])
+    gap = sp.expand(hi - (L - offset))
+    bounds[letter] = [sp.Max(lo, lowest - offset), L - offset if gap.is_number and gap > 0 else hi]
 
 
 def _layers(tree: Node):

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from derive.claims.general import NotGeneral, network_when
+from derive.claims.general import LOWEST_LAYER, NotGeneral, narrow_layer, network_when
 from derive.proof.formulas import _template
 from derive.proof.general.models import L, SIZE
 from derive.proof.general.prove import GeneralResult, prove_identity
 
 _LAYERED = {"w": 3, "b": 2, "z": 2, "a": 2, "delta": 2}  # family ↦ its number of indices
-_LOWEST = {"a": 1, "w": 2, "b": 2, "z": 2, "delta": 2}
 
 
 def sympy_templates(pieces) -> list[sp.Expr]:
@@ -58,7 +57,7 @@ def letter_ranges(templates) -> list[tuple]:
             if family not in _LAYERED or len(item.indices) != _LAYERED[family]:
                 continue
             layer = item.indices[0]
-            _layer(layers, layer, family)
+            narrow_layer(layers, layer, LOWEST_LAYER[family])
             widths = [SIZE[layer], SIZE[layer - 1]]
             for index, width in zip(item.indices[1:], widths):
                 _unit(units, index, width)
@@ -70,20 +69,6 @@ def letter_ranges(templates) -> list[tuple]:
 
 def _bound_symbols(templates) -> set:
     return {limit[0] for template in templates for s in template.atoms(sp.Sum) for limit in s.limits}
-
-
-def _layer(layers: dict, layer: sp.Expr, family: str) -> None:
-    letters = [s for s in layer.free_symbols if s != L]
-    if len(letters) != 1:
-        return
-    letter = letters[0]
-    offset = sp.expand(layer - letter)
-    if not offset.is_number:
-        raise NotGeneral(f"the layer {layer} is not a letter plus a number")
-    lo, hi = layers.setdefault(letter, [sp.Integer(1), L])
-    lowest = _LOWEST[family] - offset
-    highest = L - offset
-    layers[letter] = [sp.Max(lo, lowest), hi if sp.expand(hi - highest).is_number and hi - highest < 0 else highest]
 
 
 def _unit(units: dict, index: sp.Expr, width: sp.Expr) -> None:

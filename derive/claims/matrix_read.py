@@ -157,20 +157,26 @@ class MatrixParser:
         self.depth -= 1
         return tree
 
+    # which operators are the entrywise product and which the matrix product, and what juxtaposition is:
+    # readers of other notations (the course's `*`, a layer without weight matrices) change these, not product()
+    ENTRYWISE: frozenset = frozenset(HADAMARD)
+    MATRIX: frozenset = frozenset(PRODUCT)
+    JUXTAPOSED = "mul"
+
     def product(self) -> Node:
         tree = self.factor()
         while True:
-            if self.at(*HADAMARD):
+            if self.at(*self.ENTRYWISE):
                 self.i += 1
                 tree = self.node("had", tree, self.factor())
-            elif self.at(*PRODUCT):
+            elif self.at(*self.MATRIX):
                 self.i += 1
                 tree = self.node("mul", tree, self.factor())
             elif self.at("/"):
                 self.i += 1
                 tree = self.node("div", tree, self.factor())
             elif self.starts_primary():
-                tree = self.node("mul", tree, self.factor())
+                tree = self.node(self.JUXTAPOSED, tree, self.factor())
             else:
                 return tree
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derive.graph import functions as fn
-from derive.proof.general.models import L, SIZE, Consumer, NotCovered, _is, _one, base, fresh
+from derive.proof.general.models import L, SIZE, Consumer, NotCovered, _highest, _is, _one, base, fresh
 
 ZB, AB, WB, BB, YB = (base(n) for n in ("Z", "A", "W", "b", "Y"))
 M = sp.Symbol("m", positive=True)
@@ -102,12 +102,9 @@ class BatchModel:
         gap = sp.expand(L - layer)
         if gap.is_number:
             return gap == 0
-        letters = [s for s in layer.free_symbols if s in ranges]
-        if len(letters) == 1 and sp.expand(layer - letters[0]).is_number:
-            top = layer.xreplace({letters[0]: ranges[letters[0]][1]})
-            gap = sp.expand(L - top)
-            if gap.is_number and gap > 0:
-                return False
+        top = _highest(layer, ranges)
+        if top is not None and (gap := sp.expand(L - top)).is_number and gap > 0:
+            return False
         raise NotCovered(f"it cannot tell whether layer {layer} is the output layer")
 
     def facts(self, expr):

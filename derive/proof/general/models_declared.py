@@ -146,8 +146,9 @@ class DeclaredModel:
             if definition.has(quantity.base):
                 limits = [(i, sp.S.One, size) for i, size in zip(indices, family.sizes)]
                 found.append(Consumer(base(name)[tuple(indices)], definition, *limits[0], more=tuple(limits[1:])))
-        if self.cost is not None and self.cost().has(quantity.base):
-            found.append(Consumer(None, self.cost()))
+        cost = self.cost() if self.cost is not None else None
+        if cost is not None and cost.has(quantity.base):
+            found.append(Consumer(None, cost))
         return found or None
 
     def facts(self, expr):

@@ -68,9 +68,9 @@ def normal(expr: sp.Expr) -> sp.Expr:
     return expr
 
 
-def rho(index: sp.Expr, size) -> sp.Expr:
+def rho(index: sp.Expr, size: int) -> sp.Expr:
     """The row (or column) of the pooling window that holds feature row `index`, windows of `size`, stride `size`."""
-    return normal(sp.floor((index - 1) / sp.sympify(size)) + 1)
+    return normal(sp.floor((index - 1) / sp.Integer(size)) + 1)
 
 
 def split_channel(expr: sp.Expr) -> sp.Expr:
