@@ -42,7 +42,7 @@ demo: setup
 	$(BIN)/derive report two-two-two --explain w1 -o two-two-two-report.pdf
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: setup
 	$(BIN)/python benchmarks/derive_prove.py
