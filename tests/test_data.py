@@ -10,6 +10,7 @@ SIZES = {  # name: (train, test, per-example shape, classes, image_shape)
     "book-0-1": (64, 16, (12,), ("0", "1"), (3, 4)),
     "book-1-2-3": (96, 24, (1, 6, 6), ("1", "2", "3"), (1, 6, 6)),
     "digits": (1347, 450, (64,), tuple("0123456789"), (8, 8)),
+    "lookup": (3000, 1000, (176,), tuple("1234567"), (8, 22)),
 }
 
 
@@ -32,6 +33,8 @@ def test_builtin_shapes_one_hot_and_balance(name):
         counts = y.sum(axis=0)
         if name == "digits":  # stratified: every class within one of its share
             assert counts.max() - counts.min() <= 0.05 * n
+        elif name == "lookup":  # random labels: each class near its share of 1/7
+            assert counts.min() >= 0.1 * n and counts.max() <= 0.2 * n
         else:
             assert np.all(counts == n // k)
     if name != "digits":

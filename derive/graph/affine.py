@@ -48,5 +48,5 @@ def affine(N: int, D: int, M: int, *, name: str | None = None, values: Mapping[s
     matrices = {"x": {"rows": N, "cols": D, "entry": "x{r}_{c}"}, "w": {"rows": D, "cols": M, "entry": "w{r}_{c}"},
                 "b": {"rows": 1, "cols": M, "entry": "b{c}"}, "out": {"rows": N, "cols": M, "entry": "out{r}_{c}"}}
     network = dataclasses.replace(network, kind="affine", facts={
-        "kind": "affine", "name": network.name, "sizes": sizes, "cost": "generic", "matrices": matrices, "loss": "L"})
+        "kind": "affine", "name": network.name, "sizes": sizes, "integers": {"N": N, "D": D, "M": M}, "cost": "generic", "matrices": matrices, "loss": "L"})
     return network if values is None else with_values(network, values)

@@ -12,6 +12,15 @@ Built in (made here, in code: no downloads, the same arrays for the same seed):
 - ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images),
   pixels scaled to [0, 1], 64 inputs, a fixed stratified split of 1,347 training
   and 450 test images (the same for every seed).
+- ``lookup``: which token sits at the queried position? 8 positions of 22
+  features each (one-hots of 7 tokens, 8 positions and 7 queries), flattened
+  position by position to 176 inputs; image shape (8, 22). Positions 1 … 7 hold
+  a random permutation of the 7 tokens (token and own position one-hot, query
+  part zero); position 8 holds its position one-hot and the query q in 1 … 7
+  (token part zero). The label is the token at position q, 7 classes. 3,000
+  training and 1,000 test examples. Mixing positions only by averaging, or
+  reading only the query position, cannot bind a token to its position and stays
+  near chance (1/7); one attention head can attend from the query to position q.
 - a path ending in ``.npz``: your own arrays ``x`` and ``y``, optionally
   ``x_test`` and ``y_test``; ``y`` either targets of shape (n, k) or integer class
   labels of shape (n,), which become one-hot rows. The file is read by
@@ -107,6 +116,8 @@ DESCRIPTIONS = {
     "book-0-1": "3x4 images of 0 and 1 (the book's 12-3-2 example): 64 train, 16 test",
     "book-1-2-3": "6x6 images of 1, 2 and 3 (the book's CNN example): 96 train, 24 test",
     "digits": "scikit-learn's 8x8 handwritten digits: 1,347 train, 450 test (fixed split)",
+    "lookup": "which token sits at the queried position: 8 positions × 22 features "
+              "(token, position, query one-hots), 7 classes (3,000 training, 1,000 test)",
     "values": "the spec's [values] point as one example, from the spec's parameters",
     "FILE.npz": "your own arrays x and y (optionally x_test, y_test)",
 }
@@ -114,7 +125,7 @@ DESCRIPTIONS = {
 
 def dataset_names() -> list[str]:
     """The built-in data sets (a path ending in .npz is accepted too)."""
-    return ["book-0-1", "book-1-2-3", "digits"]
+    return ["book-0-1", "book-1-2-3", "digits", "lookup"]
 
 
 def load_dataset(name: str, *, seed: int = 0) -> Dataset:
@@ -129,6 +140,8 @@ def load_dataset(name: str, *, seed: int = 0) -> Dataset:
                        x[:, None], y, xt[:, None], yt, ("1", "2", "3"), (1, 6, 6))
     if name == "digits":
         return _digits()
+    if name == "lookup":
+        return _lookup(seed)
     if name.lower().endswith(".npz"):
         return _load_npz(Path(name))
     raise InputError(f"unknown data set {name!r}: use one of {', '.join(dataset_names())} or a path to a .npz file")
@@ -186,6 +199,35 @@ def _digits() -> Dataset:
     one_hot = np.eye(10)
     return Dataset("digits", "scikit-learn's 8x8 handwritten digits (1,347 training, 450 test)",
                    x, one_hot[labels], xt, one_hot[labels_t], tuple(str(d) for d in range(10)), (8, 8))
+
+
+# lookup: 8 positions of 22 features. Features 0..6 one-hot the token, 7..14 the
+# position, 15..21 the query (the queried position 1..7).
+LOOKUP_TOKENS = 7
+LOOKUP_POSITIONS = LOOKUP_TOKENS + 1  # the tokens' positions, then the query's
+LOOKUP_FEATURES = LOOKUP_TOKENS + LOOKUP_POSITIONS + LOOKUP_TOKENS
+
+
+def _lookup(seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x, y, xt, yt = (*_lookup_examples(rng, 3000), *_lookup_examples(rng, 1000))
+    return Dataset("lookup", "which token sits at the queried position: 8 positions × 22 features "
+                   "(3,000 training, 1,000 test)", x, y, xt, yt,
+                   tuple(str(t) for t in range(1, LOOKUP_TOKENS + 1)), (LOOKUP_POSITIONS, LOOKUP_FEATURES))
+
+
+def _lookup_examples(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n examples of lookup, flattened position-major to 8 × 22 = 176 inputs, and their one-hot labels."""
+    k, t = LOOKUP_TOKENS, LOOKUP_POSITIONS
+    tokens = np.argsort(rng.random((n, k)), axis=1)  # tokens[i, p]: the token (0..6) at position p + 1
+    query = rng.integers(k, size=n)  # the queried position minus one (0..6)
+    x = np.zeros((n, t, LOOKUP_FEATURES))
+    rows = np.arange(n)[:, None]
+    x[rows, np.arange(k), tokens] = 1.0  # token one-hots at positions 1..7
+    x[:, np.arange(t), k + np.arange(t)] = 1.0  # every position's own one-hot
+    x[np.arange(n), t - 1, k + t + query] = 1.0  # the query at position 8
+    labels = tokens[np.arange(n), query]
+    return x.reshape(n, t * LOOKUP_FEATURES), np.eye(k)[labels]
 
 
 def _load_npz(path: Path) -> Dataset:

@@ -10,7 +10,7 @@ import sympy as sp
 from derive.proof.general.models import Consumer, base, fresh
 
 XA, WA, BA, OUT = (base(n) for n in ("x", "w", "b", "out"))
-N, D, M = (sp.Symbol(n, positive=True, integer=True) for n in ("N", "D", "M"))
+N, D, M = (sp.Symbol(n, real=True) for n in ("N", "D", "M"))  # as a formula set's template names them
 LOSS = sp.Symbol("L", real=True)
 
 
