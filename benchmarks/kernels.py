@@ -14,6 +14,20 @@ One training step is one `value_and_grad` call on a fixed batch plus the update
             δ.T @ a and, above the first layer, δ @ W; a conv layer as im2col
             products), into preallocated outputs
 
+The cases: the layered MLPs 784-100-10 (sigmoid/quadratic, softmax/log-likelihood) and
+64-30-10, the free-form nets 2-2-2 and 12-3-2, the conv nets book-cnn 6x6 and conv28, and
+two stack nets (built-in specs, kernels from compile_kernel(load(name), dtype)):
+    bn-mlp      digits-batchnorm: 64 -> dense 100 -> batch norm -> relu -> dense 10,
+                softmax/log-likelihood, batches 64 and 256
+    attention   lookup-attention: 8 positions × 22 features -> one self-attention head
+                (Q, K, V of width 16) -> the last position -> dense 7, softmax/log-
+                likelihood, batches 64 and 256
+Their numpy and torch references are in benchmarks/stack_reference.py (flat parameters
+in the kernel's block order; `python benchmarks/stack_reference.py` checks numpy
+against torch float64). bn-mlp's floor is its two dense layers' products; attention has
+no floor (its batched (8×16)·(16×8) products do not fit the dense-layer floor): the
+floor column and ratio show – there.
+
 Each implementation is warmed up and calibrated to run ~--seconds per chunk;
 then --rounds rounds time every implementation of the case once, in a rotating
 order, so that noise on a shared machine hits all of them alike. The table
@@ -23,7 +37,8 @@ faster) and, per case, the targets below with ✓/✗.
 
 Run:
     python benchmarks/kernels.py              # every case, 7 rounds (a few minutes)
-    python benchmarks/kernels.py --quick      # 3 rounds, MLP batches 64 and 1024 only
+    python benchmarks/kernels.py --quick      # 3 rounds, MLP batches 64 and 1024 only (stack nets 64, 256)
+    python benchmarks/kernels.py --cases bn-mlp,attention --quick   # the stack nets only
     python benchmarks/kernels.py --json       # the results as JSON instead of the table
     python benchmarks/kernels.py --threads 1  # single-threaded BLAS and torch
     python benchmarks/kernels.py --cases free-form,conv28 --batches 1,64   # some cases only
@@ -56,6 +71,9 @@ from derive.graph.convolutional import convolutional
 from derive.graph.layered import layered
 from derive.graph.spec import load
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ is not a package
+import stack_reference  # noqa: E402  (the numpy and torch references of the stack nets)
+
 LR = 0.01
 CORES = os.cpu_count() or 1
 
@@ -71,12 +89,13 @@ def log(message: str) -> None:
 class Net:
     label: str
     build: Callable
-    kind: str  # "mlp" (layered kernel), "free-form" or "cnn"
+    kind: str  # "mlp" (layered kernel), "free-form", "cnn" or "stack"
     acts: tuple[str, str]  # hidden (or conv) activation, output activation
     cost: str
     batches: tuple[int, ...]
     quick_batches: tuple[int, ...]
     backend: str | None = None
+    spec: str | None = None  # "stack": the built-in spec, the key of its references in stack_reference
 
 
 CONV28 = [{"type": "conv", "filters": 8, "kernel": 3, "activation": "relu"}, {"type": "maxpool", "size": 2},
@@ -95,12 +114,16 @@ NETS = [
     Net("book-cnn 6x6", lambda: load("book-cnn"), "cnn", ("sigmoid", "sigmoid"), "quadratic", (64,), (64,)),
     Net("conv28 relu/log-lik", lambda: convolutional([28, 28], CONV28, "log_likelihood", name="conv28"),
         "cnn", ("relu", "softmax"), "log_likelihood", (64,), (64,)),
+    Net("bn-mlp 64-100-10 (digits-batchnorm)", lambda: load("digits-batchnorm"), "stack", ("relu", "softmax"),
+        "log_likelihood", (64, 256), (64, 256), spec="digits-batchnorm"),
+    Net("attention 8x22 (lookup-attention)", lambda: load("lookup-attention"), "stack", ("attention", "softmax"),
+        "log_likelihood", (64, 256), (64, 256), spec="lookup-attention"),
 ]
 
 
 GOALS = {  # target key -> (ratio, threshold, description)
     "≥ numpy": ("numpy", 1.0, "ours ≥ hand-written numpy, every case (free-form at batch 1: the factors below)"),
-    "≥1.2× torch": ("torch", 1.2, "MLPs, batch ≤ 256: ours ≥ 1.2× PyTorch eager"),
+    "≥1.2× torch": ("torch", 1.2, "MLPs and stack nets, batch ≤ 256: ours ≥ 1.2× PyTorch eager"),
     "≥0.95× torch": ("torch", 0.95, "MLPs, batch 1024: ours ≥ 0.95× PyTorch eager"),
     "≥90% floor": ("floor", 0.9, "MLPs, batch 1024: ours ≥ 90 % of the matmul floor"),
     "≥5× numpy": ("numpy", 5.0, "2-2-2, batch 1: ours ≥ 5× hand-written numpy"),
@@ -111,6 +134,8 @@ GOALS = {  # target key -> (ratio, threshold, description)
 
 def targets(net: Net, batch: int) -> list[str]:
     """The GOALS a case is held to (MLP = the layered kernels 784-100-10 and 64-30-10)."""
+    if net.kind == "stack":
+        return ["≥ numpy", "≥1.2× torch"] if batch <= 256 else ["≥ numpy"]
     if net.kind == "free-form" and batch == 1:
         return ["≥5× numpy" if net.label.startswith("2-2-2") else "≥1.5× numpy"]
     if net.kind == "mlp":
@@ -338,7 +363,56 @@ def data(net: Net, kernel, batch: int, dtype: str):
     return x, y
 
 
+def run_stack_case(net: Net, kernel, batch: int, dtype: str, rounds: int, seconds: float) -> dict:
+    """A stack net against stack_reference's numpy and torch (same flat block order as the kernel)."""
+    name = net.spec
+    expected = [(block, tuple(shape)) for block, shape in stack_reference.BLOCKS[name]]
+    got = [(b.name, tuple(b.shape)) for b in kernel.blocks]
+    assert got == expected, f"{net.label}: kernel blocks {got}, the references expect {expected}"
+    x, y = stack_reference.data(name, batch, dtype)
+    start = kernel.init(0)
+    handwritten = stack_reference.NUMPY[name]
+
+    # the same loss and gradient from all three, once, before timing
+    ours = kernel.value_and_grad(start, x, y)
+    check(f"{net.label} {dtype} b{batch} numpy", ours, handwritten(start, x, y), dtype)
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    loss, grads = stack_reference.torch_step(stack_reference.torch_params(start, name), X, Y, name, LR)
+    check(f"{net.label} {dtype} b{batch} torch", ours,
+          (loss.item(), np.concatenate([g.numpy().ravel() for g in grads])), dtype)
+
+    theta, theta_numpy = start.copy(), start.copy()  # each implementation trains its own copy
+    tensors = stack_reference.torch_params(start, name)
+
+    def step_ours():
+        _, g = kernel.value_and_grad(theta, x, y)
+        np.subtract(theta, LR * g, out=theta)
+
+    def step_numpy():
+        _, g = handwritten(theta_numpy, x, y)
+        np.subtract(theta_numpy, LR * g, out=theta_numpy)
+
+    steps = {"ours": step_ours, "numpy": step_numpy,
+             "torch": lambda: stack_reference.torch_step(tensors, X, Y, name, LR)}
+    layers = stack_reference.floor_layers(name, batch)
+    if layers is not None:
+        steps["floor"] = floor_step(layers, np.dtype(dtype))
+    return timed(net, batch, dtype, steps, rounds, seconds)
+
+
+def timed(net: Net, batch: int, dtype: str, steps: dict, rounds: int, seconds: float) -> dict:
+    """Time the steps and make the result row; a case without "floor" has no floor ratio."""
+    seconds_per_step = measure(steps, rounds, seconds)
+    speed = {name: batch / t for name, t in seconds_per_step.items()}
+    ratios = {name: speed["ours"] / speed[name] for name in ("numpy", "torch", "floor") if name in speed}
+    return {"case": net.label, "dtype": dtype, "batch": batch, "samples_per_s": speed,
+            "us_per_step": {name: t * 1e6 for name, t in seconds_per_step.items()}, "ours_over": ratios,
+            "targets": {key: ratios[GOALS[key][0]] >= GOALS[key][1] for key in targets(net, batch)}}
+
+
 def run_case(net: Net, network, kernel, batch: int, dtype: str, rounds: int, seconds: float) -> dict:
+    if net.kind == "stack":
+        return run_stack_case(net, kernel, batch, dtype, rounds, seconds)
     x, y = data(net, kernel, batch, dtype)
     start = kernel.init(0)
     layout = Layout(kernel, start)
@@ -366,12 +440,7 @@ def run_case(net: Net, network, kernel, batch: int, dtype: str, rounds: int, sec
 
     steps = {"ours": step_ours, "numpy": step_numpy, "torch": lambda: torch_step(tensors, X, Y, net),
              "floor": floor_step(floor_layers(network, layout.shapes, batch, net.kind), np.dtype(dtype))}
-    seconds_per_step = measure(steps, rounds, seconds)
-    speed = {name: batch / t for name, t in seconds_per_step.items()}
-    ratios = {name: speed["ours"] / speed[name] for name in ("numpy", "torch", "floor")}
-    return {"case": net.label, "dtype": dtype, "batch": batch, "samples_per_s": speed,
-            "us_per_step": {name: t * 1e6 for name, t in seconds_per_step.items()}, "ours_over": ratios,
-            "targets": {key: ratios[GOALS[key][0]] >= GOALS[key][1] for key in targets(net, batch)}}
+    return timed(net, batch, dtype, steps, rounds, seconds)
 
 
 # -- report -----------------------------------------------------------------------------
@@ -392,8 +461,9 @@ def print_table(results: list[dict], meta: dict) -> None:
     for r in results:
         s, q = r["samples_per_s"], r["ours_over"]
         marks = "  ".join(f"{key} {'✓' if met else '✗'}" for key, met in r["targets"].items())
-        rows.append((r["case"], r["dtype"], str(r["batch"]), *(fmt(s[k]) for k in ("ours", "numpy", "torch", "floor")),
-                     *(f"{q[k]:.2f}×" for k in ("numpy", "torch", "floor")), marks))
+        rows.append((r["case"], r["dtype"], str(r["batch"]),
+                     *(fmt(s[k]) if k in s else "–" for k in ("ours", "numpy", "torch", "floor")),
+                     *(f"{q[k]:.2f}×" if k in q else "–" for k in ("numpy", "torch", "floor")), marks))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, None, *rows]:
         if row is None:
@@ -405,8 +475,9 @@ def print_table(results: list[dict], meta: dict) -> None:
         print("\nbatch 1, µs per step:")
         for r in single:
             us = r["us_per_step"]
-            print(f"  {r['case']:<20} {r['dtype']:<8} " + "  ".join(f"{k} {us[k]:8.1f}" for k in ("ours", "numpy", "torch", "floor")))
-    print("\ntargets (✓ met, ✗ missed; MLP = the layered kernels 784-100-10 and 64-30-10):")
+            print(f"  {r['case']:<20} {r['dtype']:<8} " + "  ".join(f"{k} {us[k]:8.1f}" for k in ("ours", "numpy", "torch", "floor") if k in us))
+    print("\ntargets (✓ met, ✗ missed; MLP = the layered kernels 784-100-10 and 64-30-10; "
+          "stack nets = bn-mlp, attention):")
     for key, (ratio, _, text) in GOALS.items():
         held = [r for r in results if key in r["targets"]]
         missed = [f"{r['case']} {r['dtype']} b{r['batch']} ({r['ours_over'][ratio]:.2f}×)" for r in held if not r["targets"][key]]
@@ -416,7 +487,7 @@ def print_table(results: list[dict], meta: dict) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 rounds; MLP batches 64 and 1024 only")
+    parser.add_argument("--quick", action="store_true", help="3 rounds; MLP batches 64 and 1024 only (stack nets: 64 and 256)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7, --quick 3)")
     parser.add_argument("--seconds", type=float, help="time per implementation per round (default 0.2, --quick 0.1)")

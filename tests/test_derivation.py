@@ -5,10 +5,11 @@ import math
 import pytest
 import sympy as sp
 
-from derive import Derivations, Derived, builtin_names, free_form, layered, load
+from derive import Derivations, Derived, free_form, layered, load
+from conftest import SYMBOLIC_BUILTINS
 from oracles import derived_gradients, finite_differences, random_point, sympy_gradient, torch_gradients
 
-BUILTINS = builtin_names()
+BUILTINS = SYMBOLIC_BUILTINS
 
 
 def relative_error(a: float, b: float, floor: float = 1e-300) -> float:

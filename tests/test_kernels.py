@@ -9,13 +9,14 @@ import pytest
 import sympy as sp
 import torch
 
-from derive import Derivations, builtin_names, layered, load
+from conftest import SYMBOLIC_BUILTINS
+from derive import Derivations, layered, load
 from derive.graph.registry import safe_sigmoid
 from derive.kernels import KernelError, compile_kernel
 from derive.graph.convolutional import convolutional
 from derive.graph.numeric import ApproximateArithmetic, Evaluator
 
-CONCRETE = [n for n in builtin_names() if not n.startswith("generic")]
+CONCRETE = [n for n in SYMBOLIC_BUILTINS if not n.startswith("generic")]
 CNN_CONFIGS = {
     "avgpool-tanh": ([6, 6], [{"type": "conv", "filters": 2, "kernel": 3, "activation": "tanh"},
                               {"type": "avgpool", "size": 2}, {"type": "dense", "units": 3}], "quadratic"),

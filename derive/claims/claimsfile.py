@@ -260,11 +260,17 @@ def _network(reference: str, base: Path) -> Network:
     if reference.endswith(".toml") or path_exists(candidate):
         if not path_exists(candidate):
             raise InputError(f"no spec file '{reference}' next to the claims file", where="network")
-        return load(candidate)
-    try:
-        return load(reference)
-    except InputError as exc:
-        raise exc.located("network") from None
+        network = load(candidate)
+    else:
+        try:
+            network = load(reference)
+        except InputError as exc:
+            raise exc.located("network") from None
+    if network.kind == "stack":
+        raise InputError(f"'{network.name}' is a stack network: claims are checked on a network with a symbolic "
+                         "graph; for one layer of it, name a module spec (see examples/batchnorm-homework.toml)",
+                         where="network")
+    return network
 
 
 def _choice(value, options, where: str) -> str:

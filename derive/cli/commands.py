@@ -59,11 +59,23 @@ def run_list(args) -> int:
     return EXIT_OK
 
 
+def refuse_stack(network, command: str) -> None:
+    """A stack network has no per-example symbolic graph: say what it has instead (exit 2)."""
+    if network.kind == "stack":
+        sets = ", ".join(network.facts["formula_sets"])
+        raise InputError(
+            f"'{network.name}' is a stack network (layers over a mini-batch): it has no per-example symbolic graph "
+            f"to {command}. Its kernel is compiled from the formula sets {sets}, each proven for every size: "
+            f"`derive prove {network.name}` shows the proofs, `derive gradcheck {network.name}` checks the kernel, "
+            "and claims about one layer are checked on a module spec (examples/batchnorm-homework.toml)")
+
+
 def run_derive(args) -> int:
     from derive.derivation import Derived
     from derive.graph.spec import load
 
     network = load(args.spec)
+    refuse_stack(network, "derive")
     if network.missing_values:
         missing = ", ".join(s.name for s in network.missing_values[:8])
         more = " …" if len(network.missing_values) > 8 else ""
@@ -101,6 +113,8 @@ def run_prove(args) -> int:
     if args.general:
         return run_prove_general(args)
     network = load(args.spec)
+    if network.kind == "stack":  # its kernel's formulas, proven for every size
+        return run_prove_general(args, network)
     sets = formula_sets(args.formulas)
     applicable = applicable_sets(network, sets)
     if not applicable:
@@ -123,13 +137,19 @@ def run_prove(args) -> int:
     return EXIT_OK if report.all_proven else EXIT_FAILED
 
 
-def run_prove_general(args) -> int:
+def run_prove_general(args, network=None) -> int:
     from derive.graph.spec import load
     from derive.proof.general.report import prove_general
 
     sets = formula_sets(args.formulas)
     if args.spec is not None:
-        network = load(args.spec)
+        network = network or load(args.spec)
+    if network is not None and network.kind == "stack":  # the sets its layers' kernels are compiled from
+        wanted = network.facts["formula_sets"]
+        sets = [s for s in sets if s.id in wanted] if args.formulas else formula_sets(wanted)
+        if not sets:
+            raise InputError(f"'{network.name}' is compiled from the formula sets {', '.join(wanted)}: choose among them")
+    elif network is not None:
         sets = [dataclasses.replace(s, formulas=tuple(s.applicable(network))) for s in sets]
         sets = [s for s in sets if s.formulas]
         if not sets:
@@ -187,7 +207,7 @@ def run_train(args) -> int:
     except KernelError as exc:
         raise InputError(str(exc)) from None
     dataset = load_data(args.data, network, seed=args.seed)
-    settings = {**settings_for(dataset.name), **given}
+    settings = {**settings_for(dataset.name, network), **given}
     initial = None
     try:
         if args.load:
@@ -315,6 +335,7 @@ def network_report(args, inputs: list[str]):
     from derive.graph.spec import load
 
     network = load(args.inputs[0])
+    refuse_stack(network, "report")
     output = Path(args.output or f"{network.name}-report.pdf")
     refuse_overwriting_inputs(report_outputs(output), inputs)
     context = network_report_context(network, lang=args.lang, explain=args.explain, formulas=args.formulas,

@@ -51,6 +51,8 @@ Errors name the file and the key: `two.toml: [equations] neth1, column 7: ...`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
@@ -65,13 +67,15 @@ from derive.graph.batch import batch
 from derive.graph.layered import layered
 from derive.graph.modules import module_network
 from derive.graph.network import Network
+from derive.graph.stack import is_stack, stack_network
 from derive.graph.zhou import zhou
 
 LAYERED_KEYS = {"name", "description", "layers", "activation", "cost", "regularization", "batch"}
 FREE_FORM_KEYS = {"name", "description", "inputs", "targets", "parameters", "constants", "cost"}
 ZHOU_KEYS = {"name", "description", "zhou"}
 CNN_KEYS = {"name", "description", "input", "cost"}
-TOP_LEVEL = {"network", "equations", "values", "latex", "layer"}
+TOP_LEVEL = {"network", "equations", "values", "latex", "layer", "train"}
+TRAIN_KEYS = {"epochs": int, "batch": int, "lr": float, "momentum": float}
 
 
 def networks_dir() -> Path:
@@ -103,9 +107,29 @@ def load_file(path: Path, label: str | None = None) -> Network:
 def parse_spec(text: str, *, where: str = "<spec>", source: str | None = None) -> Network:
     data = parse_toml(text, where=where)
     try:
-        return from_dict(data, source=source)
+        network = from_dict(data, source=source)
+        if "train" in data:  # the settings that train this network, under the command line's
+            network = dataclasses.replace(network, facts={**network.facts, "train": _train_settings(data["train"])})
+        return network
     except InputError as exc:
         raise exc.located(where) from None
+
+
+def _train_settings(table) -> dict:
+    from derive.train.training import check_settings, settings_for
+
+    if not isinstance(table, dict):
+        raise InputError("must be a table of epochs, batch, lr, momentum", where="[train]")
+    settings = {}
+    for key, value in table.items():
+        kind = TRAIN_KEYS.get(key)
+        if kind is None:
+            raise InputError(f"unknown key '{key}' (known: {', '.join(TRAIN_KEYS)})", where="[train]")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            raise InputError(f"must be {'a whole number' if kind is int else 'a number'}", where=f"[train] {key}")
+        settings[key] = kind(value)
+    check_settings(**{**settings_for(""), **settings})
+    return settings
 
 
 def from_dict(data: Mapping, *, source: str | None = None) -> Network:
@@ -125,6 +149,11 @@ def from_dict(data: Mapping, *, source: str | None = None) -> Network:
     if "layer" in data and "batch" in network:  # one layer over a batch, any downstream loss
         _check_keys(network, {"name", "description", "batch", "input"}, "module")
         return module_network(network["batch"], network.get("input"), data["layer"], **common)
+    if is_stack(data.get("layer")):  # layers over a mini-batch: batch norm, attention (derive.graph.stack)
+        _check_keys(network, {"name", "description", "input"}, "stack")
+        if "input" not in network:
+            raise InputError("is required: the values per example, or [positions, features]", where="[network] input")
+        return stack_network(network["input"], data["layer"], **common)
     if "input" in network or "layer" in data:
         return _convolutional_spec(data, network, common)
     if "zhou" in network:

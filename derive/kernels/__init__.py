@@ -3,7 +3,7 @@
 `compile_kernel(network)` returns a `Kernel` whose `value_and_grad(params, x, y)` computes the
 mean cost of a mini-batch and its gradient, with no Python loop over examples. One module per
 backend: layered (BP1–BP4 in matrix form), cnn (each layer of derive.layers supplies its own
-stage) and freeform (one lambdified function, regrouped into array code by codegen); base holds
+stage), stack (layers over a mini-batch, each from its formula set proven for every size) and freeform (one lambdified function, regrouped into array code by codegen); base holds
 what every kernel shares, elementwise the formulas lambdified from the derivation.
 
 Sigmoid and softmax are computed without overflow; the loss of softmax with log-likelihood and
@@ -23,13 +23,18 @@ from derive.kernels.cnn import ConvolutionalKernel
 from derive.kernels.elementwise import KernelError
 from derive.kernels.freeform import FreeFormKernel
 from derive.kernels.layered import LayeredKernel
+from derive.kernels.stack import StackKernel
 
 
 def compile_kernel(network: Network, dtype: str = "float64", backend: str | None = None) -> Kernel:
     """A kernel for `network`: "layered", "cnn" or "free-form" (default: by the network's kind)."""
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}")
-    backend = backend or {"layered": "layered", "cnn": "cnn"}.get(network.kind, "free-form")
+    backend = backend or {"layered": "layered", "cnn": "cnn", "stack": "stack"}.get(network.kind, "free-form")
+    if (backend == "stack") != (network.kind == "stack"):
+        raise InputError(f"the {backend} backend does not compile a {network.kind} network")
+    if backend == "stack":  # compiled from formula sets proven for every size: no per-example derivation
+        return StackKernel(network, None, dtype)
     derivations = Derivations(network)
     if backend == "layered":
         return LayeredKernel(network, derivations, dtype)
@@ -37,7 +42,7 @@ def compile_kernel(network: Network, dtype: str = "float64", backend: str | None
         return ConvolutionalKernel(network, derivations, dtype)
     if backend == "free-form":
         return FreeFormKernel(network, derivations, dtype)
-    raise InputError(f"unknown kernel backend '{backend}' (known: layered, cnn, free-form)")
+    raise InputError(f"unknown kernel backend '{backend}' (known: layered, cnn, free-form, stack)")
 
 
-__all__ = ["Block", "ConvolutionalKernel", "FreeFormKernel", "Kernel", "KernelError", "LayeredKernel", "compile_kernel"]
+__all__ = ["Block", "ConvolutionalKernel", "FreeFormKernel", "Kernel", "KernelError", "LayeredKernel", "StackKernel", "compile_kernel"]

@@ -424,6 +424,16 @@ def class_context(results, bad_files: Iterable[tuple[str, str]] = (), *, lang: s
     return context
 
 
+def loss_axis(values: list[float]) -> dict:
+    """A log axis where the loss spans a factor of 10 or more; otherwise a linear one with room around the
+    values (pgfplots stops with "Dimension too large" on a log axis over a range as small as 1.957-1.966)."""
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    if low > 0 and high / low >= 10:
+        return {"mode": "log"}
+    pad = max((high - low) * 0.1, abs(high) * 1e-3, 1e-6)
+    return {"mode": "normal", "min": low - pad, "max": high + pad}
+
+
 def training_context(result, settings: Mapping, *, lang: str = "en", seed: int = 0) -> dict:
     network = result.kernel.network
     context = base_context(lang, f"{network.name} · {result.dataset.name}", "", display_source(network.source))
@@ -456,6 +466,7 @@ def training_context(result, settings: Mapping, *, lang: str = "en", seed: int =
         "test_accuracy": None if result.test_accuracy is None else f"{100 * result.test_accuracy:.2f} %",
         "test_loss": None if result.test_loss is None else number(result.test_loss, 6),
         "loss_curve": series("loss"),
+        "loss_axis": loss_axis([v for _, v in series("loss")]),
         "train_curve": [(e, 100 * a) for e, a in series("train_accuracy")],
         "test_curve": [(e, 100 * a) for e, a in series("test_accuracy")],
     }

@@ -37,6 +37,7 @@ DEFAULTS = {
     "book-0-1": {"epochs": 300, "batch": 8, "lr": 2.0, "momentum": 0.0},
     "book-1-2-3": {"epochs": 300, "batch": 8, "lr": 1.0, "momentum": 0.5},
     "digits": {"epochs": 30, "batch": 16, "lr": 0.5, "momentum": 0.5},
+    "lookup": {"epochs": 30, "batch": 32, "lr": 0.2, "momentum": 0.9},
     "values": {"epochs": 1, "batch": 1, "lr": 0.5, "momentum": 0.0},
 }
 FALLBACK = {"epochs": 30, "batch": 16, "lr": 0.5, "momentum": 0.0}
@@ -85,8 +86,10 @@ class TrainResult:
         return result  # emit_json writes a non-finite number as null
 
 
-def settings_for(dataset_name: str) -> dict:
-    return dict(DEFAULTS.get(dataset_name, FALLBACK))
+def settings_for(dataset_name: str, network: Network | None = None) -> dict:
+    """The data set's settings, then those the network's spec gives in its [train] table."""
+    given = network.facts.get("train", {}) if network is not None else {}
+    return {**DEFAULTS.get(dataset_name, FALLBACK), **given}
 
 
 def values_dataset(network: Network) -> Dataset:
