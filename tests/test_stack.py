@@ -197,3 +197,14 @@ def test_cli_proves_what_the_kernel_uses_and_refuses_a_derivation():
     check = run("gradcheck", "digits-batchnorm", "--json")
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout)["passed"]
+
+
+def test_a_specs_train_table_sets_what_the_command_line_does_not():
+    network = parse_spec(SEQUENCE + "[train]\nlr = 0.05\nepochs = 3\n")
+    from derive.train.training import settings_for
+
+    assert settings_for("digits", network) == {"epochs": 3, "batch": 16, "lr": 0.05, "momentum": 0.5}
+    for bad, message in (("lr = -1", "--lr a finite number"), ("epochs = 1.5", "whole number"),
+                         ("rate = 1", "unknown key 'rate'"), ("momentum = true", "must be a number")):
+        with pytest.raises(InputError, match=message):
+            parse_spec(SEQUENCE + f"[train]\n{bad}\n")

@@ -59,7 +59,7 @@ from typing import Mapping
 
 from derive.errors import InputError
 from derive.files import parse_toml, path_exists, read_text
-from derive.limits import MAX_SPEC_BYTES
+from derive.limits import MAX_SPEC_BYTES, check_settings
 from derive.graph.convolutional import convolutional
 from derive.graph.free_form import free_form
 from derive.graph.affine import affine
@@ -116,8 +116,6 @@ def parse_spec(text: str, *, where: str = "<spec>", source: str | None = None) -
 
 
 def _train_settings(table) -> dict:
-    from derive.train.training import check_settings, settings_for
-
     if not isinstance(table, dict):
         raise InputError("must be a table of epochs, batch, lr, momentum", where="[train]")
     settings = {}
@@ -128,7 +126,7 @@ def _train_settings(table) -> dict:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise InputError(f"must be {'a whole number' if kind is int else 'a number'}", where=f"[train] {key}")
         settings[key] = kind(value)
-    check_settings(**{**settings_for(""), **settings})
+    check_settings(**{"epochs": 1, "batch": 1, "lr": 1.0, "momentum": 0.0, **settings})
     return settings
 
 

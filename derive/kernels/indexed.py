@@ -17,6 +17,7 @@ A program is compiled once into a tape of numpy calls, each identical subexpress
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -58,6 +59,10 @@ class Program:
         self.outputs: list[int] = []
         self.names: list[str] = []
         self._fed: set[str] = set()  # outputs later formulas read as inputs
+        self._preference: tuple[sp.Symbol, ...] = ()  # the labels of the output being compiled
+        self._ones_cache: dict = {}
+        self._function: Callable | None = None  # the tape as generated code, made at the first run
+        self._read: list[str] = []
         self._sources: dict[sp.Symbol, tuple[str, int]] = {}  # a size ↦ an input array and its axis
         for name, spec in self.inputs.items():
             for axis, size in enumerate(spec.sizes):
@@ -71,12 +76,15 @@ class Program:
         `ranges`: the formula's (index, first, last) for its free indices."""
         scoped = {index: _scoped(index, last) for index, _, last in ranges}
         expr, labels = _scope_sums(expr.xreplace(scoped)), [scoped.get(label, label) for label in labels]
-        value = self._compile(expr)
         target = ((LEAD,) if lead else ()) + tuple(labels)
+        self._preference = target
+        value = self._compile(expr)
         stray = set(value.labels) - set(target)
         if stray:
             raise KernelError(f"{name}: the formula depends on {', '.join(map(str, stray))}, not among its indices")
         aligned = self._align(value, target)
+        if aligned != value.slot and set(value.labels) == set(target):  # a transposed view: made contiguous once
+            aligned = self._step(np.ascontiguousarray, aligned)
         missing = [label for label in target if label not in value.labels]
         if missing:  # constant along some axes: spread it, as the formula's indices say
             sizes = [self._size_of(label) for label in target]
@@ -142,7 +150,7 @@ class Program:
                 raise KernelError(f"{expr} is not the gradient of an array's entry")
             return self._array("d" + quantity.base.label.name, quantity.indices)
         if isinstance(expr, sp.Add):
-            return self._elementwise(np.add, [self._compile(a) for a in expr.args])
+            return self._sum_of_terms(expr.args)
         if isinstance(expr, sp.Mul):
             return self._elementwise(np.multiply, [self._compile(a) for a in expr.args])
         if isinstance(expr, sp.Pow):
@@ -173,6 +181,8 @@ class Program:
 
     def _unary(self, function, argument) -> Value:
         value = self._compile(argument)
+        if not value.labels:  # a scalar stays a Python float: it never widens a float32 array
+            return Value(self._step(lambda a: float(function(a)), value.slot), ())
         return Value(self._step(function, value.slot), value.labels)
 
     def _power(self, base: Value, exponent: sp.Expr) -> Value:
@@ -189,36 +199,77 @@ class Program:
         else:
             number = float(exponent)
             function = lambda a: np.power(a, number)  # noqa: E731
-        return Value(self._step(lambda a: function(a) if isinstance(a, np.ndarray) else function(np.float64(a)),
-                                base.slot), base.labels)
+        if not base.labels:
+            return Value(self._step(lambda a: float(function(float(a))), base.slot), ())
+        return Value(self._step(function, base.slot), base.labels)
+
+    def _order(self, labels) -> tuple[sp.Symbol, ...]:
+        """Labels in the order the output being compiled wants (the lead axis first), so that its arrays come
+        out contiguous; others after, in the order met."""
+        wanted = {label: rank for rank, label in enumerate(self._preference)}
+        return tuple(sorted(labels, key=lambda label: (label != LEAD, wanted.get(label, len(wanted)))))
 
     def _union(self, values: Sequence[Value]) -> tuple[sp.Symbol, ...]:
+        """The labels of an elementwise result: the layout of the operand with the most axes, so that the
+        largest array is read in its own order (no transpose), then any others."""
         labels: list[sp.Symbol] = []
-        for value in values:
+        for value in sorted(values, key=lambda v: -len(v.labels)):
             labels += [label for label in value.labels if label not in labels]
-        if LEAD in labels:  # the lead axis first, as every array has it
-            labels.remove(LEAD)
-            labels.insert(0, LEAD)
         return tuple(labels)
 
     def _align(self, value: Value, target: tuple[sp.Symbol, ...]) -> int:
         """`value`'s array with its axes in `target`'s order, size 1 where it does not depend on a label."""
         present = [label for label in target if label in value.labels]
         permutation = tuple(value.labels.index(label) for label in present)
-        expand = tuple(slice(None) if label in value.labels else None for label in target)
-        if not value.labels or (permutation == tuple(range(len(permutation))) and None not in expand):
+        if not value.labels or (permutation == tuple(range(len(permutation))) and len(present) == len(target)):
             return value.slot
         if permutation == tuple(range(len(permutation))):
+            if target[-len(present):] == tuple(present):  # leading axes only: numpy broadcasts those itself
+                return value.slot
+            expand = tuple(slice(None) if label in value.labels else None for label in target)
             return self._step(lambda a: a[expand], value.slot)
+        expand = tuple(slice(None) if label in value.labels else None for label in target)
         return self._step(lambda a: a.transpose(permutation)[expand], value.slot)
 
     def _elementwise(self, function, values: list[Value]) -> Value:
-        target = self._union(values)
-        slots = [self._align(v, target) for v in values]
-        result = slots[0]
-        for slot in slots[1:]:
-            result = self._step(function, result, slot)
-        return Value(result, target)
+        if len(values) == 1:
+            return values[0]
+        scalars = [v for v in values if not v.labels]
+        arrays = [v for v in values if v.labels]
+        if function is np.subtract:  # a − b, in this order
+            target = self._union(values)
+            slots = [self._align(v, target) if v.labels else v.slot for v in values]
+            return Value(self._step(np.subtract, *slots), target)
+        scalar_function = operator.add if function is np.add else operator.mul
+        result = None
+        if scalars:  # folded among themselves as Python floats first: one array operation for all of them
+            result = scalars[0].slot
+            for value in scalars[1:]:
+                result = self._step(scalar_function, result, value.slot)
+        if not arrays:
+            return Value(result, ())
+        # the smallest operands first (γ/(N·sqrt(var + ε)) on a row of D before the N×D array), the scalar
+        # folded into the smallest: the large arrays see as few operations as the formula allows
+        arrays = sorted(arrays, key=lambda v: len(v.labels))
+        current = arrays[0]
+        if result is not None:
+            current = Value(self._step(function, current.slot, result), current.labels)
+        for value in arrays[1:]:
+            target = self._union([current, value])
+            current = Value(self._step(function, self._align(current, target), self._align(value, target)), target)
+        return current
+
+    def _sum_of_terms(self, terms) -> Value:
+        """a + b − c …: a term −X is subtracted (one array operation, not a negation and an addition)."""
+        added = [self._compile(t) for t in terms if not _negated(t)]
+        taken = [self._compile(-t) for t in terms if _negated(t)]
+        if not added:
+            return self._elementwise(np.multiply, [self._constant(-1.0), self._sum_of_terms([-t for t in terms])])
+        value = self._elementwise(np.add, added)
+        for term in taken:
+            value = self._elementwise(np.subtract, [value, term]) if value.labels or term.labels else Value(
+                self._step(operator.sub, value.slot, term.slot), ())
+        return value
 
     def _sum(self, expr: sp.Sum) -> Value:
         body, limits = expr.function, expr.limits
@@ -227,8 +278,7 @@ class Program:
             if first != 1:
                 raise KernelError(f"a sum over {index} from {first}: only sums from 1 over a whole axis are compiled")
             summed.append((index, last))
-        factors = sp.Mul.make_args(body)
-        values = [self._compile(f) for f in factors]
+        values = [self._compile(f) for f in sp.Mul.make_args(body)]
         for index, last in summed:
             size = self._label_size.get(index)
             if size is not None and sp.expand(size - last) != 0:
@@ -255,51 +305,69 @@ class Program:
         return value
 
     def _contract(self, a: Value, b: Value, indices: list[sp.Symbol]) -> Value:
-        """Σ over `indices` of a·b: a tensordot when no other label is shared, else a batched matmul or einsum."""
-        summed = [i for i in indices if i in a.labels and i in b.labels]
+        """Σ over `indices` of a·b: a matrix product where the labels allow (BLAS), else multiply and reduce."""
         only_a = [i for i in indices if i in a.labels and i not in b.labels]
         only_b = [i for i in indices if i in b.labels and i not in a.labels]
-        if only_a or only_b:  # summed on one side only: sum it there first
-            if only_a:
-                a = self._reduced(a, only_a)
-            if only_b:
-                b = self._reduced(b, only_b)
-            if not summed:
-                return self._elementwise(np.multiply, [a, b])
+        a = self._reduced(a, only_a) if only_a else a  # summed on one side only: sum it there first
+        b = self._reduced(b, only_b) if only_b else b
+        summed = [i for i in indices if i in a.labels and i in b.labels]
         shared = [label for label in a.labels if label in b.labels and label not in summed]
-        kept_a = [label for label in a.labels if label not in summed]
-        kept_b = [label for label in b.labels if label not in summed and label not in shared]
-        if not shared:
-            axes = ([a.labels.index(i) for i in summed], [b.labels.index(i) for i in summed])
-            return Value(self._step(lambda x, y: np.tensordot(x, y, axes=axes), a.slot, b.slot),
-                         tuple(kept_a + kept_b))
-        letters = {label: chr(ord("a") + n) for n, label in enumerate(self._union([a, b]))}
-        out = tuple(shared + [label for label in kept_a if label not in shared] + kept_b)
-        if len(summed) == 1 and len(a.labels) == len(b.labels) == len(shared) + 2:
-            # a batch of matrix products: matmul on (shared…, row, k) @ (shared…, k, col)
-            row = next(label for label in a.labels if label not in shared and label not in summed)
-            col = next(label for label in b.labels if label not in shared and label not in summed)
-            left = self._align(a, tuple(shared) + (row, summed[0]))
-            right = self._align(b, tuple(shared) + (summed[0], col))
-            return Value(self._step(np.matmul, left, right), tuple(shared) + (row, col))
-        subscripts = ("".join(letters[label] for label in a.labels) + "," + "".join(letters[label] for label in b.labels)
-                      + "->" + "".join(letters[label] for label in out))
-        return Value(self._step(lambda x, y: np.einsum(subscripts, x, y), a.slot, b.slot), out)
+        rest_a = [label for label in a.labels if label not in summed and label not in shared]
+        rest_b = [label for label in b.labels if label not in summed and label not in shared]
+        if len(summed) != 1 or len(rest_a) > 1 or len(rest_b) > 1 or not (rest_a or rest_b):
+            product = self._elementwise(np.multiply, [a, b])  # Σ_k a·b with nothing else to multiply: a dot per row
+            return self._reduced(product, summed) if summed else product
+        if rest_a and rest_b and self._order(rest_a + rest_b) != tuple(rest_a + rest_b):
+            a, b, rest_a, rest_b = b, a, rest_b, rest_a  # the product's axes in the wanted order
+        k = summed[0]
+        left = self._align(a, tuple(shared) + tuple(rest_a) + (k,))
+        right = self._align(b, tuple(shared) + (k,) + tuple(rest_b))
+        if not rest_b:  # (…, r, k) @ (…, k) is a matrix-vector product
+            return Value(self._step(np.matmul, left, right), tuple(shared + rest_a))
+        if not rest_a:  # (…, k) @ (…, k, c)
+            return Value(self._step(np.matmul, left, right), tuple(shared + rest_b))
+        return Value(self._step(np.matmul, left, right), tuple(shared + rest_a + rest_b))
 
     def _reduced(self, value: Value, indices: list[sp.Symbol]) -> Value:
         axes = tuple(value.labels.index(i) for i in indices)
-        return Value(self._step(lambda a: np.add.reduce(a, axis=axes), value.slot),
-                     tuple(label for label in value.labels if label not in indices))
+        kept = tuple(label for label in value.labels if label not in indices)
+        if len(value.labels) == 2 and len(axes) == 1:  # a 2-D sum as a matrix-vector product with ones (BLAS)
+            ones = self._ones
+            if axes == (0,):
+                return Value(self._step(lambda a: ones(a.shape[0], a.dtype) @ a, value.slot), kept)
+            return Value(self._step(lambda a: a @ ones(a.shape[1], a.dtype), value.slot), kept)
+        return Value(self._step(lambda a: np.add.reduce(a, axis=axes), value.slot), kept)
+
+    def _ones(self, count: int, dtype) -> np.ndarray:
+        found = self._ones_cache.get((count, dtype))
+        if found is None:
+            found = self._ones_cache[(count, dtype)] = np.ones(count, dtype=dtype)
+        return found
 
     # -- running -------------------------------------------------------------------
     def run(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        slots: list = [None] * self._slots
-        for name, slot in self._input_slots.items():
-            if name not in self._fed:
-                slots[slot] = arrays[name]
+        if self._function is None:
+            self._function = self._generate()
+        outputs = self._function(*[arrays[name] for name in self._read])
+        return dict(zip(self.names, outputs))
+
+    def _generate(self) -> Callable:
+        """The tape as one Python function: a line per step, each step's callable bound by a generated
+        name (`f12`), the slots as locals (`s12`). No name from a formula reaches the source."""
+        self._read = [name for name in self._input_slots if name not in self._fed]
+        arguments = ", ".join(f"s{self._input_slots[name]}" for name in self._read)
+        namespace: dict = {}
+        lines = [f"def program({arguments}):"]
         for out, function, args in self.steps:
-            slots[out] = function(*[slots[a] for a in args])
-        return {name: slots[slot] for name, slot in zip(self.names, self.outputs)}
+            namespace[f"f{out}"] = function
+            lines.append(f"    s{out} = f{out}({', '.join(f's{a}' for a in args)})")
+        lines.append(f"    return ({''.join(f's{slot}, ' for slot in self.outputs)})")
+        exec(compile("\n".join(lines), "<derive.kernels.indexed>", "exec"), namespace)  # noqa: S102
+        return namespace["program"]
+
+
+def _negated(term: sp.Expr) -> bool:
+    return term.is_Mul and term.args[0].is_Number and term.args[0].is_negative
 
 
 def _scoped(index: sp.Symbol, last: sp.Expr) -> sp.Symbol:

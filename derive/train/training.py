@@ -25,12 +25,11 @@ import numpy as np
 
 from derive.train.data import Dataset, load_dataset, read_npz, reshape_for
 from derive.errors import DeriveError, InputError
+from derive.limits import MAX_BATCH, MAX_EPOCHS, check_settings  # noqa: F401 (the CLI imports them from here)
 from derive.files import path_exists, write_atomically
 from derive.kernels import Kernel, compile_kernel
 from derive.graph.network import Network, undefined_node
 
-MAX_EPOCHS = 1_000_000
-MAX_BATCH = 1 << 20
 
 # Settings that train each built-in data set well without tuning flags.
 DEFAULTS = {
@@ -239,23 +238,6 @@ def _finite_arrays(dataset: Dataset, kernel: Kernel, params: np.ndarray):
             raise InputError(f"{what} of {dataset.name} hold numbers beyond the range of {kernel.dtype.name} "
                              "(or NaN): nothing finite can be computed from them")
     return x, y, x_test, y_test, params
-
-
-def check_settings(*, epochs: int, batch: int, lr: float, momentum: float, lmbda: float = 1.0) -> None:
-    """One InputError naming every setting out of range (NaN and infinities included)."""
-    wrong = []
-    if not 0 <= epochs <= MAX_EPOCHS:
-        wrong.append(f"--epochs from 0 to {MAX_EPOCHS:,} (got {epochs})")
-    if not 1 <= batch <= MAX_BATCH:
-        wrong.append(f"--batch from 1 to {MAX_BATCH:,} (got {batch})")
-    if not (math.isfinite(lr) and lr > 0):
-        wrong.append(f"--lr a finite number > 0 (got {lr:g})")
-    if not (math.isfinite(momentum) and 0 <= momentum < 1):
-        wrong.append(f"--momentum with 0 ≤ μ < 1 (got {momentum:g})")
-    if not (math.isfinite(lmbda) and lmbda >= 0):
-        wrong.append(f"--lmbda a finite number ≥ 0 (got {lmbda:g})")
-    if wrong:
-        raise InputError("need " + "; ".join(wrong))
 
 
 def _accuracy(kernel: Kernel, params, x, y) -> float | None:
