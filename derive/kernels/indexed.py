@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import sympy as sp
 
-from derive.kernels.elementwise import KernelError
+from derive.kernels.elementwise import BUFFERED_SIZE, KernelError
 from derive.proof.formulas import _D
 
 LEAD = sp.Symbol("_lead")  # the label of the leading axis no template names
@@ -62,6 +62,7 @@ class Program:
         self._preference: tuple[sp.Symbol, ...] = ()  # the labels of the output being compiled
         self._ones_cache: dict = {}
         self._function: Callable | None = None  # the tape as generated code, made at the first run
+        self._buffers: dict[int, np.ndarray] = {}  # a step's large result, kept for its next call
         self._read: list[str] = []
         self._sources: dict[sp.Symbol, tuple[str, int]] = {}  # a size ↦ an input array and its axis
         for name, spec in self.inputs.items():
@@ -128,10 +129,23 @@ class Program:
         return self._size_slots[size]
 
     def _compile(self, expr: sp.Expr) -> Value:
-        found = self._memo.get(expr)
+        """`expr`'s value, computed once per form: x[k, d] − mu[d] under Σ_k and x[n, d] − mu[d] in xhat are one
+        array, its free letters renamed in order (the same size for each, so that the arrays match)."""
+        free = _free_letters(expr, self._sizes_of)
+        if any(size is None for size in free.values()):
+            found = self._memo.get(expr)
+            if found is None:
+                found = self._memo[expr] = self._build(expr)
+            return found
+        canonical = {letter: sp.Symbol(f"_{n}:{size}") for n, (letter, size) in enumerate(free.items())}
+        key = ("renamed", expr.xreplace(canonical))
+        found = self._memo.get(key)
         if found is None:
-            found = self._memo[expr] = self._build(expr)
-        return found
+            value = self._build(expr)
+            self._memo[key] = Value(value.slot, tuple(canonical.get(label, label) for label in value.labels))
+            return value
+        back = {renamed: letter for letter, renamed in canonical.items()}
+        return Value(found.slot, tuple(back.get(label, label) for label in found.labels))
 
     def _build(self, expr: sp.Expr) -> Value:
         if expr.is_Number:
@@ -162,6 +176,10 @@ class Program:
         if isinstance(expr, sp.Sum):
             return self._sum(expr)
         raise KernelError(f"no array code for {type(expr).__name__} in {expr}")
+
+    def _sizes_of(self, name: str):
+        spec = self.inputs.get(name)
+        return None if spec is None else spec.sizes
 
     def _constant(self, number: float) -> Value:
         return Value(self._step(lambda: number), ())
@@ -359,11 +377,66 @@ class Program:
         namespace: dict = {}
         lines = [f"def program({arguments}):"]
         for out, function, args in self.steps:
-            namespace[f"f{out}"] = function
+            namespace[f"f{out}"] = _buffered(function, self._buffers, out) if function in BUFFERED else function
             lines.append(f"    s{out} = f{out}({', '.join(f's{a}' for a in args)})")
         lines.append(f"    return ({''.join(f's{slot}, ' for slot in self.outputs)})")
         exec(compile("\n".join(lines), "<derive.kernels.indexed>", "exec"), namespace)  # noqa: S102
         return namespace["program"]
+
+
+BUFFERED = {np.add, np.subtract, np.multiply, np.square, np.sqrt, np.reciprocal, np.exp, np.log, np.matmul}
+
+
+def _buffered(ufunc, buffers: dict, key: int) -> Callable:
+    """`ufunc` writing a large result into the array it wrote at the previous call of this program: a fresh
+    array past glibc's mmap threshold costs page faults on every step (see elementwise.BUFFERED_SIZE). A
+    program's results are therefore valid until its next run: a kernel is not re-entrant."""
+    def call(*args):
+        first = args[0]
+        big = any(isinstance(a, np.ndarray) and a.size >= BUFFERED_SIZE for a in args)
+        if not big:
+            return ufunc(*args)
+        if ufunc is np.matmul:
+            left, right = args
+            if left.ndim < 2 or right.ndim < 2:  # a matrix-vector product: a small result
+                return ufunc(*args)
+            shape = (*np.broadcast_shapes(left.shape[:-2], right.shape[:-2]), left.shape[-2], right.shape[-1])
+        elif all(np.shape(a) == first.shape for a in args[1:]):
+            shape = first.shape
+        else:
+            shape = np.broadcast_shapes(*[np.shape(a) for a in args])
+        buffer = buffers.get(key)
+        if buffer is None or buffer.shape != shape:
+            buffer = buffers[key] = np.empty(shape, dtype=np.result_type(*args))
+        return ufunc(*args, out=buffer)
+    return call
+
+
+def _free_letters(expr: sp.Expr, sizes_of: Callable) -> dict[sp.Symbol, sp.Symbol | None]:
+    """The index letters of `expr` not bound by a sum inside it, in the order first met, each with the size
+    of the axis it indexes (None where no array says)."""
+    found: dict[sp.Symbol, sp.Symbol | None] = {}
+
+    def visit(node, bound):
+        if isinstance(node, _D):
+            node = node.args[1]
+            sizes = sizes_of("d" + node.base.label.name) if isinstance(node, sp.Indexed) else None
+        elif isinstance(node, sp.Indexed):
+            sizes = sizes_of(node.base.label.name)
+        else:
+            sizes = ()
+        if isinstance(node, sp.Indexed):
+            for position, index in enumerate(node.indices):
+                if isinstance(index, sp.Symbol) and index not in bound and index not in found:
+                    found[index] = sizes[position] if sizes and position < len(sizes) else None
+            return
+        if isinstance(node, sp.Sum):
+            bound = bound | {limit[0] for limit in node.limits}
+        for arg in node.args:
+            visit(arg, bound)
+
+    visit(expr, frozenset())
+    return found
 
 
 def _negated(term: sp.Expr) -> bool:
