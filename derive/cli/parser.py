@@ -12,6 +12,7 @@ import textwrap
 
 from derive import __version__
 from derive.cli import EXIT_BAD_INPUT
+from derive.cli.grade import add_grade
 from derive.cli.commands import run_check, run_derive, run_gradcheck, run_list, run_prove, run_report, run_train
 
 
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in (add_list, add_derive, add_prove, add_check, add_train, add_report, add_gradcheck):
         add(commands)
+    add_grade(commands, add_search_options)
     return parser
 
 

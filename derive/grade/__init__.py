@@ -1,0 +1,1 @@
+"""Grading a class: an assignment, the students' answers, a gradebook (derive grade)."""
