@@ -12,9 +12,20 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEX_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-pictures texlive-xetex \
                 texlive-lang-chinese lmodern fonts-noto-cjk fonts-dejavu-core poppler-utils
 
-.PHONY: setup tex demo test bench clean
+# Headless Chromium and its WebDriver for the browser tests of derive serve (Selenium drives them).
+BROWSER_PACKAGES := chromium chromium-driver
 
-setup: $(STAMP) tex
+.PHONY: setup tex browser demo test bench serve clean
+
+setup: $(STAMP) tex browser
+
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "browser: chromium and chromedriver are installed"; \
+	else \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(BROWSER_PACKAGES); \
+	fi
 
 # Installs only what is missing: a second run costs a few checks.
 tex:
@@ -43,6 +54,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2
+
+serve: setup
+	$(BIN)/derive serve --assignment examples/class/assignment.toml
 
 bench: setup
 	$(BIN)/python benchmarks/derive_prove.py

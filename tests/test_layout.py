@@ -13,7 +13,7 @@ PACKAGE = ROOT / "derive"
 
 # spec → graph and layers → derivation → proof → claims | kernels → train → report → cli
 RANK = {"shared": 0, "graph": 1, "layers": 1, "derivation": 2, "proof": 3, "claims": 4, "kernels": 4,
-        "train": 5, "report": 6, "grade": 7, "cli": 8, "top": 9}
+        "train": 5, "report": 6, "grade": 7, "serve": 8, "cli": 9, "top": 10}
 SHARED = {"errors", "files", "limits", "jsontext", "shipped", "texsafe"}
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80

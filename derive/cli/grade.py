@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -99,9 +100,14 @@ def run_grade(args) -> int:
     refuse_overwriting_inputs([str(out / name) for name in ("gradebook.csv", "summary.txt", "summary.json")],
                               [args.assignment, args.submissions])
     check_references(assignment, args.budget)
-    store = run(assignment, submissions, out, jobs=args.jobs, scheduler=args.scheduler,
-                distinct=not args.every_answer, resume=args.resume, budget=args.budget, seed=args.seed,
-                progress=lambda total: progress_bar(total, "grading"))
+    try:
+        store = run(assignment, submissions, out, jobs=args.jobs, scheduler=args.scheduler,
+                    distinct=not args.every_answer, resume=args.resume, budget=args.budget, seed=args.seed,
+                    progress=lambda total: progress_bar(total, "grading"))
+    except KeyboardInterrupt:
+        print(f"derive: grading stopped; every decision so far is in {out / 'grades.sqlite'}: the same command "
+              "with --resume continues it", file=sys.stderr)
+        raise
     try:
         book = gradebook(assignment, store, submissions.problems)
     finally:

@@ -13,6 +13,7 @@ import textwrap
 from derive import __version__
 from derive.cli import EXIT_BAD_INPUT
 from derive.cli.grade import add_grade
+from derive.cli.serve import add_serve
 from derive.cli.commands import run_check, run_derive, run_gradcheck, run_list, run_prove, run_report, run_train
 
 
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (add_list, add_derive, add_prove, add_check, add_train, add_report, add_gradcheck):
         add(commands)
     add_grade(commands, add_search_options)
+    add_serve(commands, seconds)
     return parser
 
 

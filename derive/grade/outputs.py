@@ -56,7 +56,10 @@ def gradebook(assignment: Assignment, store: Store, problems: list[str] = ()) ->
         keys.add(key)
         grades.setdefault(student, []).append(Grade(question_id, answer, outcome, points(question, outcome)))
     order = {q.id: n for n, q in enumerate(assignment.questions)}
-    for student_grades in grades.values():
+    for student_grades in grades.values():  # a question a student has not answered (yet, when served): 0
+        answered = {g.question for g in student_grades}
+        student_grades += [Grade(q.id, "", {"status": "unparsed", "message": "no answer"}, 0.0)
+                           for q in assignment.questions if q.id not in answered]
         student_grades.sort(key=lambda g: order[g.question])
     return Gradebook(assignment, grades, len(keys), sum(len(g) for g in grades.values()), list(problems))
 
