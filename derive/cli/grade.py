@@ -97,8 +97,12 @@ def run_grade(args) -> int:
         raise InputError("must be a folder", where=str(out))
     assignment = load_assignment(args.assignment)
     submissions = load_submissions(args.submissions, assignment)
-    refuse_overwriting_inputs([str(out / name) for name in ("gradebook.csv", "summary.txt", "summary.json")],
-                              [args.assignment, args.submissions])
+    planned = ["gradebook.csv", "summary.txt", "summary.json", "summary.tex", "summary.pdf", "grades.sqlite"]
+    refuse_overwriting_inputs([str(out / name) for name in planned], [args.assignment, args.submissions])
+    feedback = out / "feedback"
+    if Path(args.submissions).resolve() == feedback.resolve():
+        raise InputError("the submissions folder cannot be OUT/feedback, where feedback is written",
+                         where=args.submissions)
     check_references(assignment, args.budget)
     try:
         store = run(assignment, submissions, out, jobs=args.jobs, scheduler=args.scheduler,
@@ -115,8 +119,13 @@ def run_grade(args) -> int:
     written = write_all(book, out)
     if args.pdf:
         from derive.grade.pdf import write_pdfs
+        from derive.report.tex import Terminated
 
-        written.update(write_pdfs(book, out, lang=getattr(args, "lang", "en")))
+        try:
+            written.update(write_pdfs(book, out, lang=getattr(args, "lang", "en")))
+        except Terminated:  # TeX's process group is stopped by now; the text outputs are written
+            print("derive: terminated while TeX compiled the feedback; TeX was stopped", file=sys.stderr)
+            raise SystemExit(143) from None
     if args.json:
         emit_json({**summary(book), "written": written})
     else:
@@ -124,5 +133,7 @@ def run_grade(args) -> int:
         print(text, end="")
         print(f"wrote {written['gradebook']}, {written['summary']} and feedback for {len(book.grades)} students "
               f"in {written['feedback']}{os.sep}")
+        if "summary_pdf" in written:
+            print(f"wrote {written['summary_pdf']} and the feedback as PDF")
     return EXIT_OK
 
