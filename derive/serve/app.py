@@ -41,6 +41,7 @@ from derive.serve.records import Records
 HERE = Path(__file__).parent
 MAX_BODY = 64 * 1024
 RATE = 60  # requests a minute per client
+MAX_DECIDED = 20_000  # results kept for requests seen again
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -87,6 +88,8 @@ class Server:
         assignment = config.assignment
         self.questions = {q.id for q in assignment.questions} if assignment else None
         self.source = assignment.source if assignment else None
+        self.decided: OrderedDict = OrderedDict()  # request ↦ result, the most recent MAX_DECIDED
+        self.running: dict = {}  # request ↦ the task deciding it now
 
     # -- the worker pool -------------------------------------------------------------
     async def in_worker(self, function, *args, timeout: float):
@@ -106,6 +109,25 @@ class Server:
             old.shutdown(wait=False, cancel_futures=True)
 
     async def check(self, request: dict) -> dict:
+        """The result of a checked request: decided once per distinct request (a class sends the same
+        textbook answers again and again), concurrent copies waiting for the first."""
+        key = tuple(sorted(request.items()))
+        found = self.decided.get(key)
+        if found is not None:
+            self.decided.move_to_end(key)
+            return dict(found)
+        running = self.running.get(key)
+        if running is None:
+            running = self.running[key] = asyncio.ensure_future(self._check(request))
+            running.add_done_callback(lambda _: self.running.pop(key, None))
+        result = await asyncio.shield(running)
+        if result.get("method") != "time":  # a timeout may go otherwise on a quieter server: not kept
+            self.decided[key] = result
+            while len(self.decided) > MAX_DECIDED:
+                self.decided.popitem(last=False)
+        return dict(result)
+
+    async def _check(self, request: dict) -> dict:
         budget = self.config.budget
         show = self.config.show_correct and (self.config.assignment is None or self.config.assignment.show_correct)
         result = await self.in_worker(checking.decide, request, self.source, budget, show,
