@@ -30,6 +30,9 @@ width = 4
 type = "activation"
 function = "tanh"
 [[layer]]
+type = "residual"
+function = "softplus"
+[[layer]]
 type = "affine"
 units = 3
 [[layer]]
@@ -55,6 +58,8 @@ def torch_stack(network, views: dict, x: np.ndarray, y: np.ndarray):
             a = a @ tensors[f"w{k}"] + tensors[f"b{k}"]
         elif layer.kind == "activation":
             a = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[layer.options["function"]](a)
+        elif layer.kind == "residual":
+            a = a + torch.nn.functional.softplus(a @ tensors[f"W{k}"] + tensors[f"b{k}"])
         elif layer.kind == "batchnorm":
             flat = a.reshape(-1, a.shape[-1])
             a = torch.nn.functional.batch_norm(flat, None, None, tensors[f"gamma{k}"], tensors[f"beta{k}"],

@@ -17,7 +17,8 @@
     [[layer]]
     type = "softmax_cross_entropy"   # last: the batch's mean cross-entropy
 
-Layers: affine, activation, batchnorm, layernorm, attention (one head of width `width`, with
+Layers: affine, activation, batchnorm, layernorm, residual (out = x + g(x W + b), `function` = g),
+attention (one head of width `width`, with
 its query, key and value projections), readout (a sequence's `last` position or the `mean`
 over positions) and softmax_cross_entropy. Batch norm couples the examples of a batch, so a
 stack is no per-example symbolic graph: its kernel (derive.kernels.stack) runs each layer's
@@ -37,9 +38,10 @@ from derive.errors import InputError
 from derive.graph import registry
 from derive.graph.network import Network, check_size, symbol
 
-STACK_LAYERS = ("affine", "activation", "batchnorm", "layernorm", "attention", "readout", "softmax_cross_entropy")
-FORMULA_SETS = {"affine": "affine", "batchnorm": "batchnorm", "layernorm": "layernorm", "attention": "attention",
-                "softmax_cross_entropy": "softmax_cross_entropy"}  # the sets a layer's kernel is compiled from
+STACK_LAYERS = ("affine", "activation", "batchnorm", "layernorm", "residual", "attention", "readout",
+                "softmax_cross_entropy")
+FORMULA_SETS = {"affine": "affine", "batchnorm": "batchnorm", "layernorm": "layernorm", "residual": "residual",
+                "attention": "attention", "softmax_cross_entropy": "softmax_cross_entropy"}  # the sets a layer's kernel is compiled from
 MAX_WIDTH = 4096
 EPS = 1e-5
 
@@ -154,13 +156,24 @@ def _affine(table, number, shape, where) -> StackLayer:
     return StackLayer("affine", number, {"units": units}, shape, (*shape[:-1], units), blocks)
 
 
-def _activation(table, number, shape, where) -> StackLayer:
-    _keys(table, {"function"}, where)
+def _function(table, where) -> str:
     function = table.get("function")
     known = [n for n in registry.ACTIVATIONS if n not in ("sigma", "identity")]
     if function not in known:
         raise InputError(f"needs function = one of {', '.join(known)}", where=where)
-    return StackLayer("activation", number, {"function": function}, shape, shape)
+    return function
+
+
+def _activation(table, number, shape, where) -> StackLayer:
+    _keys(table, {"function"}, where)
+    return StackLayer("activation", number, {"function": _function(table, where)}, shape, shape)
+
+
+def _residual(table, number, shape, where) -> StackLayer:
+    _keys(table, {"function"}, where)
+    features = shape[-1]
+    blocks = (Block(f"W{number}", (features, features), "weight", features), Block(f"b{number}", (features,), "bias"))
+    return StackLayer("residual", number, {"function": _function(table, where)}, shape, shape, blocks)
 
 
 def _norm(table, number, shape, where) -> StackLayer:
@@ -201,4 +214,5 @@ def _softmax_cross_entropy(table, number, shape, where) -> StackLayer:
 
 
 _LAYER_RULES = {"affine": _affine, "activation": _activation, "batchnorm": _norm, "layernorm": _norm,
+                "residual": _residual,
                 "attention": _attention, "readout": _readout, "softmax_cross_entropy": _softmax_cross_entropy}

@@ -302,7 +302,7 @@ class Program:
             if size is not None and sp.expand(size - last) != 0:
                 raise KernelError(f"the sum over {index} runs to {last}, but its axis has {size} entries")
         indices = [index for index, _ in summed]
-        arrays = [v for v in values if v.labels]
+        arrays = _paired(self, [v for v in values if v.labels])
         scalars = [v for v in values if not v.labels]
         present = {label for v in arrays for label in v.labels}
         inside = [i for i in indices if i in present]
@@ -410,6 +410,21 @@ def _buffered(ufunc, buffers: dict, key: int) -> Callable:
             buffer = buffers[key] = np.empty(shape, dtype=np.result_type(*args))
         return ufunc(*args, out=buffer)
     return call
+
+
+def _paired(program: "Program", arrays: list[Value]) -> list[Value]:
+    """A sum's factors multiplied first where two have the same letters (dout·σ'(z) before · W): what is left
+    to contract is then two arrays, a matrix product, not one array of every letter."""
+    arrays = list(arrays)
+    while len(arrays) > 2:
+        pair = next(((a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:]
+                     if set(a.labels) == set(b.labels)), None)
+        if pair is None:
+            break
+        arrays.remove(pair[0])
+        arrays.remove(pair[1])
+        arrays.append(program._elementwise(np.multiply, list(pair)))
+    return arrays
 
 
 def _free_letters(expr: sp.Expr, sizes_of: Callable) -> dict[sp.Symbol, sp.Symbol | None]:

@@ -27,6 +27,8 @@ def _stage(layer, first: bool):
         return stages.Activation(layer.options["function"])
     if layer.kind in ("batchnorm", "layernorm"):
         return stages.Norm(layer.kind, *blocks, layer.options["eps"])
+    if layer.kind == "residual":
+        return stages.Residual(*blocks, layer.options["function"])
     if layer.kind == "attention":
         return stages.Attention(layer.number, input_gradient=not first)
     if layer.kind == "readout":

@@ -18,6 +18,7 @@ import functools
 import numpy as np
 import sympy as sp
 
+from derive.graph import functions as fn
 from derive.graph import registry
 from derive.kernels.elementwise import Elementwise, KernelError
 from derive.kernels.indexed import Input, Program
@@ -46,15 +47,16 @@ def proven(set_id: str, formula_id: str):
 
 
 def backward_program(set_id: str, formula_ids, inputs: dict, constants=None, lead: bool = False,
-                     fed: dict | None = None) -> Program:
+                     fed: dict | None = None, rewrite=None) -> Program:
     """The formulas `formula_ids` of a set, in order: each output `d<name>` (the lhs's quantity); those in
-    `fed` are read by the later formulas."""
+    `fed` are read by the later formulas; `rewrite` maps a right side before it is compiled."""
     program = Program(inputs, constants)
     for formula_id in formula_ids:
         formula = proven(set_id, formula_id)
         quantity = formula.lhs.args[1]
         name = "d" + quantity.base.label.name
-        program.output(name, formula.rhs, quantity.indices, lead=lead, feeds=(fed or {}).get(name), ranges=formula.ranges)
+        rhs = rewrite(formula.rhs) if rewrite else formula.rhs
+        program.output(name, rhs, quantity.indices, lead=lead, feeds=(fed or {}).get(name), ranges=formula.ranges)
     return program
 
 
@@ -117,6 +119,41 @@ class Activation:
     def backward(self, views, grads, dout, cached):
         z, a = cached
         return dout * self.derivative(z, a)
+
+
+class Residual:
+    """out = x + g(z), z = x W + b: the formulas hold for any activation g (proven with the generic σ), so
+    σ'(z) is read as the array g'(z) of the layer's own g."""
+
+    def __init__(self, weight: str, bias: str, function: str):
+        self.weight, self.bias = weight, bias
+        self.activation = Activation(function)
+        families = {f.name: f for f in DECLARED["residual"][0]}
+        self.forward_program = Program({"x": Input((N, D)), "W": Input((D, D)), "b": Input((D,))})
+        self.forward_program.output("z", families["z"].define(n, d), (n, d))
+        gprime = sp.IndexedBase("gprime")
+
+        def concrete(rhs):
+            return rhs.replace(lambda e: isinstance(e, fn.sigma_prime) and isinstance(e.args[0], sp.Indexed),
+                               lambda e: gprime[e.args[0].indices])
+        self.backward_program = backward_program(
+            "residual", ("dW", "db", "dx"),
+            {"x": Input((N, D)), "W": Input((D, D)), "dout": Input((N, D)), "gprime": Input((N, D))},
+            rewrite=concrete)
+
+    def forward(self, views, a):
+        x = rows(a)
+        z = self.forward_program.run({"x": x, "W": views[self.weight], "b": views[self.bias]})["z"]
+        (_, h), h = self.activation.forward(views, z)
+        return (x, z, h), (x + h).reshape(a.shape)
+
+    def backward(self, views, grads, dout, cached):
+        x, z, h = cached
+        found = self.backward_program.run({"x": x, "W": views[self.weight], "dout": rows(dout),
+                                           "gprime": self.activation.derivative(z, h)})
+        grads[self.weight][...] = found["dW"]
+        grads[self.bias][...] = found["db"]
+        return found["dx"].reshape(dout.shape)
 
 
 class Norm:
