@@ -170,8 +170,8 @@ def histogram(totals: list[float], maximum: float) -> list[dict]:
     """Counts of totals in HISTOGRAM_BINS equal bins from 0 to the assignment's points (the last bin closed)."""
     width = maximum / HISTOGRAM_BINS if maximum else 1
     counts = [0] * HISTOGRAM_BINS
-    for total in totals:
-        counts[min(HISTOGRAM_BINS - 1, int(total / width))] += 1
+    for total in totals:  # a total on a bin's lower edge (2.4 of 8) belongs to that bin, rounding aside
+        counts[min(HISTOGRAM_BINS - 1, int(total * HISTOGRAM_BINS / (maximum or HISTOGRAM_BINS) + 1e-9))] += 1
     return [{"from": round(i * width, 6), "to": round((i + 1) * width, 6), "count": c} for i, c in enumerate(counts)]
 
 

@@ -68,7 +68,10 @@ def run(assignment: Assignment, submissions: Submissions, out: Path, *, jobs: in
         distinct: bool = True, resume: bool = False, budget: float = 5.0, seed: int = 0,
         progress: Callable[[int], object] | None = None) -> Store:
     """Grade into `out`/grades.sqlite; `progress(total)` returns a bar with update(n)."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the folder: {exc.strerror}", where=str(out)) from None
     digests = {"assignment": assignment.source.digest, "submissions": submissions.digest, "distinct": str(distinct)}
     store = Store.open(out, digests, resume)
     work = plan(assignment, submissions, distinct=distinct)
@@ -172,8 +175,8 @@ def _on_cluster(address: str, pending: list[Task], arguments, store: Store, bar)
     except ImportError:
         raise InputError("--scheduler needs Dask's distributed: pip install 'derive[cluster]'") from None
     try:
-        client = Client(address, timeout=10)
-    except (OSError, TimeoutError) as exc:
+        client = Client(address, timeout=5)
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address (no port, http://)
         raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     try:
         executor = client.get_executor(retries=MAX_ATTEMPTS - 1, pure=False)

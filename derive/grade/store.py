@@ -33,10 +33,13 @@ VERSION = "1"
 class Store:
     def __init__(self, path: Path):
         self.path = path
-        self.db = sqlite3.connect(str(path), timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")  # a reader (serve) never blocks the run
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:
+            self.db = sqlite3.connect(str(path), timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")  # a reader (serve) never blocks the run
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:  # not a database, a folder, a read-only place
+            raise InputError(f"is not a grading database derive can use ({exc})", where=str(path)) from None
 
     @classmethod
     def open(cls, out: Path, digests: dict[str, str], resume: bool) -> "Store":

@@ -63,6 +63,10 @@ def _csv(path: Path, assignment: Assignment) -> Submissions:
     collected = _Collector(assignment)
     try:
         for number, row in enumerate(reader, start=2):
+            if row.get(None):  # DictReader's overflow: an answer with commas, not quoted
+                collected.problems.append(f"line {number}: skipped, more fields than the header has "
+                                          "(an answer with commas must be in double quotes)")
+                continue
             collected.add(row.get("student"), row.get("question"), row.get("answer"), row.get("syntax") or None,
                           f"line {number}")
     except csv.Error as exc:
