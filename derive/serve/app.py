@@ -88,22 +88,27 @@ class Server:
         assignment = config.assignment
         self.questions = {q.id for q in assignment.questions} if assignment else None
         self.source = assignment.source if assignment else None
+        self.networks = networks_list()  # built once: loading every built-in network takes a second
         self.decided: OrderedDict = OrderedDict()  # request ↦ result, the most recent MAX_DECIDED
         self.running: dict = {}  # request ↦ the task deciding it now
 
     # -- the worker pool -------------------------------------------------------------
     async def in_worker(self, function, *args, timeout: float):
+        """`function(*args)` in a worker; None past `timeout` or when the worker died (the pool is renewed)."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, function, *args)
+        pool = self.pool
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(loop.run_in_executor(pool, function, *args), timeout)
         except asyncio.TimeoutError:
             return None
         except cf.process.BrokenProcessPool:
-            self._renew_pool()
+            self._renew_pool(broken=pool)
             return None
 
-    def _renew_pool(self) -> None:
+    def _renew_pool(self, broken=None) -> None:
+        """A fresh pool, unless another request has renewed the broken one already."""
+        if broken is not None and self.pool is not broken:
+            return
         old, self.pool = self.pool, cf.ProcessPoolExecutor(self.config.jobs, initializer=checking.cap_memory)
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)

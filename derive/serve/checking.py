@@ -105,6 +105,12 @@ def checked_request(body: object, assignment_questions: set[str] | None) -> dict
     """A request body checked field by field (a ValueError names the first wrong one)."""
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
+    for key, value in body.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: not text, and SQLite cannot store it
+                raise ValueError(f"'{key}' must be Unicode text (it holds a lone surrogate)") from None
     formula = body.get("formula")
     if not isinstance(formula, str) or not formula.strip():
         raise ValueError("'formula' must be a non-empty string")
@@ -116,7 +122,7 @@ def checked_request(body: object, assignment_questions: set[str] | None) -> dict
     request = {"formula": formula, "syntax": syntax}
     question = body.get("question")
     if question is not None:
-        if assignment_questions is None or question not in assignment_questions:
+        if not isinstance(question, str) or assignment_questions is None or question not in assignment_questions:
             raise ValueError("'question' must be a question id of the served assignment")
         request["question"] = question
         return request

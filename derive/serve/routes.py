@@ -7,7 +7,7 @@ import json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from derive.serve.app import body_of, json_error, networks_list, parse_form
+from derive.serve.app import body_of, json_error, parse_form
 from derive.serve.checking import checked_request
 
 MAX_STUDENT = 100
@@ -23,7 +23,7 @@ async def _json_body(request: Request):
         return None, json_error("the request body is too large", 413)
     try:
         return json.loads(body.decode("utf-8")), None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, an integer past Python's 4,300 digits
         return None, json_error("the body must be JSON (UTF-8)")
 
 
@@ -35,7 +35,7 @@ def _student(value) -> str:
 
 async def api_networks(request: Request) -> Response:
     server = _server(request)
-    data = {"networks": networks_list()}
+    data = {"networks": server.networks}
     if server.config.assignment is not None:
         data["assignment"] = {"title": server.config.assignment.title, "questions": [
             {"id": q.id, "points": q.points, "prompt": q.prompt, "kind": q.kind, **q.claim}
@@ -88,7 +88,7 @@ async def student_page(request: Request) -> Response:
             if server.records is not None:
                 server.records.record(_student(form.get("student")), checked, result)
     assignment = server.config.assignment
-    return server.page("student.html", request, networks=networks_list(), assignment=assignment, form=form,
+    return server.page("student.html", request, networks=server.networks, assignment=assignment, form=form,
                        result=result, preview=preview, problem=problem, status=400 if problem else 200)
 
 
