@@ -236,7 +236,9 @@ def test_api_check_matches_claims_check(net, claims_file):
         response = net.post("/api/check", json=request)
         assert response.status_code == 200 and response.headers["content-type"] == "application/json"
         got = response.json()
-        assert set(got) - {"mathml"} == set(want), (request, set(got) ^ set(want))
+        assert set(got) - {"mathml", "expected_mathml"} == set(want), (request, set(got) ^ set(want))
+        if got["verdict"] == "refuted":  # the correct formula, rendered too
+            _mathml_only(got["expected_mathml"])
         assert got["mathml"].startswith('<math xmlns="http://www.w3.org/1998/Math/MathML"')
         for key in ("verdict", "diagnosis", "kind", "wrt", "of", "syntax", "formula", "lhs", "rhs", "expected"):
             assert got[key] == want[key], (request, key, got[key], want[key])
@@ -256,7 +258,7 @@ def test_api_check_matches_cli_json(net, claims_file):
     report = json.loads(run.stdout)
     for (request, _), want in zip(CLAIMS, report["claims"]):
         got = net.post("/api/check", json=request).json()
-        assert set(got) - {"mathml"} == set(want)
+        assert set(got) - {"mathml", "expected_mathml"} == set(want)
         assert (got["verdict"], got["diagnosis"]) == (want["verdict"], want["diagnosis"])
 
 

@@ -55,13 +55,14 @@ def gradebook(assignment: Assignment, store: Store, problems: list[str] = ()) ->
         outcome = outcomes.get(key, {"status": "error", "message": "not graded (the run was interrupted)"})
         keys.add(key)
         grades.setdefault(student, []).append(Grade(question_id, answer, outcome, points(question, outcome)))
+    given = sum(len(g) for g in grades.values())  # answers given, before the unanswered questions are filled in
     order = {q.id: n for n, q in enumerate(assignment.questions)}
     for student_grades in grades.values():  # a question a student has not answered (yet, when served): 0
         answered = {g.question for g in student_grades}
         student_grades += [Grade(q.id, "", {"status": "unparsed", "message": "no answer"}, 0.0)
                            for q in assignment.questions if q.id not in answered]
         student_grades.sort(key=lambda g: order[g.question])
-    return Gradebook(assignment, grades, len(keys), sum(len(g) for g in grades.values()), list(problems))
+    return Gradebook(assignment, grades, len(keys), given, list(problems))
 
 
 def write_all(book: Gradebook, out: Path) -> dict[str, str]:

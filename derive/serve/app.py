@@ -164,8 +164,10 @@ class Server:
 
     def page(self, name: str, request: Request, status: int = 200, **context) -> HTMLResponse:
         lang = request.query_params.get("lang", "en")
-        text = self.templates.get_template(name).render(t=labels(lang), lang=lang if lang == "zh" else "en",
-                                                        **context)
+        words = labels(lang)
+        query = urllib.parse.urlencode({**request.query_params, "lang": words["lang_code"]})  # the token stays
+        text = self.templates.get_template(name).render(t=words, lang=lang if lang == "zh" else "en",
+                                                        lang_query=query, **context)
         return HTMLResponse(text, status_code=status)
 
 
@@ -191,7 +193,9 @@ def create_app(config: Config) -> Starlette:
         server._renew_pool()
         try:
             yield
-        finally:
+        finally:  # the workers are stopped, not left to finish (or to outlive the server)
+            for process in list(getattr(server.pool, "_processes", {}).values()):
+                process.kill()
             server.pool.shutdown(wait=False, cancel_futures=True)
             if server.records is not None:
                 server.records.close()

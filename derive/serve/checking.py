@@ -33,9 +33,14 @@ def deadline(budget: float) -> float:
 
 
 def cap_memory() -> None:
-    """The pool's initializer: this worker's address space is capped (derive.proof.algebra's limit)."""
+    """The pool's initializer: this worker's address space is capped (derive.proof.algebra's limit), and
+    SIGTERM and SIGINT end it again (a forked worker inherits uvicorn's handlers, which only set a flag)."""
+    import signal
+
     from derive.proof.algebra import _limit_memory
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     _limit_memory(MEMORY_CAP)
 
 
@@ -95,9 +100,11 @@ def decide(request: dict, source: Source | None, budget: float, show_correct: bo
             data.pop(key, None)
         if data.get("diagnosis_detail"):
             data["diagnosis_detail"] = {k: v for k, v in data["diagnosis_detail"].items() if k != "corrected"}
-    from derive.serve.mathml import claim_mathml
+    from derive.serve.mathml import claim_mathml, expression_mathml
 
     data["mathml"] = claim_mathml(claims)
+    if show_correct and result.verdict.status != "proven" and result.expected is not None:
+        data["expected_mathml"] = expression_mathml(claims, result.expected)
     return data
 
 

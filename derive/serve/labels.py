@@ -19,6 +19,7 @@ LABELS = {
         "refuted_text": "Refuted: at the values below your formula and the derivative differ.",
         "undecided_text": "Undecided: neither proven nor refuted within the time allowed.",
         "no_js": "The preview updates as you type when JavaScript is on; without it, Check shows it too.",
+        "students": "students", "answers": "answers", "student_column": "Student", "formula_column": "Formula",
         "lang": "中文", "lang_code": "zh",
     },
     "zh": {
@@ -36,6 +37,7 @@ LABELS = {
         "refuted_text": "已反驳：在下列取值处，你的公式与导数不相等。",
         "undecided_text": "未定：在限定时间内既未证明也未反驳。",
         "no_js": "开启 JavaScript 时，预览随输入更新；否则点击“检验”也会显示。",
+        "students": "学生", "answers": "答案", "student_column": "学生", "formula_column": "公式",
         "lang": "English", "lang_code": "en",
     },
 }

@@ -71,3 +71,12 @@ def claim_mathml(claims) -> str:
     except Exception:  # a construct the MathML printer does not know: show the parse as text instead
         body = f"<mtext>{escape(str(claim.lhs))} = {escape(str(claim.rhs))}</mtext>"
     return MATHML.format(body)
+
+
+def expression_mathml(claims, expr) -> str:
+    """One expression in the network's notation (the correct formula, shown beside the student's)."""
+    try:
+        return MATHML.format(_printer(claims).doprint(expr))
+    except Exception:  # a construct the MathML printer does not know
+        return MATHML.format(f"<mtext>{escape(str(expr))}</mtext>")
+
