@@ -12,6 +12,7 @@ next answer.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from pathlib import Path
 
@@ -65,7 +66,23 @@ def read(source: Source, question_id: str, answer: str, syntax: str | None):
         return None, str(exc)
     if claims.unparsed:
         return None, claims.unparsed[0].message
+    claim = claims.claims[0]
+    if claim.kind != "identity" and claim.rhs.has(claim.lhs):
+        return None, f"the answer uses the derivative it is asked for ({claim.lhs}): write it out"
     return claims, None
+
+
+def folded(answer: str, syntax: str) -> str:
+    """The answer's text with what cannot change its reading taken out, so that spelling variants meet before
+    the (costlier) parse: runs of spaces, spaces beside punctuation and operators, and in LaTeX the thin
+    spaces (\\, \\; \\! \\:) and \\left / \\right. A space between two letters or after a command
+    word (\\cdot x) is kept."""
+    text = answer.strip()
+    if syntax == "latex":
+        text = re.sub(r"\\[,;:!](?![A-Za-z])", " ", text)
+        text = re.sub(r"\\(left|right)\s*(?=[()\[\]|]|\\[{}])", "", text)
+    text = re.sub(r"\s+", " ", text)
+    return re.sub(r"\s*([-+*/^_=(){}\[\],|])\s*", r"\1", text)
 
 
 def normal_form(source: Source, question_id: str, answer: str, syntax: str | None) -> str:

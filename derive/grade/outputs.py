@@ -23,6 +23,7 @@ from derive.grade.store import Store
 
 STATUSES = ("proven", "refuted", "undecided", "unparsed", "error")
 COMMON_WRONG = 5
+MAX_POINT_VALUES = 60  # a counterexample's values printed in feedback (every one, for textbook networks)
 HISTOGRAM_BINS = 10
 
 
@@ -41,6 +42,7 @@ class Gradebook:
     distinct: int  # decisions made (distinct answers, or every answer without the cache)
     answers: int
     problems: list[str] = field(default_factory=list)
+    every_answer: bool = False  # graded with --every-answer: one decision per answer
 
     def total(self, student: str) -> float:
         return sum(g.points for g in self.grades[student])
@@ -62,7 +64,8 @@ def gradebook(assignment: Assignment, store: Store, problems: list[str] = ()) ->
         student_grades += [Grade(q.id, "", {"status": "unparsed", "message": "no answer"}, 0.0)
                            for q in assignment.questions if q.id not in answered]
         student_grades.sort(key=lambda g: order[g.question])
-    return Gradebook(assignment, grades, len(keys), given, list(problems))
+    every = store.db.execute("SELECT value FROM meta WHERE key = 'distinct'").fetchone()
+    return Gradebook(assignment, grades, len(keys), given, list(problems), every_answer=bool(every and every[0] == "False"))
 
 
 def write_all(book: Gradebook, out: Path) -> dict[str, str]:
@@ -133,12 +136,14 @@ def outcome_lines(outcome: dict, show_correct: bool) -> list[str]:
     detail = outcome.get("detail") or {}
     counterexample = detail.get("counterexample")
     if status == "refuted" and counterexample:
-        point = counterexample.get("point", {})
-        shown = ", ".join(f"{k} = {v}" for k, v in list(point.items())[:8])
-        lines.append(f"  at {shown}: the derivative is {counterexample.get('lhs')}, yours gives {counterexample.get('rhs')}")
+        point = list(counterexample.get("point", {}).items())
+        shown = ", ".join(f"{k} = {v}" for k, v in point[:MAX_POINT_VALUES])
+        more = f" and {len(point) - MAX_POINT_VALUES} more values" if len(point) > MAX_POINT_VALUES else ""
+        lines.append(f"  at {shown}{more}: the derivative is {counterexample.get('lhs')}, yours gives "
+                     f"{counterexample.get('rhs')}")
     diagnosis = detail.get("diagnosis_detail")
-    if diagnosis:
-        lines.append(f"  mistake: {diagnosis.get('title')}: {diagnosis.get('message')}")
+    if diagnosis:  # its message names the mistake in words already
+        lines.append(f"  mistake: {diagnosis.get('message') or diagnosis.get('title')}")
     if show_correct and status != "proven" and detail.get("expected"):
         lines.append(f"  the correct formula: {detail['expected']}")
     return lines
@@ -162,7 +167,8 @@ def summary(book: Gradebook) -> dict:
         })
     totals = [book.total(s) for s in book.grades]
     return {"title": assignment.title, "students": len(book.grades), "questions": questions,
-            "answers": book.answers, "decided": book.distinct, "total_points": assignment.total,
+            "answers": book.answers, "decided": book.distinct, "every_answer": book.every_answer,
+            "total_points": assignment.total,
             "mean_total": sum(totals) / len(totals) if totals else 0,
             "histogram": histogram(totals, assignment.total), "problems": book.problems}
 
@@ -178,8 +184,9 @@ def histogram(totals: list[float], maximum: float) -> list[dict]:
 
 def summary_text(book: Gradebook) -> str:
     data = summary(book)
+    how = "one per answer" if data["every_answer"] else "each distinct answer once"
     lines = [f"{data['title'] or 'Assignment'}: {data['students']} students, {data['answers']} answers, "
-             f"{data['decided']} decided (distinct answers)",
+             f"{data['decided']} decisions ({how})",
              f"mean total {data['mean_total']:.2f} of {_number(data['total_points'])} points", ""]
     for q in data["questions"]:
         lines.append(f"{q['id']}: {100 * q['share_right']:.0f} % right ({q['right']} of {q['answers']}), "

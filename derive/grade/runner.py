@@ -43,25 +43,52 @@ class Plan:
     tasks: dict[str, Task]
 
 
-def plan(assignment: Assignment, submissions: Submissions, *, distinct: bool = True) -> Plan:
+def plan(assignment: Assignment, submissions: Submissions, *, distinct: bool = True, mapper=map) -> Plan:
     """Every student's answer to every question, and the tasks: one per distinct normal form (or, with
-    `distinct` off, one per answer)."""
-    rows, tasks, forms = [], {}, {}
+    `distinct` off, one per answer). Texts are folded first (grading.folded: spacing that cannot change the
+    reading), and each folded text is read once, by `mapper` (the builtin map, or a pool's)."""
+    rows, tasks = [], {}
     source = assignment.source
+    answers = []
     for student in submissions.students:
         for question in assignment.questions:
             answer, syntax = submissions.answers.get((student, question.id), ("", None))
-            if distinct:
-                text = (question.id, answer.strip(), syntax)
-                form = forms.get(text)
-                if form is None:
-                    form = forms[text] = grading.normal_form(source, question.id, answer, syntax)
-            else:
-                form = f"{student}\0{question.id}"
-            key = hashlib.sha256(form.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-            rows.append((student, question.id, answer, syntax, key))
-            tasks.setdefault(key, Task(key, question.id, answer, syntax))
+            answers.append((student, question, answer, syntax))
+    forms: dict = {}
+    if distinct:
+        texts: dict = {}
+        for _student, question, answer, syntax in answers:
+            texts.setdefault((question.id, grading.folded(answer, syntax or question.syntax), syntax), answer)
+        keys = list(texts)
+        arguments = [(source, q, texts[(q, f, s)], s) for q, f, s in keys]
+        forms = dict(zip(keys, mapper(_normal_form, arguments)))
+    for student, question, answer, syntax in answers:
+        if distinct:
+            form = forms[(question.id, grading.folded(answer, syntax or question.syntax), syntax)]
+        else:
+            form = f"{student}\0{question.id}"
+        key = hashlib.sha256(form.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        rows.append((student, question.id, answer, syntax, key))
+        tasks.setdefault(key, Task(key, question.id, answer, syntax))
     return Plan(rows, tasks)
+
+
+def _normal_form(arguments) -> str:
+    return grading.normal_form(*arguments)
+
+
+def _pool_mapper(jobs: int):
+    """Reading the distinct texts on `jobs` processes (in order); if a worker dies, the rest is read here."""
+    def mapper(function, items):
+        items = list(items)
+        if jobs < 2 or len(items) < 2 * jobs:
+            return list(map(function, items))
+        try:
+            with cf.ProcessPoolExecutor(max_workers=jobs) as executor:
+                return list(executor.map(function, items, chunksize=max(1, len(items) // (8 * jobs))))
+        except cf.process.BrokenProcessPool:
+            return list(map(function, items))
+    return mapper
 
 
 def run(assignment: Assignment, submissions: Submissions, out: Path, *, jobs: int = 1, scheduler: str | None = None,
@@ -74,7 +101,7 @@ def run(assignment: Assignment, submissions: Submissions, out: Path, *, jobs: in
         raise InputError(f"cannot make the folder: {exc.strerror}", where=str(out)) from None
     digests = {"assignment": assignment.source.digest, "submissions": submissions.digest, "distinct": str(distinct)}
     store = Store.open(out, digests, resume)
-    work = plan(assignment, submissions, distinct=distinct)
+    work = plan(assignment, submissions, distinct=distinct, mapper=_pool_mapper(jobs if not scheduler else 2))
     store.add_answers(work.rows)
     done = store.done()
     pending = [task for key, task in work.tasks.items() if key not in done]
