@@ -133,8 +133,12 @@ def load_claims(path: str | Path) -> ClaimsFile:
         raise exc.located(where) from None
 
 
-def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>", network: Network | None = None) -> ClaimsFile:
-    """A claims file read against its network (or against `network`, as the smallest-network search does)."""
+def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>", network: Network | None = None,
+                 index_letters: bool = True) -> ClaimsFile:
+    """A claims file read against its network (or against `network`, as the smallest-network search does).
+
+    `index_letters` False: a one-link formula is read as written, never with free index letters (a graded
+    answer to a question about one quantity; out_{o1} then costs one reading, not one per value of o)."""
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise InputError(f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP_KEYS))})")
@@ -148,6 +152,7 @@ def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>", network: 
     if not isinstance(latex_names, dict) or not all(isinstance(v, str) for v in latex_names.values()):
         raise InputError("must be a table of \"LaTeX name\" = \"network name\"", where="[latex_names]")
     vocabulary = ClaimVocabulary(network, derivations)
+    vocabulary.index_letters = index_letters
     raw_names = data.get("definitions", {})
     vocabulary.indices = fixed_letters(network, lambda n: n in network.by_name or (
         isinstance(raw_names, dict) and n in raw_names))

@@ -178,6 +178,9 @@ def read_generic(entry: Mapping, kind: str, syntax: str, pieces, vocabulary: Cla
                  file_table: Mapping[str, str], head: sp.Expr | None, where: str) -> Generic | None:
     """The claim's instances and links, or None for a claim of one link without index letters (read as before)."""
     network = vocabulary.network
+    if not getattr(vocabulary, "index_letters", True) and len(pieces) + (head is not None) == 2 and not (
+            entry.get("indices") or entry.get("where") or file_table):
+        return None  # one link, read as written
     fixed = dict(vocabulary.indices)
 
     # the capital that ends a family's name labels a layer of the book's CNN (zF, aP, wO): never an index

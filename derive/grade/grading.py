@@ -61,7 +61,7 @@ def read(source: Source, question_id: str, answer: str, syntax: str | None):
         return None, f"longer than {MAX_ANSWER:,} characters"
     try:
         claims = parse_claims(claims_data(assignment, question, answer, syntax or question.syntax),
-                              base=Path("."), network=network)
+                              base=Path("."), network=network, index_letters=False)
     except DeriveError as exc:
         return None, str(exc)
     if claims.unparsed:
