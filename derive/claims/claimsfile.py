@@ -135,10 +135,8 @@ def load_claims(path: str | Path) -> ClaimsFile:
 
 def parse_claims(data: Mapping, *, base: Path, path: str = "<claims>", network: Network | None = None,
                  index_letters: bool = True) -> ClaimsFile:
-    """A claims file read against its network (or against `network`, as the smallest-network search does).
-
-    `index_letters` False: a one-link formula is read as written, never with free index letters (a graded
-    answer to a question about one quantity; out_{o1} then costs one reading, not one per value of o)."""
+    """A claims file read against its network (or `network`); `index_letters` False: a one-link formula is
+    read as written, never with free index letters (a graded answer: out_{o1} is one reading, not one per o)."""
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise InputError(f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP_KEYS))})")
