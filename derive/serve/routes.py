@@ -43,15 +43,22 @@ async def api_networks(request: Request) -> Response:
     return JSONResponse(data)
 
 
-async def api_check(request: Request) -> Response:
+async def _request_of(request: Request):
+    """(server, body, the checked request, None), or with a refusal instead: a Response, or the reason."""
     server = _server(request)
     body, error = await _json_body(request)
     if error is not None:
-        return error
+        return server, None, None, error
     try:
-        checked = checked_request(body, server.questions)
+        return server, body, checked_request(body, server.questions), None
     except ValueError as exc:
-        return json_error(str(exc))
+        return server, body, None, str(exc)
+
+
+async def api_check(request: Request) -> Response:
+    server, body, checked, refused = await _request_of(request)
+    if refused is not None:
+        return refused if isinstance(refused, Response) else json_error(refused)
     result = await server.check(checked)
     if server.records is not None:
         server.records.record(_student(body.get("student")), checked, result)
@@ -59,14 +66,9 @@ async def api_check(request: Request) -> Response:
 
 
 async def api_preview(request: Request) -> Response:
-    server = _server(request)
-    body, error = await _json_body(request)
-    if error is not None:
-        return error
-    try:
-        checked = checked_request(body, server.questions)
-    except ValueError as exc:
-        return JSONResponse({"ok": False, "message": str(exc)})
+    server, _body, checked, refused = await _request_of(request)
+    if refused is not None:
+        return refused if isinstance(refused, Response) else JSONResponse({"ok": False, "message": refused})
     return JSONResponse(await server.preview(checked))
 
 
