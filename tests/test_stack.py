@@ -213,3 +213,48 @@ def test_a_specs_train_table_sets_what_the_command_line_does_not():
                          ("rate = 1", "unknown key 'rate'"), ("momentum = true", "must be a number")):
         with pytest.raises(InputError, match=message):
             parse_spec(SEQUENCE + f"[train]\n{bad}\n")
+
+
+DROPOUT = """
+[network]
+name = "dropout-mlp"
+input = 6
+[[layer]]
+type = "affine"
+units = 8
+[[layer]]
+type = "activation"
+function = "relu"
+[[layer]]
+type = "dropout"
+keep = 0.7
+[[layer]]
+type = "affine"
+units = 3
+[[layer]]
+type = "softmax_cross_entropy"
+"""
+
+
+def test_dropout_trains_with_the_masks_it_draws_and_predicts_without_them():
+    network = parse_spec(DROPOUT)
+    kernel = compile_kernel(network)
+    params, x, y = random_point(kernel, 5, seed=4)
+    kernel.mask_seed = 9
+    loss, grad = kernel.value_and_grad(params, x, y)
+    mask = np.random.default_rng(9).random((5, 8)) < 0.7  # the one draw of the one dropout layer
+    tensors = {b.name: torch.tensor(np.array(b.view(params)), requires_grad=True) for b in kernel.blocks}
+    hidden = torch.relu(torch.tensor(x) @ tensors["w1"] + tensors["b1"]) * torch.tensor(mask) / 0.7
+    scores = hidden @ tensors["w4"] + tensors["b4"]
+    expected = -(torch.tensor(y) * torch.log_softmax(scores, 1)).sum() / 5
+    expected.backward()
+    assert loss == pytest.approx(expected.item(), rel=1e-12)
+    for block in kernel.blocks:
+        assert np.allclose(block.view(grad), tensors[block.name].grad.numpy(), rtol=1e-10, atol=1e-12), block.name
+    plain = torch.softmax(torch.relu(torch.tensor(x) @ tensors["w1"] + tensors["b1"]) @ tensors["w4"] + tensors["b4"], 1)
+    assert np.allclose(kernel.predict(params, x), plain.detach().numpy(), rtol=1e-12)
+    kernel.mask_seed = None  # training: a fresh mask each step
+    assert kernel.value_and_grad(params, x, y)[0] != kernel.value_and_grad(params, x, y)[0]
+    from derive.train.gradcheck import gradcheck
+
+    assert gradcheck(network, points=1, batch=4).passed

@@ -18,6 +18,7 @@
     type = "softmax_cross_entropy"   # last: the batch's mean cross-entropy
 
 Layers: affine, activation, batchnorm, layernorm, residual (out = x + g(x W + b), `function` = g),
+dropout (`keep` = p: inverted dropout while training, the identity when predicting),
 attention (one head of width `width`, with
 its query, key and value projections), readout (a sequence's `last` position or the `mean`
 over positions) and softmax_cross_entropy. Batch norm couples the examples of a batch, so a
@@ -38,9 +39,10 @@ from derive.errors import InputError
 from derive.graph import registry
 from derive.graph.network import Network, check_size, symbol
 
-STACK_LAYERS = ("affine", "activation", "batchnorm", "layernorm", "residual", "attention", "readout",
+STACK_LAYERS = ("affine", "activation", "batchnorm", "layernorm", "residual", "dropout", "attention", "readout",
                 "softmax_cross_entropy")
 FORMULA_SETS = {"affine": "affine", "batchnorm": "batchnorm", "layernorm": "layernorm", "residual": "residual",
+                "dropout": "dropout",
                 "attention": "attention", "softmax_cross_entropy": "softmax_cross_entropy"}  # the sets a layer's kernel is compiled from
 MAX_WIDTH = 4096
 EPS = 1e-5
@@ -197,6 +199,14 @@ def _attention(table, number, shape, where) -> StackLayer:
     return StackLayer("attention", number, {"width": width}, shape, (shape[0], width), blocks)
 
 
+def _dropout(table, number, shape, where) -> StackLayer:
+    _keys(table, {"keep"}, where)
+    keep = table.get("keep", 0.5)
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
+        raise InputError("keep = the probability of keeping a unit, above 0 and at most 1", where=where)
+    return StackLayer("dropout", number, {"keep": float(keep)}, shape, shape)
+
+
 def _readout(table, number, shape, where) -> StackLayer:
     _keys(table, {"position"}, where)
     position = table.get("position", "last")
@@ -214,5 +224,5 @@ def _softmax_cross_entropy(table, number, shape, where) -> StackLayer:
 
 
 _LAYER_RULES = {"affine": _affine, "activation": _activation, "batchnorm": _norm, "layernorm": _norm,
-                "residual": _residual,
+                "residual": _residual, "dropout": _dropout,
                 "attention": _attention, "readout": _readout, "softmax_cross_entropy": _softmax_cross_entropy}

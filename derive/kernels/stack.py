@@ -19,7 +19,7 @@ from derive.kernels.elementwise import KernelError, quiet
 from derive.kernels import stages
 
 
-def _stage(layer, first: bool):
+def _stage(layer, first: bool, masks):
     blocks = [b.name for b in layer.blocks]
     if layer.kind == "affine":
         return stages.Affine(*blocks, input_gradient=not first)
@@ -31,6 +31,8 @@ def _stage(layer, first: bool):
         return stages.Residual(*blocks, layer.options["function"])
     if layer.kind == "attention":
         return stages.Attention(layer.number, input_gradient=not first)
+    if layer.kind == "dropout":
+        return stages.Dropout(layer.options["keep"], masks)
     if layer.kind == "readout":
         return stages.Readout(layer.options["position"])
     raise KernelError(f"no stage for a {layer.kind} layer")
@@ -53,11 +55,18 @@ class StackKernel(Kernel):
                 offset += size
         super().__init__(network, dtype, blocks)
         self.roles = {spec.name: spec.role for layer in layers for spec in layer.blocks}
-        self.stages = [_stage(layer, index == 0) for index, layer in enumerate(layers[:-1])]
+        self.mask_seed: int | None = None  # set: every step draws the same dropout masks (gradcheck)
+        self._masks = np.random.default_rng(0)
+        self.stages = [_stage(layer, index == 0, self.masks) for index, layer in enumerate(layers[:-1])]
         self.loss = stages.SoftmaxCrossEntropy()
+
+    def masks(self) -> np.random.Generator:
+        """The generator of dropout masks: seeded by init(seed), so a training run is reproducible."""
+        return self._masks
 
     def init(self, seed: int = 0) -> np.ndarray:
         """Weights N(0, 1/fan_in), biases and shifts 0, scales 1 (a normalisation starts as the identity)."""
+        self._masks = np.random.default_rng([seed, 1])
         rng = np.random.default_rng(seed)
         params = np.empty(self.size, dtype=self.dtype)
         for block in self.blocks:
@@ -68,21 +77,24 @@ class StackKernel(Kernel):
                 block.view(params)[...] = 1.0 if role == "scale" else 0.0
         return params
 
-    def _forward(self, params, x):
+    def _forward(self, params, x, training: bool = True):
+        """Every stage's cache and the scores; not `training`: dropout is the identity."""
         views = self.views(params)
         a = self._cast(x).reshape(len(x), *self.input_shape)
         cache = []
         for stage in self.stages:
-            cached, a = stage.forward(views, a)
+            cached, a = stage.forward(views, a, training) if isinstance(stage, stages.Dropout) else stage.forward(views, a)
             cache.append(cached)
         return views, cache, a
 
     @quiet
     def predict(self, params, x):
-        return self.loss.predict(self._forward(params, x)[2])
+        return self.loss.predict(self._forward(params, x, training=False)[2])
 
     @quiet
     def value_and_grad(self, params, x, y):
+        if self.mask_seed is not None:
+            self._masks = np.random.default_rng(self.mask_seed)
         views, cache, scores = self._forward(params, x)
         loss, upstream = self.loss.loss_and_gradient(scores, self._cast(y))
         grad = np.empty_like(params)

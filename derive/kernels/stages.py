@@ -230,6 +230,30 @@ class Attention:
         return dx
 
 
+class Dropout:
+    """Inverted dropout: out = x·mask/p with a fresh mask each training step (each unit kept with
+    probability p), the identity when predicting. The kernel lends the random generator (`masks`)."""
+
+    def __init__(self, keep: float, masks):
+        self.keep, self.masks = keep, masks
+        family = next(f for f in DECLARED["dropout"][0] if f.name == "out")
+        constants = {sp.Symbol("p", real=True): keep}
+        self.forward_program = Program({"x": Input((N, D)), "mask": Input((N, D))}, constants)
+        self.forward_program.output("out", family.define(n, d), (n, d))
+        self.backward_program = backward_program("dropout", ("dx",), {"mask": Input((N, D)), "dout": Input((N, D))},
+                                                 constants)
+
+    def forward(self, views, a, training: bool = True):
+        if not training:
+            return None, a
+        x = rows(a)
+        mask = (self.masks().random(x.shape) < self.keep).astype(x.dtype)
+        return mask, self.forward_program.run({"x": x, "mask": mask})["out"].reshape(a.shape)
+
+    def backward(self, views, grads, dout, mask):
+        return self.backward_program.run({"mask": mask, "dout": rows(dout)})["dx"].reshape(dout.shape)
+
+
 class Readout:
     def __init__(self, position: str):
         self.position = position

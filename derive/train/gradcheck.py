@@ -155,6 +155,9 @@ def _relative(a: float, b: float, floor: float) -> float:
 def gradcheck(network: Network, *, points: int = 2, batch: int = 4, seed: int = 0, dtype: str = "float64") -> GradcheckResult:
     kernel = compile_kernel(network, dtype=dtype)
     reference = compile_kernel(network, dtype="float64") if dtype != "float64" else kernel
+    for k in {kernel, reference}:
+        if hasattr(k, "mask_seed"):  # dropout: the same masks at every evaluation, or differences mean nothing
+            k.mask_seed = seed
     if "n" in kernel.constants:
         for k in {kernel, reference}:
             k.constants.update(lmbda=0.5, n=10.0)
