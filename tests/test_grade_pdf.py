@@ -14,7 +14,8 @@ import pytest
 
 from derive.grade import outputs
 from derive.grade.assignment import load_assignment
-from derive.grade.pdf import feedback_context, histogram_axis, render_grade, summary_context, write_pdfs
+from derive.grade.pdf import feedback_context, histogram_axis, summary_context, write_pdfs
+from derive.report.render import render
 from derive.grade.runner import run
 from derive.grade.submissions import load_submissions
 
@@ -55,15 +56,15 @@ def _text(pdf: Path) -> str:
 
 def test_the_sources_escape_every_user_string(book):
     names = outputs.feedback_names(book)
-    tex = render_grade("feedback", feedback_context(book, HOSTILE_NAME))
+    tex = render("grade-feedback", feedback_context(book, HOSTILE_NAME))
     assert "\\input{" not in tex and "\\write18{" not in tex
     assert "Eve \\textbackslash{}input\\{/etc/passwd\\} \\$x\\textasciicircum{}2\\$ \\& 100\\%" in tex
-    summary_tex = render_grade("summary", summary_context(book))
+    summary_tex = render("grade-summary", summary_context(book))
     assert "\\write18{" not in summary_tex and "\\textbackslash{}\\allowbreak{}write18\\{id\\}" in summary_tex
     assert "ymin=0, ymax=" in summary_tex
     assert names[HOSTILE_NAME].startswith("0003-")
     # the Chinese labels render too (compiled by XeLaTeX, not here: it takes longer)
-    assert "Bob 的反馈" in render_grade("feedback", feedback_context(book, "Bob", lang="zh"))
+    assert "Bob 的反馈" in render("grade-feedback", feedback_context(book, "Bob", lang="zh"))
 
 
 def test_the_histogram_axis_never_collapses():

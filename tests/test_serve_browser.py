@@ -34,12 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
-webdriver = pytest.importorskip("selenium.webdriver")
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-    pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver", allow_module_level=True)
-
+# make setup installs Debian's chromium and chromium-driver and the test extra's selenium: never skipped
+from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402

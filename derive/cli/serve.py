@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from derive.cli.grade import jobs
 from derive.errors import InputError
 
 MIN_TOKEN = 16
@@ -54,7 +55,7 @@ def add_serve(commands, seconds) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--db", metavar="PATH", help="the SQLite file (default: ASSIGNMENT.serve.sqlite, or derive-serve.sqlite)")
     p.add_argument("--token-file", metavar="FILE", help="the teacher token, the file's first line (at least 16 characters)")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes that decide formulas (default 2)")
+    p.add_argument("--jobs", type=jobs, default=2, help="worker processes that decide formulas (default 2)")
     p.add_argument("--budget", type=seconds, default=2.0, metavar="SECONDS", help="time per identity (default 2)")
     p.add_argument("--rate", type=int, default=60, help="requests a minute per client (0: no limit; default 60)")
     p.add_argument("--trust-proxy", action="store_true", help="tell clients apart by X-Forwarded-For (behind a proxy)")
@@ -85,8 +86,8 @@ def run_serve(args) -> int:
     except ImportError:
         raise InputError("derive serve needs Starlette and uvicorn: pip install 'derive[serve]'") from None
 
-    if not 1 <= args.port <= 65535 or not 1 <= args.jobs <= 64 or args.rate < 0:
-        raise InputError("--port from 1 to 65535, --jobs from 1 to 64, --rate 0 or more")
+    if not 1 <= args.port <= 65535 or args.rate < 0:
+        raise InputError("--port from 1 to 65535, --rate 0 or more")
     assignment = load_assignment(args.assignment) if args.assignment else None
     db = Path(args.db) if args.db else (Path(args.assignment).with_suffix(".serve.sqlite") if args.assignment
                                         else Path("derive-serve.sqlite"))

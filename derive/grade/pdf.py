@@ -26,11 +26,10 @@ from derive.grade.outputs import Gradebook, feedback_names, summary
 from derive.report.context import base_context
 from derive.report.format import breakable
 from derive.report.labels import Labels
-from derive.report.render import Outcome, environment, write_report
-from derive.report.tex import missing_tools
-from derive.texsafe import Tex, needs_unicode_engine, wrap_fallback
+from derive.report.render import Outcome, remove_stale_pdf, render, write_report
+from derive.report.tex import engine_for, missing_tools
+from derive.texsafe import Tex
 
-TEMPLATES = {"feedback": "grade-feedback.tex", "summary": "grade-summary.tex"}
 MAX_ANSWER = 1000  # characters of an answer shown in a student's feedback
 MAX_WRONG = 160  # characters of a common wrong answer shown in the summary
 WRONG_SHOWN = 3  # common wrong answers per question in the summary
@@ -52,12 +51,12 @@ def write_pdfs(book: Gradebook, out: Path, *, lang: str = "en",
     (out / "feedback").mkdir(parents=True, exist_ok=True)
     compiler = _Compiler(lang)
     written = {"summary_tex": str(out / "summary.tex"), "feedback_tex": str(out / "feedback")}
-    if compiler.write(render_grade("summary", summary_context(book, lang=lang)), out / "summary.pdf"):
+    if compiler.write(render("grade-summary", summary_context(book, lang=lang)), out / "summary.pdf"):
         written["summary_pdf"] = str(out / "summary.pdf")
     names = feedback_names(book)
     made = 0
     for student, name in names.items():
-        tex = render_grade("feedback", feedback_context(book, student, lang=lang))
+        tex = render("grade-feedback", feedback_context(book, student, lang=lang))
         made += compiler.write(tex, out / "feedback" / f"{name}.pdf")
     if made == len(names):
         written["feedback_pdf"] = str(out / "feedback")
@@ -80,10 +79,10 @@ class _Compiler:
         self.failures: list[str] = []
 
     def write(self, tex: str, pdf: Path) -> bool:
-        engine = "xelatex" if self.lang == "zh" or needs_unicode_engine(tex) else "pdflatex"
+        engine = engine_for(tex, self.lang)
         if engine in self.missing:  # said once already: the .tex only, no older PDF beside it
             write_report(tex, pdf.with_suffix(".tex"), lang=self.lang)
-            _remove_stale(pdf)
+            remove_stale_pdf(pdf)  # an older PDF was not made from this .tex
             return False
         outcome: Outcome = write_report(tex, pdf, lang=self.lang)
         if outcome.ok:
@@ -96,22 +95,6 @@ class _Compiler:
         elif len(self.failures) < 5:
             self.failures.append(f"{outcome.engine} failed on {pdf.name}")
         return False
-
-
-def _remove_stale(pdf: Path) -> None:
-    """An older PDF where this one belongs was not made from the .tex beside it."""
-    if pdf.is_symlink() or pdf.is_file():
-        pdf.unlink()
-
-
-def render_grade(kind: str, context: dict) -> str:
-    """The LaTeX of a grading document (feedback, summary), as derive.report.render renders the reports:
-    for pdfLaTeX, or again for XeLaTeX (with the fallback font) when the text needs it."""
-    compiled = environment().get_template(TEMPLATES[kind])
-    tex = compiled.render(kind=kind, engine="pdflatex", **context)
-    if context.get("lang", "en") == "zh" or needs_unicode_engine(tex):
-        tex = wrap_fallback(compiled.render(kind=kind, engine="xelatex", **context))
-    return str(tex)
 
 
 def _number(value: float) -> str:

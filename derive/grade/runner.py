@@ -49,24 +49,21 @@ def plan(assignment: Assignment, submissions: Submissions, *, distinct: bool = T
     reading), and each folded text is read once, by `mapper` (the builtin map, or a pool's)."""
     rows, tasks = [], {}
     source = assignment.source
-    answers = []
+    answers = []  # (student, question, answer, syntax, the folded text's key or None)
     for student in submissions.students:
         for question in assignment.questions:
             answer, syntax = submissions.answers.get((student, question.id), ("", None))
-            answers.append((student, question, answer, syntax))
+            text = (question.id, grading.folded(answer, syntax or question.syntax), syntax) if distinct else None
+            answers.append((student, question, answer, syntax, text))
     forms: dict = {}
     if distinct:
         texts: dict = {}
-        for _student, question, answer, syntax in answers:
-            texts.setdefault((question.id, grading.folded(answer, syntax or question.syntax), syntax), answer)
-        keys = list(texts)
-        arguments = [(source, q, texts[(q, f, s)], s) for q, f, s in keys]
-        forms = dict(zip(keys, mapper(_normal_form, arguments)))
-    for student, question, answer, syntax in answers:
-        if distinct:
-            form = forms[(question.id, grading.folded(answer, syntax or question.syntax), syntax)]
-        else:
-            form = f"{student}\0{question.id}"
+        for _student, _question, answer, _syntax, text in answers:
+            texts.setdefault(text, answer)
+        arguments = [(source, q, answer, s) for (q, _folded, s), answer in texts.items()]
+        forms = dict(zip(texts, mapper(_normal_form, arguments)))
+    for student, question, answer, syntax, text in answers:
+        form = forms[text] if distinct else f"{student}\0{question.id}"
         key = hashlib.sha256(form.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         rows.append((student, question.id, answer, syntax, key))
         tasks.setdefault(key, Task(key, question.id, answer, syntax))

@@ -31,10 +31,11 @@ VERSION = "1"
 
 
 class Store:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, threads: bool = False):
+        """`threads`: the connection is used from several threads (the server's), one writer at a time."""
         self.path = path
         try:
-            self.db = sqlite3.connect(str(path), timeout=30)
+            self.db = sqlite3.connect(str(path), timeout=30, check_same_thread=not threads)
             self.db.execute("PRAGMA journal_mode=WAL")  # a reader (serve) never blocks the run
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)

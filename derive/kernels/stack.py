@@ -83,7 +83,7 @@ class StackKernel(Kernel):
         a = self._cast(x).reshape(len(x), *self.input_shape)
         cache = []
         for stage in self.stages:
-            cached, a = stage.forward(views, a, training) if isinstance(stage, stages.Dropout) else stage.forward(views, a)
+            cached, a = stage.forward(views, a, training)
             cache.append(cached)
         return views, cache, a
 

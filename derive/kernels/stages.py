@@ -1,5 +1,8 @@
 """The stages of a stack kernel, one per layer kind, each compiled from formulas proven for every size.
 
+Every stage answers forward(views, a, training) -> (cached, output) and backward(views, grads, dout, cached)
+-> ∂L/∂input; only dropout reads `training` (the identity when predicting).
+
 A stage's forward pass runs its layer's definitions as the general model states them (affine:
 out = Σ_d x w + b; batch norm: mu, var, xhat, out), its backward pass the formulas of its formula
 set (affine: dx, dw, db; batchnorm: dgamma, dbeta and the simplified dx; attention: dV, dP, dS,
@@ -84,14 +87,13 @@ class Affine:
 
     def __init__(self, weight: str, bias: str, input_gradient: bool = True):
         self.weight, self.bias = weight, bias
-        x, w, b, out = (sp.IndexedBase(name) for name in ("x", "w", "b", "out"))
         self.forward_program = Program({"x": Input((N, D)), "w": Input((D, M)), "b": Input((M,))})
         self.forward_program.output("out", AffineModel({}).out(n, m), (n, m))
         ids = ("dx", "dw", "db") if input_gradient else ("dw", "db")
         self.backward_program = backward_program(
             "affine", ids, {"x": Input((N, D)), "w": Input((D, M)), "dout": Input((N, M))})
 
-    def forward(self, views, a):
+    def forward(self, views, a, training: bool = True):
         x = rows(a)
         out = self.forward_program.run({"x": x, "w": views[self.weight], "b": views[self.bias]})["out"]
         return x, out.reshape(*a.shape[:-1], out.shape[-1])
@@ -112,7 +114,7 @@ class Activation:
         self.forward_formula = Elementwise(forward, [z]).plain
         self.derivative = Elementwise(derivative.subs(forward, a), [z, a]).plain
 
-    def forward(self, views, z):
+    def forward(self, views, z, training: bool = True):
         a = self.forward_formula(z)
         return (z, a), a
 
@@ -141,10 +143,10 @@ class Residual:
             {"x": Input((N, D)), "W": Input((D, D)), "dout": Input((N, D)), "gprime": Input((N, D))},
             rewrite=concrete)
 
-    def forward(self, views, a):
+    def forward(self, views, a, training: bool = True):
         x = rows(a)
         z = self.forward_program.run({"x": x, "W": views[self.weight], "b": views[self.bias]})["z"]
-        (_, h), h = self.activation.forward(views, z)
+        h = self.activation.forward(views, z)[1]
         return (x, z, h), (x + h).reshape(a.shape)
 
     def backward(self, views, grads, dout, cached):
@@ -178,7 +180,7 @@ class Norm:
             {"x": Input((N, D)), "var": Input(group), "mu": Input(group), "xhat": Input((N, D)),
              "gamma": Input((D,)), "dout": Input((N, D))}, {EPS: eps}, fed={"dxhat": Input((N, D))})
 
-    def forward(self, views, a):
+    def forward(self, views, a, training: bool = True):
         x = rows(a)
         found = self.forward_program.run({"x": x, "gamma": views[self.gamma], "beta": views[self.beta]})
         return (x, found), found["out"].reshape(a.shape)
@@ -210,7 +212,7 @@ class Attention:
             {"Q": sequence, "K": sequence, "V": sequence, "P": square, "dout": sequence}, lead=True,
             fed={"dP": square, "dS": square})
 
-    def forward(self, views, a):
+    def forward(self, views, a, training: bool = True):
         cached, parts = {}, {}
         for part, projection in self.projections.items():
             cached[part], parts[part] = projection.forward(views, a)
@@ -258,7 +260,7 @@ class Readout:
     def __init__(self, position: str):
         self.position = position
 
-    def forward(self, views, a):
+    def forward(self, views, a, training: bool = True):
         return a.shape, (a[:, -1, :] if self.position == "last" else a.mean(axis=1))
 
     def backward(self, views, grads, dout, shape):

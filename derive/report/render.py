@@ -39,7 +39,7 @@ from derive.report.labels import LANGS, templates_dir
 from derive.report.tex import DEBIAN_PACKAGES, Compiled, TemplateSandbox, compile_pdf, engine_for, template_error, time_limit
 from derive.texsafe import Tex, escape, needs_unicode_engine, wrap_fallback
 
-KINDS = ("network", "claims", "class", "training")
+KINDS = ("network", "claims", "class", "training", "grade-feedback", "grade-summary")
 
 
 def network_report_context(
@@ -158,7 +158,7 @@ TEMPLATE_SECONDS = 15  # a user's template renders within this (ours take well u
 
 
 def render(kind: str, context: Mapping, *, template: str | Path | None = None) -> str:
-    """The LaTeX source of a report of `kind` (network, claims, class, training).
+    """The LaTeX source of a report of `kind` (network, claims, class, training, grade-feedback, grade-summary).
 
     Rendered for pdfLaTeX first; when the text holds characters only XeLaTeX
     typesets (Chinese labels or names, Cyrillic, …), rendered again for XeLaTeX
@@ -242,7 +242,7 @@ def write_report(tex: str, output: Path, *, lang: str = "en") -> Outcome:
     if compiled.ok:
         write_atomically(output, compiled.pdf)
         return Outcome(tex_path, output, engine, pages=compiled.pages)
-    removed = _remove_stale(output)
+    removed = remove_stale_pdf(output)
     note = f" The older {output} was removed: it was not made from this .tex." if removed else ""
     if compiled.missing_tools:
         message = (
@@ -255,7 +255,7 @@ def write_report(tex: str, output: Path, *, lang: str = "en") -> Outcome:
     return Outcome(tex_path, None, engine, message=message, removed=removed)
 
 
-def _remove_stale(output: Path) -> Path | None:
+def remove_stale_pdf(output: Path) -> Path | None:
     try:
         if output.is_symlink() or output.is_file():
             output.unlink()

@@ -23,7 +23,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import FileSystemLoader, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -83,8 +84,9 @@ class Server:
         self.pool: cf.ProcessPoolExecutor | None = None
         self.limiter = RateLimiter(config.rate)
         self.records = Records(config.db, config.assignment) if config.db is not None else None
-        self.templates = Environment(loader=FileSystemLoader(str(HERE / "templates")),
-                                     autoescape=select_autoescape(default=True, default_for_string=True))
+        self.templates = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(str(HERE / "templates")),
+            autoescape=select_autoescape(default=True, default_for_string=True))
         assignment = config.assignment
         self.questions = {q.id for q in assignment.questions} if assignment else None
         self.source = assignment.source if assignment else None

@@ -10,7 +10,6 @@ teacher's submissions page and for counting what a load test sent.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -28,10 +27,7 @@ CREATE TABLE IF NOT EXISTS submissions (
 class Records:
     def __init__(self, path: Path, assignment: Assignment | None):
         self.path = Path(path)
-        self.store = Store(self.path)
-        self.store.db.close()  # reopened for use from the server's threads, one writer at a time
-        self.store.db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-        self.store.db.execute("PRAGMA journal_mode=WAL")
+        self.store = Store(self.path, threads=True)
         self.store.db.executescript(LOG)
         self.lock = threading.Lock()
         self.assignment = assignment

@@ -77,3 +77,26 @@ def input_matrix(parts: Parts, rows: int, cols: int) -> list[list[sp.Symbol]]:
     parts.matrix("x", rows, cols, "x{r}_{c}", "x_{{{r} {c}}}")
     parts.inputs += [f"x{r}_{c}" for r in range(1, rows + 1) for c in range(1, cols + 1)]
     return names(parts, "x", rows, cols)
+
+
+def scale_and_shift(parts: Parts, x, rows: int, features: int, group) -> None:
+    """A normalisation's second half, after its statistics mu and var: xhat = (x − mu)/sqrt(var + eps) and
+    out = gamma·xhat + beta, with `group(n, d)` the suffix of the statistics entry (n, d) uses (its column d
+    in batch norm, its row n in layer norm)."""
+    eps = symbol("eps")
+    parts.matrix("gamma", 1, features, "gamma{c}", r"\gamma_{{{c}}}", shape=("1", "D"))
+    parts.matrix("beta", 1, features, "beta{c}", r"\beta_{{{c}}}", shape=("1", "D"))
+    parts.matrix("xhat", rows, features, "xhat{r}_{c}", r"\hat{{x}}_{{{r} {c}}}")
+    parts.matrix("out", rows, features, "out{r}_{c}", r"\mathrm{{out}}_{{{r} {c}}}")
+    parts.parameters = [f"gamma{d}" for d in range(1, features + 1)] + [f"beta{d}" for d in range(1, features + 1)]
+    for n in range(1, rows + 1):
+        for d in range(1, features + 1):
+            s = group(n, d)
+            centred = x[n - 1][d - 1] - symbol(f"mu{s}")
+            parts.equations[f"xhat{n}_{d}"] = centred / sp.sqrt(symbol(f"var{s}") + eps)
+    for n in range(1, rows + 1):
+        for d in range(1, features + 1):
+            parts.equations[f"out{n}_{d}"] = symbol(f"gamma{d}") * symbol(f"xhat{n}_{d}") + symbol(f"beta{d}")
+            parts.outputs.append(f"out{n}_{d}")
+    parts.latex["eps"] = r"\epsilon"
+

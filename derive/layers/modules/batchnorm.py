@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derive.graph.network import symbol
-from derive.layers.modules.base import Module, Parts, input_matrix
+from derive.layers.modules.base import Module, Parts, input_matrix, scale_and_shift
 
 
 class BatchNorm(Module):
@@ -22,25 +22,12 @@ class BatchNorm(Module):
     def build(self, rows: int, features: int) -> Parts:
         parts = Parts(constants=["eps"])
         x = input_matrix(parts, rows, features)
-        eps = symbol("eps")
-        for name, tex in (("mu", r"\mu_{{{c}}}"), ("var", r"\sigma^2_{{{c}}}"), ("gamma", r"\gamma_{{{c}}}"),
-                          ("beta", r"\beta_{{{c}}}")):
+        for name, tex in (("mu", r"\mu_{{{c}}}"), ("var", r"\sigma^2_{{{c}}}")):
             parts.matrix(name, 1, features, name + "{c}", tex, shape=("1", "D"))
-        parts.matrix("xhat", rows, features, "xhat{r}_{c}", r"\hat{{x}}_{{{r} {c}}}")
-        parts.matrix("out", rows, features, "out{r}_{c}", r"\mathrm{{out}}_{{{r} {c}}}")
-        parts.parameters = [f"gamma{d}" for d in range(1, features + 1)] + [f"beta{d}" for d in range(1, features + 1)]
         for d in range(1, features + 1):
             column = [x[n][d - 1] for n in range(rows)]
             mu = symbol(f"mu{d}")
             parts.equations[f"mu{d}"] = sp.Add(*column) / rows
             parts.equations[f"var{d}"] = sp.Add(*[(v - mu) ** 2 for v in column]) / rows
-        for n in range(1, rows + 1):
-            for d in range(1, features + 1):
-                centred = x[n - 1][d - 1] - symbol(f"mu{d}")
-                parts.equations[f"xhat{n}_{d}"] = centred / sp.sqrt(symbol(f"var{d}") + eps)
-        for n in range(1, rows + 1):
-            for d in range(1, features + 1):
-                parts.equations[f"out{n}_{d}"] = symbol(f"gamma{d}") * symbol(f"xhat{n}_{d}") + symbol(f"beta{d}")
-                parts.outputs.append(f"out{n}_{d}")
-        parts.latex["eps"] = r"\epsilon"
+        scale_and_shift(parts, x, rows, features, lambda n, d: d)
         return parts

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derive.graph.network import symbol
-from derive.layers.modules.base import Module, Parts, input_matrix
+from derive.layers.modules.base import Module, Parts, input_matrix, scale_and_shift
 
 
 class LayerNorm(Module):
@@ -23,26 +23,12 @@ class LayerNorm(Module):
     def build(self, rows: int, features: int) -> Parts:
         parts = Parts(constants=["eps"])
         x = input_matrix(parts, rows, features)
-        eps = symbol("eps")
         parts.matrix("mu", rows, 1, "mu{r}", r"\mu_{{{r}}}", shape=("N", "1"))
         parts.matrix("var", rows, 1, "var{r}", r"\sigma^2_{{{r}}}", shape=("N", "1"))
-        parts.matrix("gamma", 1, features, "gamma{c}", r"\gamma_{{{c}}}", shape=("1", "D"))
-        parts.matrix("beta", 1, features, "beta{c}", r"\beta_{{{c}}}", shape=("1", "D"))
-        parts.matrix("xhat", rows, features, "xhat{r}_{c}", r"\hat{{x}}_{{{r} {c}}}")
-        parts.matrix("out", rows, features, "out{r}_{c}", r"\mathrm{{out}}_{{{r} {c}}}")
-        parts.parameters = [f"gamma{d}" for d in range(1, features + 1)] + [f"beta{d}" for d in range(1, features + 1)]
         for n in range(1, rows + 1):
             row = x[n - 1]
             mu = symbol(f"mu{n}")
             parts.equations[f"mu{n}"] = sp.Add(*row) / features
             parts.equations[f"var{n}"] = sp.Add(*[(v - mu) ** 2 for v in row]) / features
-        for n in range(1, rows + 1):
-            for d in range(1, features + 1):
-                centred = x[n - 1][d - 1] - symbol(f"mu{n}")
-                parts.equations[f"xhat{n}_{d}"] = centred / sp.sqrt(symbol(f"var{n}") + eps)
-        for n in range(1, rows + 1):
-            for d in range(1, features + 1):
-                parts.equations[f"out{n}_{d}"] = symbol(f"gamma{d}") * symbol(f"xhat{n}_{d}") + symbol(f"beta{d}")
-                parts.outputs.append(f"out{n}_{d}")
-        parts.latex["eps"] = r"\epsilon"
+        scale_and_shift(parts, x, rows, features, lambda n, d: n)
         return parts
